@@ -1,0 +1,86 @@
+//! Provider errors, classified once per provider into the kinds the
+//! reconciler acts on.
+
+use std::{fmt, time::Duration};
+
+/// What the reconciler does about a provider answer. Every provider maps its
+/// own error codes onto these in its `errors` module; nothing else inspects codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The rule, or its whole security group, no longer exists: a revoke succeeded.
+    AlreadyGone,
+    /// The rule exists already: an authorize succeeded.
+    AlreadyExists,
+    /// The provider asked us to slow down; retry after `retry_after` if given.
+    Throttled,
+    /// 5xx, timeouts, dropped connections: retry with exponential backoff and the same ClientToken.
+    Transient,
+    /// Credentials were rejected: back off every rule of the ProviderConfig.
+    Unauthorized,
+    /// Retrying cannot help until someone changes the spec or the cloud: Stalled.
+    Invalid,
+}
+
+impl ErrorKind {
+    /// Stable label for metrics, condition reasons and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlreadyGone => "AlreadyGone",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::Throttled => "Throttled",
+            Self::Transient => "Transient",
+            Self::Unauthorized => "Unauthorized",
+            Self::Invalid => "Invalid",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed (or "successfully failed") provider call.
+///
+/// `code` and `message` come from the provider's error envelope, or name the
+/// transport failure. They never contain credentials or signatures: clients
+/// build them only from response bodies and from errors they redact.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {code}: {message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub http_status: Option<u16>,
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+            request_id: None,
+            http_status: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+}

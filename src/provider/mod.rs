@@ -1,0 +1,36 @@
+//! Cloud providers behind one small trait over a normalised rule model.
+//!
+//! Each provider lives in its own module with pure request building and error
+//! classification; signing is in [`crate::sign`], transport in [`http`].
+
+pub mod error;
+pub mod model;
+
+use async_trait::async_trait;
+
+pub use error::{ErrorKind, ProviderError};
+pub use model::{
+    Authorize, DescribedRule, Direction, GroupRef, NicType, Peer, Policy, PortRange, Protocol,
+    ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
+};
+
+/// One configured cloud account (one `ProviderConfig`).
+///
+/// Implementations retry nothing themselves beyond transport-level concerns
+/// they document: the reconciler owns retries, so that a retry of an intent
+/// always carries the intent's ClientToken.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Creates the rule. A rule that already exists is `Ok` (or an
+    /// `AlreadyExists` error, which the caller treats as success).
+    async fn authorize(&self, call: &Authorize) -> Result<Receipt, ProviderError>;
+
+    /// Removes the rule. A missing rule or group is an `AlreadyGone` error,
+    /// which the caller treats as success.
+    async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError>;
+
+    /// Lists every rule of the group (all pages, both directions).
+    async fn describe(&self, group: &model::GroupRef) -> Result<Vec<DescribedRule>, ProviderError>;
+}
