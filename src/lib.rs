@@ -2,4 +2,11 @@
 //! `SecurityGroupRule` objects declare, on Alibaba Cloud ECS, Apsara Stack and
 //! Baidu BCC.
 
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod crds;
 pub mod provider;
+pub mod server;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,169 @@
+//! `ProviderConfig`: one cloud account, its endpoint and its credentials.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::rule::DeletionPolicy;
+
+/// A cloud account that SecurityGroupRules refer to by name: which provider,
+/// where its API is, which Secret holds its credentials, how fast the
+/// operator may call it, and which namespaces may use it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "secgroup.dev",
+    version = "v1alpha1",
+    kind = "ProviderConfig",
+    category = "secgroup",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type != 'apsarastack' || has(self.endpoint)").message("spec.endpoint is required when spec.type is apsarastack").reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.apsara) || self.type == 'apsarastack'").message("spec.apsara is allowed only when spec.type is apsarastack").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.signatureVersion) || self.type != 'baidu'").message("spec.signatureVersion applies to alibaba and apsarastack only; Baidu always signs with bce-auth-v1").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.type != 'apsarastack' || !has(self.signatureVersion) || self.signatureVersion == 'v2'").message("spec.signatureVersion must be v2 for apsarastack").reason(Reason::FieldValueInvalid),
+)]
+pub struct ProviderConfigSpec {
+    /// `alibaba` (Alibaba Cloud ECS), `apsarastack` (Alibaba Apsara Stack) or
+    /// `baidu` (Baidu AI Cloud BCC).
+    #[serde(rename = "type")]
+    pub type_: ProviderType,
+
+    /// API endpoint, e.g. `https://ecs.cn-hangzhou.aliyuncs.com`. Defaults to
+    /// the provider's public endpoint for the region; required for Apsara Stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    )]
+    pub endpoint: Option<String>,
+
+    /// Default region of the rules that use this config, e.g. `cn-hangzhou` or `bj`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
+    pub region: String,
+
+    /// The Secret with keys `accessKeyId`, `accessKeySecret` and optionally
+    /// `securityToken`. The operator reads it only in namespaces it is granted.
+    pub credentials_secret_ref: SecretRef,
+
+    /// Alibaba signature: `v3` (ACS3-HMAC-SHA256, default for alibaba) or `v2`
+    /// (HMAC-SHA1 RPC, the only one Apsara Stack gateways accept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_version: Option<SignatureVersion>,
+
+    /// Apsara Stack gateway settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apsara: Option<ApsaraSettings>,
+
+    /// Client-side rate limit for calls to this account. Defaults to 10 calls
+    /// per second with a burst of 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+
+    /// Which namespaces' SecurityGroupRules may use these credentials. Unset
+    /// allows every namespace; an empty selector (`{}`) does too. Rules in
+    /// other namespaces are refused (Stalled) without any provider call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<LabelSelector>,
+
+    /// Defaults for the rules that use this config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<ProviderDefaults>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    Alibaba,
+    Apsarastack,
+    Baidu,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    V2,
+    V3,
+}
+
+/// Names a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Namespace of the Secret.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// How an Apsara Stack gateway wants ECS calls.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApsaraSettings {
+    /// Sent as `x-acs-organizationid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub organization_id: Option<String>,
+    /// Sent as `x-acs-resourcegroupid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub resource_group_id: Option<String>,
+    /// `Root` (`/`), `Asapi` (`/asapi/v3`) or `Route` (`/apsara/route/Ecs/<Action>`).
+    #[serde(default)]
+    pub path: ApsaraPath,
+    /// `Query` (parameters in the URL) or `Form` (form-encoded body).
+    #[serde(default)]
+    pub body_mode: ApsaraBodyMode,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ApsaraPath {
+    #[default]
+    Root,
+    Asapi,
+    Route,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ApsaraBodyMode {
+    #[default]
+    Query,
+    Form,
+}
+
+/// A token bucket: at most `qps` calls per second on average, `burst` at once.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RateLimit {
+    /// Sustained calls per second, 1 to 10000.
+    #[schemars(range(min = 1, max = 10000))]
+    pub qps: u32,
+    /// Calls allowed at once, 1 to 10000.
+    #[schemars(range(min = 1, max = 10000))]
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { qps: 10, burst: 20 }
+    }
+}
+
+/// Defaults for rules that use a ProviderConfig.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderDefaults {
+    /// Deletion policy of rules that set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// How often each security group is described to notice drift, in
+    /// seconds, 30 to 86400. Defaults to the operator's `--resync-interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub resync_interval_seconds: Option<u32>,
+}

@@ -1,0 +1,487 @@
+//! The SecurityGroupRule controller.
+//!
+//! `reconcile` is a thin driver; each step lives in its own module:
+//! `resolve` (ProviderConfig, Secret, namespace: informer caches) →
+//! `plan` (pure: the next provider call and its ClientToken) →
+//! `steps` (provider calls) → `status` (pure: the status to write) →
+//! one server-side apply of `/status`, only when it changed.
+
+pub mod backoff;
+pub mod connector;
+pub mod convert;
+pub mod drift;
+pub mod plan;
+pub mod resolve;
+pub mod run;
+pub mod status;
+pub mod steps;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::channel::mpsc;
+use jiff::Timestamp;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event as KubeEvent, EventType, Recorder},
+        finalizer::{self, Event},
+        reflector::ObjectRef,
+    },
+};
+use tracing::{info, warn};
+
+pub use run::run;
+
+use self::{
+    backoff::Backoff,
+    drift::DriftFindings,
+    plan::Desired,
+    resolve::{ResolveError, Resolved, Resolver},
+    status::{Record, Standing},
+    steps::{Halt, Notice, Pass},
+};
+use crate::{
+    api::{
+        FIELD_MANAGER, FINALIZER, SecurityGroupRule,
+        conditions::reasons,
+        rule::{DeletionPolicy, Ensure},
+    },
+    provider::{Authorize, GroupRef, Receipt, Revoke, Rule},
+};
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub resolver: Resolver,
+    pub object_backoff: Backoff<ObjectRef<SecurityGroupRule>>,
+    pub config_backoff: Backoff<String>,
+    pub drift: DriftFindings,
+    /// Wakes the controller for rules that drift detection flagged.
+    pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        resolver: Resolver,
+        wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            resolver,
+            object_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
+            drift: DriftFindings::default(),
+            wake,
+        }
+    }
+
+    pub async fn call_authorize(
+        &self,
+        resolved: &Resolved,
+        call: &Authorize,
+    ) -> Result<Receipt, crate::provider::ProviderError> {
+        resolved.provider.authorize(call).await
+    }
+
+    pub async fn call_revoke(
+        &self,
+        resolved: &Resolved,
+        call: &Revoke,
+    ) -> Result<Receipt, crate::provider::ProviderError> {
+        resolved.provider.revoke(call).await
+    }
+
+    /// Authorize answers no rule id: describe the group to learn it. A failed
+    /// describe only costs the id (revoke falls back to attributes).
+    pub async fn learn_rule_id(
+        &self,
+        resolved: &Resolved,
+        group: &GroupRef,
+        rule: &Rule,
+    ) -> Option<String> {
+        match resolved.provider.describe(group).await {
+            Ok(rules) => rules
+                .into_iter()
+                .find(|d| resolved.kind.same_rule(rule, &d.rule))
+                .map(|d| d.rule_id),
+            Err(e) => {
+                warn!(group = %group.security_group_id, error = %e, "describe after authorize failed; the rule id stays unknown");
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("the rule is not revoked yet")]
+    CleanupPending { requeue: Option<Duration> },
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// Reconciles one SecurityGroupRule.
+pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = rule.namespace().unwrap_or_default();
+    let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {
+        match event {
+            Event::Apply(rule) => apply(&rule, &ctx, &api).await,
+            Event::Cleanup(rule) => cleanup(&rule, &ctx, &api).await,
+        }
+    })
+    .await;
+    match result {
+        // The object vanished between the cleanup and the finalizer removal: done.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
+    }
+}
+
+/// What happens after a failed reconcile. Provider failures are handled
+/// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
+/// Kubernetes API failure or a cleanup that must keep the finalizer.
+pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(boxed) = error {
+        if let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref() {
+            return requeue.map_or_else(Action::await_change, Action::requeue);
+        }
+    }
+    warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
+    Action::requeue(ctx.object_backoff.fail(&ObjectRef::from_obj(rule.as_ref())))
+}
+
+/// The group a rule acts on: what status recorded, else the spec.
+fn group_of(rule: &SecurityGroupRule, record: &Record, resolved: &Resolved) -> GroupRef {
+    record.group.clone().unwrap_or_else(|| GroupRef {
+        region: rule
+            .spec
+            .region
+            .clone()
+            .unwrap_or_else(|| resolved.default_region.clone()),
+        security_group_id: rule.spec.security_group_id.clone(),
+    })
+}
+
+async fn apply(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    api: &Api<SecurityGroupRule>,
+) -> Result<Action, Error> {
+    let object = ObjectRef::from_obj(rule);
+    let mut record = Record::from_status(rule.status.as_ref());
+    let resolved = match ctx.resolver.resolve(
+        &rule.spec.provider_config_ref.name,
+        &rule.namespace().unwrap_or_default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            return settle_unresolved(rule, ctx, api, &record, &e)
+                .await
+                .map(|()| requeue_for(&e).into());
+        }
+    };
+    if ctx.drift.take(&object) && record.applied.is_some() {
+        // The cloud lost the rule: a new attempt at this generation needs a
+        // new token, persisted before the call, or the provider would replay
+        // the old authorize as a no-op.
+        record.attempt_epoch += 1;
+        record.applied = None;
+        let standing = Standing::Progressing {
+            reason: reasons::DRIFT_DETECTED,
+            message: "the rule was missing at the provider; authorizing it again".into(),
+        };
+        write_status(api, rule, &record, &standing).await?;
+        publish(
+            ctx,
+            rule,
+            &[Notice {
+                type_: EventType::Warning,
+                reason: reasons::DRIFT_DETECTED,
+                action: crate::api::rule::Action::Describe,
+                note: "the rule was missing at the provider; authorizing it again".into(),
+            }],
+        )
+        .await;
+    }
+    let desired = match rule.spec.ensure {
+        Ensure::Absent => Desired::Absent,
+        Ensure::Present => match convert::rule(&rule.spec.rule, resolved.kind) {
+            Ok(r) => Desired::Present(r),
+            Err(e) => {
+                let halt = steps::stalled(reasons::UNSUPPORTED, e.0);
+                write_status(api, rule, &record, &halt.standing).await?;
+                return Ok(Action::await_change());
+            }
+        },
+    };
+    let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
+    let mut notices = Vec::new();
+    let outcome = pass.run(&mut record, &mut notices).await;
+    publish(ctx, rule, &notices).await;
+    match outcome {
+        Ok(standing) => {
+            ctx.object_backoff.reset(&object);
+            write_status(api, rule, &record, &standing).await?;
+            Ok(Action::await_change())
+        }
+        Err(halt) => {
+            write_status(api, rule, &record, &halt.standing).await?;
+            Ok(halt
+                .requeue
+                .map_or_else(Action::await_change, Action::requeue))
+        }
+    }
+}
+
+async fn cleanup(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    api: &Api<SecurityGroupRule>,
+) -> Result<Action, Error> {
+    let object = ObjectRef::from_obj(rule);
+    let mut record = Record::from_status(rule.status.as_ref());
+    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
+        return orphan(rule, ctx, &object).await;
+    }
+    let resolved = match ctx.resolver.resolve(
+        &rule.spec.provider_config_ref.name,
+        &rule.namespace().unwrap_or_default(),
+    ) {
+        Ok(r) => r,
+        // Only a resolved config is ever called, so with nothing recorded
+        // there is nothing at the provider to revoke.
+        Err(e)
+            if record.applied.is_none() && record.last_operation.is_none() && !e.is_transient() =>
+        {
+            info!(rule = %rule.name_any(), reason = %e, "deleting a rule that never reached its provider");
+            ctx.object_backoff.reset(&object);
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            settle_unresolved(rule, ctx, api, &record, &e).await?;
+            return Err(Error::CleanupPending {
+                requeue: requeue_for(&e).into_requeue(),
+            });
+        }
+    };
+    if resolved.default_deletion_policy == DeletionPolicy::Orphan
+        && rule.spec.deletion_policy.is_none()
+    {
+        return orphan(rule, ctx, &object).await;
+    }
+    let pass = pass_for(
+        rule,
+        ctx,
+        &resolved,
+        &record,
+        object.clone(),
+        Desired::Absent,
+    );
+    let mut notices = Vec::new();
+    let outcome = pass.run(&mut record, &mut notices).await;
+    publish(ctx, rule, &notices).await;
+    match outcome {
+        Ok(_) => {
+            ctx.object_backoff.reset(&object);
+            Ok(Action::await_change())
+        }
+        Err(halt) => {
+            let halt = with_deletion_advice(halt);
+            write_status(api, rule, &record, &halt.standing).await?;
+            Err(Error::CleanupPending {
+                requeue: halt.requeue,
+            })
+        }
+    }
+}
+
+async fn orphan(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    object: &ObjectRef<SecurityGroupRule>,
+) -> Result<Action, Error> {
+    ctx.object_backoff.reset(object);
+    publish(
+        ctx,
+        rule,
+        &[Notice {
+            type_: EventType::Normal,
+            reason: reasons::ORPHANED,
+            action: crate::api::rule::Action::Revoke,
+            note: "deletionPolicy is Orphan: the cloud rule is left in place".into(),
+        }],
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// A stalled delete says how to get unstuck.
+fn with_deletion_advice(mut halt: Halt) -> Halt {
+    if let Standing::Stalled { message, .. } = &mut halt.standing {
+        message.push_str(
+            ". The finalizer stays until the rule is revoked: fix the cause (spec, credentials or the cloud), \
+             or set spec.deletionPolicy to Orphan to delete this object and leave the cloud rule in place",
+        );
+    }
+    halt
+}
+
+fn pass_for<'a>(
+    rule: &'a SecurityGroupRule,
+    ctx: &'a Context,
+    resolved: &'a Resolved,
+    record: &Record,
+    object: ObjectRef<SecurityGroupRule>,
+    desired: Desired,
+) -> Pass<'a> {
+    Pass {
+        ctx,
+        object,
+        resolved,
+        uid: rule.meta().uid.as_deref().unwrap_or_default(),
+        generation: rule.meta().generation.unwrap_or_default(),
+        group: group_of(rule, record, resolved),
+        spec_rule: &rule.spec.rule,
+        desired,
+    }
+}
+
+/// Status for a rule whose ProviderConfig, Secret or namespace is not usable.
+async fn settle_unresolved(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    api: &Api<SecurityGroupRule>,
+    record: &Record,
+    e: &ResolveError,
+) -> Result<(), Error> {
+    let standing = if e.is_transient() {
+        Standing::Progressing {
+            reason: e.reason(),
+            message: e.to_string(),
+        }
+    } else {
+        Standing::Stalled {
+            reason: e.reason(),
+            message: e.to_string(),
+        }
+    };
+    let changed = write_status(api, rule, record, &standing).await?;
+    if changed && !e.is_transient() {
+        publish(
+            ctx,
+            rule,
+            &[Notice {
+                type_: EventType::Warning,
+                reason: e.reason(),
+                action: crate::api::rule::Action::Authorize,
+                note: e.to_string(),
+            }],
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Retry pacing for resolution failures: transient ones soon, the rest
+/// when the ProviderConfig, Secret or Namespace changes (they are watched).
+enum ResolveRequeue {
+    Soon,
+    OnChange,
+}
+
+impl ResolveRequeue {
+    fn into_requeue(self) -> Option<Duration> {
+        match self {
+            Self::Soon => Some(Duration::from_secs(2)),
+            Self::OnChange => None,
+        }
+    }
+}
+
+impl From<ResolveRequeue> for Action {
+    fn from(r: ResolveRequeue) -> Self {
+        r.into_requeue()
+            .map_or_else(Action::await_change, Action::requeue)
+    }
+}
+
+fn requeue_for(e: &ResolveError) -> ResolveRequeue {
+    if e.is_transient() {
+        ResolveRequeue::Soon
+    } else {
+        ResolveRequeue::OnChange
+    }
+}
+
+/// Server-side applies `/status` when it differs from what the object has.
+/// Returns whether it wrote.
+async fn write_status(
+    api: &Api<SecurityGroupRule>,
+    rule: &SecurityGroupRule,
+    record: &Record,
+    standing: &Standing,
+) -> Result<bool, Error> {
+    let next = status::build(
+        rule.status.as_ref(),
+        record,
+        standing,
+        &rule.spec.rule,
+        rule.meta().generation,
+        Timestamp::now(),
+    );
+    if rule.status.as_ref() == Some(&next) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": SecurityGroupRule::api_version(&()),
+        "kind": SecurityGroupRule::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &rule.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(true)
+}
+
+async fn publish(ctx: &Context, rule: &SecurityGroupRule, notices: &[Notice]) {
+    let reference = rule.object_ref(&());
+    for n in notices {
+        let event = KubeEvent {
+            type_: n.type_,
+            reason: n.reason.to_owned(),
+            note: Some(truncate(&n.note, 1000)),
+            action: format!("{:?}", n.action),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(rule = %rule.name_any(), error = %e, "could not publish event");
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary (events cap notes at 1 kB).
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

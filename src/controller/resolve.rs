@@ -1,0 +1,232 @@
+//! Finds the provider client for a rule: its ProviderConfig, the config's
+//! credentials Secret, and whether the rule's namespace may use them.
+//! Reads only the informer caches; never the API server directly.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    ResourceExt,
+    core::{Selector, SelectorExt},
+    runtime::reflector::{ObjectRef, Store},
+};
+
+use crate::{
+    api::{
+        ProviderConfig, conditions::reasons, provider_config::ProviderType, rule::DeletionPolicy,
+    },
+    provider::{Provider, ProviderKind},
+};
+
+/// Builds a provider client from a ProviderConfig and its credentials Secret.
+/// The operator uses the real clients; unit tests plug in doubles.
+pub trait Connector: Send + Sync {
+    /// The error names the missing or malformed Secret key, never its value.
+    fn connect(
+        &self,
+        config: &ProviderConfig,
+        secret: &Secret,
+    ) -> Result<Arc<dyn Provider>, String>;
+}
+
+/// Why a rule cannot be acted on until someone changes something.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("ProviderConfig {0} does not exist")]
+    ConfigNotFound(String),
+    #[error(
+        "ProviderConfig {config} does not allow SecurityGroupRules in namespace {namespace} (see its spec.allowedNamespaces)"
+    )]
+    NamespaceNotAllowed { config: String, namespace: String },
+    #[error("namespace {0} is not known yet")]
+    NamespaceUnknown(String),
+    #[error("ProviderConfig {config} has an invalid spec.allowedNamespaces: {reason}")]
+    BadSelector { config: String, reason: String },
+    #[error(
+        "the operator does not read Secrets in namespace {0}: move the credentials Secret to a namespace it watches (--secret-namespace)"
+    )]
+    SecretNamespaceNotWatched(String),
+    #[error("credentials Secret {namespace}/{name} does not exist")]
+    SecretNotFound { namespace: String, name: String },
+    #[error("credentials Secret {namespace}/{name} is invalid: {reason}")]
+    SecretInvalid {
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+}
+
+impl ResolveError {
+    /// The `Stalled` condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ConfigNotFound(_) => reasons::PROVIDER_CONFIG_NOT_FOUND,
+            Self::NamespaceNotAllowed { .. } | Self::BadSelector { .. } => {
+                reasons::NAMESPACE_NOT_ALLOWED
+            }
+            Self::NamespaceUnknown(_) => reasons::PROGRESSING,
+            Self::SecretNamespaceNotWatched(_) | Self::SecretNotFound { .. } => {
+                reasons::SECRET_NOT_FOUND
+            }
+            Self::SecretInvalid { .. } => reasons::SECRET_INVALID,
+        }
+    }
+
+    /// Whether this resolves itself without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::NamespaceUnknown(_))
+    }
+}
+
+/// A rule's provider, ready to call.
+#[derive(Clone)]
+pub struct Resolved {
+    pub provider: Arc<dyn Provider>,
+    pub kind: ProviderKind,
+    pub config_name: String,
+    /// Changes whenever the config or its Secret changes: keys the
+    /// per-credentials backoff, so fixed credentials are tried at once.
+    pub credentials_key: String,
+    pub default_region: String,
+    pub default_deletion_policy: DeletionPolicy,
+}
+
+pub fn kind_of(t: ProviderType) -> ProviderKind {
+    match t {
+        ProviderType::Alibaba => ProviderKind::Alibaba,
+        ProviderType::Apsarastack => ProviderKind::Apsara,
+        ProviderType::Baidu => ProviderKind::Baidu,
+    }
+}
+
+/// Informer caches and a cache of connected clients, one per ProviderConfig,
+/// rebuilt when the config or its Secret changes.
+pub struct Resolver {
+    pub configs: Store<ProviderConfig>,
+    pub secrets: HashMap<String, Store<Secret>>,
+    pub namespaces: Store<Namespace>,
+    connector: Arc<dyn Connector>,
+    clients: Mutex<HashMap<String, CachedClient>>,
+}
+
+struct CachedClient {
+    /// resourceVersions of the config and the Secret it was built from.
+    versions: (Option<String>, Option<String>),
+    provider: Arc<dyn Provider>,
+}
+
+impl Resolver {
+    pub fn new(
+        configs: Store<ProviderConfig>,
+        secrets: HashMap<String, Store<Secret>>,
+        namespaces: Store<Namespace>,
+        connector: Arc<dyn Connector>,
+    ) -> Self {
+        Self {
+            configs,
+            secrets,
+            namespaces,
+            connector,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// Resolves the provider for a rule named `config_name` in `namespace`.
+    pub fn resolve(&self, config_name: &str, namespace: &str) -> Result<Resolved, ResolveError> {
+        let config = self
+            .configs
+            .get(&ObjectRef::new(config_name))
+            .ok_or_else(|| ResolveError::ConfigNotFound(config_name.to_owned()))?;
+        self.check_namespace(&config, namespace)?;
+        let secret_ref = &config.spec.credentials_secret_ref;
+        let secrets = self
+            .secrets
+            .get(&secret_ref.namespace)
+            .ok_or_else(|| ResolveError::SecretNamespaceNotWatched(secret_ref.namespace.clone()))?;
+        let secret = secrets
+            .get(&ObjectRef::new(&secret_ref.name).within(&secret_ref.namespace))
+            .ok_or_else(|| ResolveError::SecretNotFound {
+                namespace: secret_ref.namespace.clone(),
+                name: secret_ref.name.clone(),
+            })?;
+        let provider = self.client(&config, &secret)?;
+        Ok(Resolved {
+            provider,
+            kind: kind_of(config.spec.type_),
+            config_name: config_name.to_owned(),
+            credentials_key: format!(
+                "{config_name}@{}/{}",
+                config.resource_version().unwrap_or_default(),
+                secret.resource_version().unwrap_or_default()
+            ),
+            default_region: config.spec.region.clone(),
+            default_deletion_policy: config
+                .spec
+                .defaults
+                .as_ref()
+                .and_then(|d| d.deletion_policy)
+                .unwrap_or_default(),
+        })
+    }
+
+    fn check_namespace(
+        &self,
+        config: &ProviderConfig,
+        namespace: &str,
+    ) -> Result<(), ResolveError> {
+        let Some(selector) = &config.spec.allowed_namespaces else {
+            return Ok(());
+        };
+        let selector =
+            Selector::try_from(selector.clone()).map_err(|e| ResolveError::BadSelector {
+                config: config.name_any(),
+                reason: e.to_string(),
+            })?;
+        let ns = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .ok_or_else(|| ResolveError::NamespaceUnknown(namespace.to_owned()))?;
+        if selector.matches(ns.labels()) {
+            Ok(())
+        } else {
+            Err(ResolveError::NamespaceNotAllowed {
+                config: config.name_any(),
+                namespace: namespace.to_owned(),
+            })
+        }
+    }
+
+    fn client(
+        &self,
+        config: &ProviderConfig,
+        secret: &Secret,
+    ) -> Result<Arc<dyn Provider>, ResolveError> {
+        let versions = (config.resource_version(), secret.resource_version());
+        let name = config.name_any();
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cached) = clients.get(&name).filter(|c| c.versions == versions) {
+            return Ok(cached.provider.clone());
+        }
+        let provider = self.connector.connect(config, secret).map_err(|reason| {
+            ResolveError::SecretInvalid {
+                namespace: secret.namespace().unwrap_or_default(),
+                name: secret.name_any(),
+                reason,
+            }
+        })?;
+        clients.insert(
+            name,
+            CachedClient {
+                versions,
+                provider: provider.clone(),
+            },
+        );
+        Ok(provider)
+    }
+}

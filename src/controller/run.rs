@@ -1,0 +1,189 @@
+//! Wires the controller: informers, triggers, drift detection, health.
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::{StreamExt, channel::mpsc, stream};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Config as ControllerConfig,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+use super::{Context, drift, error_policy, reconcile, resolve::Connector, resolve::Resolver};
+use crate::{
+    api::{ProviderConfig, SecurityGroupRule},
+    cli::RunArgs,
+    server,
+};
+
+pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let rules: Api<SecurityGroupRule> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut rule_watch = watcher::Config::default();
+    if let Some(selector) = &args.label_selector {
+        rule_watch = rule_watch.labels(selector);
+    }
+
+    let (configs, config_writer) = reflector::store();
+    let config_events = reflector::reflector(
+        config_writer,
+        watcher(
+            Api::<ProviderConfig>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_events = reflector::reflector(
+        namespace_writer,
+        watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let mut secret_stores = HashMap::new();
+    let mut secret_streams = Vec::new();
+    for ns in &args.secret_namespaces {
+        let (store, writer) = reflector::store();
+        secret_stores.insert(ns.clone(), store);
+        secret_streams.push(
+            reflector::reflector(
+                writer,
+                watcher(
+                    Api::<Secret>::namespaced(client.clone(), ns),
+                    watcher::Config::default(),
+                ),
+            )
+            .default_backoff()
+            .touched_objects()
+            .boxed(),
+        );
+    }
+
+    let (wake, woken) = mpsc::unbounded();
+    let controller = Controller::new(rules, rule_watch)
+        .with_config(ControllerConfig::default().concurrency(args.concurrency));
+    let rule_store = controller.store();
+    let resolver = Resolver::new(
+        configs.clone(),
+        secret_stores.clone(),
+        namespaces.clone(),
+        connector,
+    );
+    let reporter = Reporter {
+        controller: "secgroup-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client, reporter),
+        resolver,
+        wake,
+    ));
+
+    let mut caches: Vec<Box<dyn server::Readiness>> = vec![
+        Box::new(rule_store.clone()),
+        Box::new(configs.clone()),
+        Box::new(namespaces.clone()),
+    ];
+    caches.extend(
+        secret_stores
+            .values()
+            .cloned()
+            .map(|s| Box::new(s) as Box<dyn server::Readiness>),
+    );
+    tokio::spawn(server::serve(args.metrics_addr, caches));
+    tokio::spawn(drift::run(
+        ctx.clone(),
+        rule_store.clone(),
+        args.resync_interval,
+    ));
+
+    info!(
+        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        "starting controller"
+    );
+    controller
+        .watches_stream(config_events, rules_using_config(rule_store.clone()))
+        .watches_stream(
+            stream::select_all(secret_streams),
+            rules_using_secret(rule_store.clone(), configs),
+        )
+        .watches_stream(namespace_events, rules_in_namespace(rule_store))
+        .reconcile_on(woken)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile loop error");
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+fn rules_using_config(
+    rules: Store<SecurityGroupRule>,
+) -> impl Fn(ProviderConfig) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |config| {
+        let name = config.name_any();
+        rules
+            .state()
+            .iter()
+            .filter(|r| r.spec.provider_config_ref.name == name)
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
+}
+
+fn rules_using_secret(
+    rules: Store<SecurityGroupRule>,
+    configs: Store<ProviderConfig>,
+) -> impl Fn(Secret) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |secret| {
+        let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+        let using: Vec<String> = configs
+            .state()
+            .iter()
+            .filter(|c| {
+                c.spec.credentials_secret_ref.namespace == ns
+                    && c.spec.credentials_secret_ref.name == name
+            })
+            .map(|c| c.name_any())
+            .collect();
+        rules
+            .state()
+            .iter()
+            .filter(|r| using.contains(&r.spec.provider_config_ref.name))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
+}
+
+fn rules_in_namespace(
+    rules: Store<SecurityGroupRule>,
+) -> impl Fn(Namespace) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |namespace| {
+        let name = namespace.name_any();
+        rules
+            .state()
+            .iter()
+            .filter(|r| r.namespace().as_deref() == Some(name.as_str()))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
+}
