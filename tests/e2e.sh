@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite against a fresh test control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TESTCLUSTER_DIR="${TESTCLUSTER_DIR:-/tmp/secgroup-e2e-cluster}"
+tests/cluster/testcluster.sh down >/dev/null 2>&1 || true
+eval "$(tests/cluster/testcluster.sh up)"
+trap 'tests/cluster/testcluster.sh down' EXIT
+cargo build --bins
+SECGROUP_E2E=1 cargo test --test e2e --test cluster_smoke -- --test-threads=4
