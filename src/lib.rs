@@ -3,3 +3,4 @@
 //! Baidu BCC.
 
 pub mod provider;
+pub mod sign;
