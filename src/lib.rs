@@ -2,5 +2,6 @@
 //! `SecurityGroupRule` objects declare, on Alibaba Cloud ECS, Apsara Stack and
 //! Baidu BCC.
 
+pub mod fakecloud;
 pub mod provider;
 pub mod sign;

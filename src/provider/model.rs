@@ -247,8 +247,14 @@ mod tests {
     #[test]
     fn peers_compare_in_canonical_form() {
         assert_eq!(Peer::parse_ip("10.1.2.3/8"), Peer::parse_ip("10.0.0.0/8"));
-        assert_eq!(Peer::parse_ip("192.168.0.1"), Peer::parse_ip("192.168.0.1/32"));
-        assert_eq!(Peer::parse_ip("2001:DB8:0:0::/32"), Peer::parse_ip("2001:db8::/32"));
+        assert_eq!(
+            Peer::parse_ip("192.168.0.1"),
+            Peer::parse_ip("192.168.0.1/32")
+        );
+        assert_eq!(
+            Peer::parse_ip("2001:DB8:0:0::/32"),
+            Peer::parse_ip("2001:db8::/32")
+        );
         assert_ne!(Peer::parse_ip("10.0.0.0/8"), Peer::parse_ip("10.0.0.0/16"));
         assert_eq!(Peer::parse_ip("not-an-ip"), None);
     }
