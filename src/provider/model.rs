@@ -215,9 +215,22 @@ pub struct Revoke {
 #[derive(Clone, Debug)]
 pub enum RevokeTarget {
     /// By the provider's rule id (Alibaba `SecurityGroupRuleId.N`, Baidu delete-by-id).
-    Id(String),
+    ///
+    /// `rule` is the rule the id was recorded for: its direction picks
+    /// Alibaba's action (`RevokeSecurityGroup` or `…Egress`), and Apsara Stack,
+    /// whose gateway knows no rule ids, revokes by its attributes instead.
+    Id { rule_id: String, rule: Rule },
     /// By the rule's attributes, when no id is known.
     Attributes(Rule),
+}
+
+impl RevokeTarget {
+    /// The rule being revoked, whichever way it is addressed.
+    pub fn rule(&self) -> &Rule {
+        match self {
+            Self::Id { rule, .. } | Self::Attributes(rule) => rule,
+        }
+    }
 }
 
 /// What a successful call returned that is worth recording.
@@ -247,8 +260,14 @@ mod tests {
     #[test]
     fn peers_compare_in_canonical_form() {
         assert_eq!(Peer::parse_ip("10.1.2.3/8"), Peer::parse_ip("10.0.0.0/8"));
-        assert_eq!(Peer::parse_ip("192.168.0.1"), Peer::parse_ip("192.168.0.1/32"));
-        assert_eq!(Peer::parse_ip("2001:DB8:0:0::/32"), Peer::parse_ip("2001:db8::/32"));
+        assert_eq!(
+            Peer::parse_ip("192.168.0.1"),
+            Peer::parse_ip("192.168.0.1/32")
+        );
+        assert_eq!(
+            Peer::parse_ip("2001:DB8:0:0::/32"),
+            Peer::parse_ip("2001:db8::/32")
+        );
         assert_ne!(Peer::parse_ip("10.0.0.0/8"), Peer::parse_ip("10.0.0.0/16"));
         assert_eq!(Peer::parse_ip("not-an-ip"), None);
     }
