@@ -41,6 +41,39 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// The kind of an error code no provider table names: anything about
+/// throttling (`Throttling`, `Throttling.User`, `Rejected.Throttling`,
+/// `…Throttled`) or HTTP 429 is Throttled, other 5xx Transient, other 4xx Invalid.
+pub fn classify_unknown(status: u16, code: &str) -> ErrorKind {
+    if code.contains("Throttl") || status == 429 {
+        ErrorKind::Throttled
+    } else if status >= 500 {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Invalid
+    }
+}
+
+/// Which trait call an answer belongs to: the same code can mean different
+/// things (a missing group is "already gone" for a revoke, a mistake for an authorize).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Authorize,
+    Revoke,
+    Describe,
+}
+
+impl Operation {
+    /// Stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorize => "authorize",
+            Self::Revoke => "revoke",
+            Self::Describe => "describe",
+        }
+    }
+}
+
 /// A failed (or "successfully failed") provider call.
 ///
 /// `code` and `message` come from the provider's error envelope, or name the

@@ -3,15 +3,29 @@
 //! Each provider lives in its own module with pure request building and error
 //! classification; signing is in [`crate::sign`], transport in [`http`].
 
+pub mod alibaba;
+pub mod apsara;
+pub mod baidu;
+pub mod credentials;
 pub mod error;
+pub mod http;
 pub mod model;
+pub mod settings;
+
+#[cfg(test)]
+mod fixtures;
 
 use async_trait::async_trait;
 
-pub use error::{ErrorKind, ProviderError};
+pub use credentials::{Credentials, SecretString};
+pub use error::{ErrorKind, Operation, ProviderError};
 pub use model::{
     Authorize, DescribedRule, Direction, GroupRef, NicType, Peer, Policy, PortRange, Protocol,
     ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
+};
+pub use settings::{
+    ApsaraPath, ApsaraSettings, BodyMode, ConnectError, ProviderSettings, RateLimit,
+    SignatureVersion, Timeouts, connect,
 };
 
 /// One configured cloud account (one `ProviderConfig`).

@@ -215,9 +215,22 @@ pub struct Revoke {
 #[derive(Clone, Debug)]
 pub enum RevokeTarget {
     /// By the provider's rule id (Alibaba `SecurityGroupRuleId.N`, Baidu delete-by-id).
-    Id(String),
+    ///
+    /// `rule` is the rule the id was recorded for: its direction picks
+    /// Alibaba's action (`RevokeSecurityGroup` or `…Egress`), and Apsara Stack,
+    /// whose gateway knows no rule ids, revokes by its attributes instead.
+    Id { rule_id: String, rule: Rule },
     /// By the rule's attributes, when no id is known.
     Attributes(Rule),
+}
+
+impl RevokeTarget {
+    /// The rule being revoked, whichever way it is addressed.
+    pub fn rule(&self) -> &Rule {
+        match self {
+            Self::Id { rule, .. } | Self::Attributes(rule) => rule,
+        }
+    }
 }
 
 /// What a successful call returned that is worth recording.

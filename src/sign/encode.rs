@@ -26,6 +26,16 @@ pub fn uri_encode_except_slash(s: &str) -> String {
     utf8_percent_encode(s, RESERVED_EXCEPT_SLASH).to_string()
 }
 
+/// `name=value` pairs joined with `&`, both sides [`percent_encode`]d: the
+/// query strings and form bodies the clients send (never `+` for a space).
+pub fn query_string(pairs: &super::Pairs) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +89,15 @@ mod tests {
             uri_encode_except_slash("/v2/securityGroup/g-1"),
             "/v2/securityGroup/g-1"
         );
+    }
+
+    #[test]
+    fn a_query_string_keeps_order_and_empty_values() {
+        let pairs = vec![
+            ("revokeRule".to_string(), String::new()),
+            ("clientToken".to_string(), "a b/c".to_string()),
+        ];
+        assert_eq!(query_string(&pairs), "revokeRule=&clientToken=a%20b%2Fc");
     }
 
     /// Every edge case, as both official SDKs encode it.

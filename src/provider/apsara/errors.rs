@@ -1,0 +1,170 @@
+//! Apsara Stack answers: the POP error JSON of public ECS, and the gateway
+//! envelopes some deployments wrap around it — `{resultCode, resultMsg,
+//! result}` and ASAPI's `{asapiSuccess, asapiErrorCode, asapiErrorMessage}` —
+//! which may arrive with HTTP 200.
+//!
+//! Codes are the ECS codes, so classification is Alibaba's table; only the
+//! numeric result codes of the envelope need a rule of their own.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::provider::{
+    alibaba::errors::{self as ecs, PopEnvelope},
+    error::{ErrorKind, Operation, ProviderError},
+    http::HttpResponse,
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct GatewayEnvelope {
+    result_code: Option<Value>,
+    result_msg: Option<String>,
+    asapi_success: Option<bool>,
+    asapi_error_code: Option<String>,
+    asapi_error_message: Option<String>,
+    asapi_request_id: Option<String>,
+}
+
+/// Result codes that mean success in a `{resultCode, …}` envelope.
+fn is_success_result(code: &Value) -> bool {
+    match code {
+        Value::Number(n) => matches!(n.as_i64(), Some(0 | 200)),
+        Value::String(s) => matches!(s.as_str(), "0" | "200" | "OK" | "Success"),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+/// The failure in an answer, if any, classified.
+pub fn failure(operation: Operation, response: &HttpResponse) -> Option<ProviderError> {
+    let gateway: GatewayEnvelope = serde_json::from_slice(&response.body).unwrap_or_default();
+    let (code, message, request_id) = if gateway.asapi_success == Some(false) {
+        (
+            gateway.asapi_error_code,
+            gateway.asapi_error_message,
+            gateway.asapi_request_id,
+        )
+    } else if let Some(result) = gateway.result_code.filter(|code| !is_success_result(code)) {
+        let code = match result {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        (Some(code), gateway.result_msg, None)
+    } else if !response.is_success() {
+        let pop = PopEnvelope::parse(&response.body);
+        (pop.code, pop.message, pop.request_id)
+    } else {
+        return None;
+    };
+    Some(ecs::classified(
+        operation, response, code, message, request_id, classify,
+    ))
+}
+
+/// ECS codes as on public Alibaba Cloud. A numeric envelope code with a 2xx
+/// status falls outside that table: negative ones are the gateway's own
+/// "system error" (retry), others refuse the request.
+pub fn classify(operation: Operation, status: u16, code: &str) -> ErrorKind {
+    let numeric = code.parse::<i64>().ok();
+    match numeric {
+        Some(n) if (200..300).contains(&status) => {
+            if n < 0 {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Invalid
+            }
+        }
+        _ => ecs::classify(operation, status, code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::fixtures;
+
+    fn response(status: u16, body: &str) -> HttpResponse {
+        fixtures::response(status, body, &[])
+    }
+
+    #[test]
+    fn a_plain_success_is_no_failure() {
+        for body in [
+            r#"{"RequestID":"1E3D5A1E0"}"#,
+            r#"{"RequestId":"r"}"#,
+            r#"{"resultCode":0,"result":{}}"#,
+            "",
+        ] {
+            assert!(
+                failure(Operation::Revoke, &response(200, body)).is_none(),
+                "{body}"
+            );
+        }
+    }
+
+    /// The vendor page's failure example, which arrives as HTTP 200.
+    #[test]
+    fn the_result_code_envelope_is_a_failure_even_with_http_200() {
+        let err = failure(
+            Operation::Revoke,
+            &response(
+                200,
+                r#"{"resultCode":-1,"resultMsg":"system error","result":null}"#,
+            ),
+        )
+        .expect("a failure");
+        assert_eq!(
+            (err.kind, err.code.as_str(), err.message.as_str()),
+            (ErrorKind::Transient, "-1", "system error")
+        );
+        let refused = failure(
+            Operation::Authorize,
+            &response(200, r#"{"resultCode":1001,"resultMsg":"denied"}"#),
+        )
+        .expect("a failure");
+        assert_eq!(refused.kind, ErrorKind::Invalid);
+    }
+
+    /// POP codes classify as on public ECS: a missing rule is gone for a revoke.
+    #[test]
+    fn pop_errors_use_the_ecs_table() {
+        let err = failure(
+            Operation::Revoke,
+            &response(400, r#"{"RequestId":"r-1","Code":"InvalidSecurityGroupRule.RuleNotExist","Message":"The specified rule does not exist."}"#),
+        )
+        .expect("a failure");
+        assert_eq!(
+            (err.kind, err.request_id.as_deref()),
+            (ErrorKind::AlreadyGone, Some("r-1"))
+        );
+        let mismatch = failure(
+            Operation::Authorize,
+            &response(400, r#"{"Code":"IdempotentParameterMismatch"}"#),
+        )
+        .expect("a failure");
+        assert_eq!(mismatch.kind, ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn an_asapi_failure_reads_its_own_fields() {
+        let err = failure(
+            Operation::Authorize,
+            &response(
+                200,
+                r#"{"asapiSuccess":false,"asapiErrorCode":"Throttling.User","asapiErrorMessage":"slow down","asapiRequestId":"a-1"}"#,
+            ),
+        )
+        .expect("a failure");
+        assert_eq!(
+            (err.kind, err.code.as_str(), err.request_id.as_deref()),
+            (ErrorKind::Throttled, "Throttling.User", Some("a-1"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_5xx_is_transient() {
+        let err = failure(Operation::Describe, &response(503, "gateway down")).expect("a failure");
+        assert_eq!(err.kind, ErrorKind::Transient);
+    }
+}

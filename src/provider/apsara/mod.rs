@@ -1,0 +1,163 @@
+//! Alibaba Apsara Stack: the ECS 2014-05-26 RPC API behind a private gateway.
+//!
+//! The client is [`EcsClient`](super::alibaba::EcsClient) with the Apsara
+//! gateway; this module only knows what differs: V2 (HMAC-SHA1) signing
+//! always, the legacy flat rule parameters (no rule ids, so a revoke always
+//! matches on attributes), organisation headers, and the configurable path and
+//! body mode. The endpoint is required: there is no public default.
+
+pub mod errors;
+
+use url::Url;
+
+use super::{
+    alibaba::{api::RpcCall, wire},
+    credentials::Credentials,
+    error::ProviderError,
+    http::HttpRequest,
+    settings::{ApsaraSettings, endpoint_url},
+};
+
+/// The signed request for `call` on the Apsara gateway at `endpoint`.
+pub(crate) fn request(
+    settings: &ApsaraSettings,
+    endpoint: Option<&Url>,
+    region: &str,
+    call: &RpcCall,
+    credentials: &Credentials,
+    attempt: wire::Attempt<'_>,
+) -> Result<HttpRequest, ProviderError> {
+    // No default host: `connect` refuses Apsara settings without an endpoint.
+    let url = endpoint_url(endpoint, "", &settings.path.path(call.action))?;
+    let mut headers = vec![("x-acs-regionid".to_string(), region.to_string())];
+    if let Some(organization) = &settings.organization_id {
+        headers.push(("x-acs-organizationid".to_string(), organization.clone()));
+    }
+    if let Some(resource_group) = &settings.resource_group_id {
+        headers.push(("x-acs-resourcegroupid".to_string(), resource_group.clone()));
+    }
+    Ok(wire::v2_request(
+        url,
+        call,
+        credentials,
+        attempt,
+        settings.body_mode,
+        headers,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{
+        GroupRef, PortRange, Revoke, RevokeTarget, Rule,
+        alibaba::api::{RuleForm, revoke_call},
+        fixtures::ssh_from_ten,
+        settings::{ApsaraPath, BodyMode},
+    };
+
+    /// The rule of the vendor reference page (seed): tcp 1/200 from 10.0.0.0/8.
+    fn revoke() -> RpcCall {
+        let rule = Rule {
+            ports: Some(PortRange { from: 1, to: 200 }),
+            description: String::new(),
+            ..ssh_from_ten()
+        };
+        revoke_call(
+            &Revoke {
+                group: GroupRef {
+                    region: "cn-qingdao-env17-d01".into(),
+                    security_group_id: "sg-1".into(),
+                },
+                target: RevokeTarget::Id {
+                    rule_id: "sgr-known".into(),
+                    rule,
+                },
+                client_token: "123e4567-e89b-12d3-a456-426655440000".into(),
+            },
+            "cn-qingdao-env17-d01",
+            RuleForm::Flat,
+        )
+    }
+
+    const ATTEMPT: wire::Attempt<'static> = wire::Attempt {
+        nonce: "n-1",
+        timestamp: "2025-01-02T03:04:05Z",
+    };
+
+    /// `/apsara/route/Ecs/<Action>` with every parameter in the form body, as the vendor page documents.
+    #[test]
+    fn the_route_path_with_a_form_body_carries_legacy_flat_parameters() {
+        let settings = ApsaraSettings {
+            organization_id: Some("org-7".into()),
+            resource_group_id: Some("rg-9".into()),
+            path: ApsaraPath::Route,
+            body_mode: BodyMode::Form,
+        };
+        let endpoint = Url::parse("http://127.0.0.1:8080").expect("url");
+        let request = request(
+            &settings,
+            Some(&endpoint),
+            "cn-qingdao-env17-d01",
+            &revoke(),
+            &Credentials::new("ak", "sk", None),
+            ATTEMPT,
+        )
+        .expect("request");
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:8080/apsara/route/Ecs/RevokeSecurityGroup"
+        );
+        assert_eq!(request.header("x-acs-organizationid"), Some("org-7"));
+        assert_eq!(request.header("x-acs-resourcegroupid"), Some("rg-9"));
+        assert_eq!(
+            request.header("x-acs-regionid"),
+            Some("cn-qingdao-env17-d01")
+        );
+        assert_eq!(
+            request.param("Action").as_deref(),
+            Some("RevokeSecurityGroup")
+        );
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.param("PortRange").as_deref(), Some("1/200"));
+        assert_eq!(request.param("SourceCidrIp").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(
+            request.param("ClientToken").as_deref(),
+            Some("123e4567-e89b-12d3-a456-426655440000")
+        );
+        assert_eq!(
+            request.param("SecurityGroupRuleId.1").as_deref(),
+            None,
+            "Apsara has no rule ids"
+        );
+        assert_eq!(
+            request.param("SignatureMethod").as_deref(),
+            Some("HMAC-SHA1")
+        );
+        request.assert_v2_signed("sk");
+    }
+
+    /// `/asapi/v3` in query mode leaves the body empty and omits unset organisation headers.
+    #[test]
+    fn the_asapi_path_in_query_mode_signs_the_query() {
+        let settings = ApsaraSettings {
+            path: ApsaraPath::Asapi,
+            ..ApsaraSettings::default()
+        };
+        let endpoint = Url::parse("https://asapi.example").expect("url");
+        let request = request(
+            &settings,
+            Some(&endpoint),
+            "r1",
+            &revoke(),
+            &Credentials::new("ak", "sk", None),
+            ATTEMPT,
+        )
+        .expect("request");
+        assert_eq!(request.url.path(), "/asapi/v3");
+        assert!(request.body.is_empty());
+        assert_eq!(request.header("x-acs-organizationid"), None);
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        request.assert_v2_signed("sk");
+    }
+}

@@ -1,0 +1,111 @@
+//! Baidu AI Cloud BCC security groups (REST/JSON under `/v2`, `bce-auth-v1`).
+//!
+//! One attempt per trait call; the reconciler retries with the same
+//! clientToken, and each attempt signs with the current time.
+
+pub mod api;
+pub mod errors;
+
+use async_trait::async_trait;
+use url::Url;
+
+use self::api::BaiduCall;
+use super::{
+    Authorize, DescribedRule, GroupRef, Provider, ProviderKind, Receipt, Revoke,
+    credentials::Credentials,
+    error::{ErrorKind, Operation, ProviderError},
+    http::{HttpResponse, Transport, attempt_timestamp},
+    settings::{ProviderSettings, endpoint_url},
+};
+
+pub struct BaiduClient {
+    transport: Transport,
+    credentials: Credentials,
+    endpoint: Option<Url>,
+    region: String,
+}
+
+impl BaiduClient {
+    pub fn new(
+        settings: &ProviderSettings,
+        credentials: Credentials,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            transport,
+            credentials,
+            endpoint: settings.endpoint.clone(),
+            region: settings.region.clone(),
+        }
+    }
+
+    /// One attempt: sign, send, and classify any failure, with credentials
+    /// redacted from everything the provider said.
+    async fn call(
+        &self,
+        operation: Operation,
+        group: &GroupRef,
+        call: &BaiduCall,
+    ) -> Result<HttpResponse, ProviderError> {
+        let region = if group.region.is_empty() {
+            &self.region
+        } else {
+            &group.region
+        };
+        let base = endpoint_url(
+            self.endpoint.as_ref(),
+            &format!("bcc.{region}.baidubce.com"),
+            "/",
+        )?;
+        let request = api::signed_request(base, call, &self.credentials, &attempt_timestamp());
+        let outcome = match self.transport.send(request).await {
+            Ok(response) if response.is_success() => Ok(response),
+            Ok(response) => Err(errors::error_from_response(operation, &response)),
+            Err(err) => Err(err),
+        };
+        outcome.map_err(|err| self.credentials.redact_error(err))
+    }
+}
+
+#[async_trait]
+impl Provider for BaiduClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Baidu
+    }
+
+    async fn authorize(&self, call: &Authorize) -> Result<Receipt, ProviderError> {
+        let response = self
+            .call(
+                Operation::Authorize,
+                &call.group,
+                &api::authorize_call(call)?,
+            )
+            .await?;
+        Ok(Receipt {
+            request_id: errors::request_id(&response),
+        })
+    }
+
+    async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
+        let response = self
+            .call(Operation::Revoke, &call.group, &api::revoke_call(call)?)
+            .await?;
+        Ok(Receipt {
+            request_id: errors::request_id(&response),
+        })
+    }
+
+    async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
+        let response = self
+            .call(Operation::Describe, group, &api::describe_call(group))
+            .await?;
+        api::parse_describe(&response.body).map_err(|err| {
+            ProviderError::new(
+                ErrorKind::Transient,
+                "MalformedResponse",
+                format!("group detail answer: {err}"),
+            )
+            .with_request_id(errors::request_id(&response))
+        })
+    }
+}
