@@ -78,8 +78,8 @@ pub fn canonical_authorize(call: &Authorize) -> String {
 pub fn canonical_revoke(call: &Revoke) -> String {
     let mut out = canonical_group(&call.group);
     match &call.target {
-        RevokeTarget::Id(id) => {
-            let _ = write!(out, "id={id}");
+        RevokeTarget::Id { rule_id, .. } => {
+            let _ = write!(out, "id={rule_id}");
         }
         RevokeTarget::Attributes(rule) => {
             out.push_str("rule=");
@@ -236,7 +236,10 @@ mod tests {
     fn revoke_by_id_and_by_attributes_are_different_requests() {
         let by_id = canonical_revoke(&Revoke {
             group: group(),
-            target: RevokeTarget::Id("sgr-1".into()),
+            target: RevokeTarget::Id {
+                rule_id: "sgr-1".into(),
+                rule: rule(),
+            },
             client_token: String::new(),
         });
         let by_attrs = canonical_revoke(&Revoke {

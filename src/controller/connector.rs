@@ -1,11 +1,22 @@
-//! Connects ProviderConfigs to the real provider clients.
+//! Connects ProviderConfigs to the real provider clients: maps the API types
+//! onto `ProviderSettings` and the Secret onto `Credentials`.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::resolve::Connector;
-use crate::{api::ProviderConfig, provider::Provider};
+use super::resolve::{Connector, kind_of};
+use crate::{
+    api::{
+        ProviderConfig,
+        provider_config::{self as api, ProviderConfigSpec},
+    },
+    provider::{
+        Provider,
+        credentials::Credentials,
+        settings::{self, ProviderSettings},
+    },
+};
 
 /// The production connector.
 pub struct Clients;
@@ -13,9 +24,126 @@ pub struct Clients;
 impl Connector for Clients {
     fn connect(
         &self,
-        _config: &ProviderConfig,
-        _secret: &Secret,
+        config: &ProviderConfig,
+        secret: &Secret,
     ) -> Result<Arc<dyn Provider>, String> {
-        Err("provider clients are not linked in".into())
+        let settings = settings_of(&config.spec)?;
+        settings::connect(&settings, credentials_of(secret)?).map_err(|e| e.to_string())
+    }
+}
+
+pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String> {
+    let mut settings = ProviderSettings::new(kind_of(spec.type_), spec.region.clone());
+    if let Some(endpoint) = &spec.endpoint {
+        settings.endpoint = Some(
+            endpoint
+                .parse()
+                .map_err(|e| format!("spec.endpoint '{endpoint}' is not a URL: {e}"))?,
+        );
+    }
+    settings.signature_version = match (spec.type_, spec.signature_version) {
+        (api::ProviderType::Apsarastack, _) | (_, Some(api::SignatureVersion::V2)) => {
+            settings::SignatureVersion::V2
+        }
+        _ => settings::SignatureVersion::V3,
+    };
+    if let Some(apsara) = &spec.apsara {
+        settings.apsara = settings::ApsaraSettings {
+            organization_id: apsara.organization_id.clone(),
+            resource_group_id: apsara.resource_group_id.clone(),
+            path: match apsara.path {
+                api::ApsaraPath::Root => settings::ApsaraPath::Root,
+                api::ApsaraPath::Asapi => settings::ApsaraPath::Asapi,
+                api::ApsaraPath::Route => settings::ApsaraPath::Route,
+            },
+            body_mode: match apsara.body_mode {
+                api::ApsaraBodyMode::Query => settings::BodyMode::Query,
+                api::ApsaraBodyMode::Form => settings::BodyMode::Form,
+            },
+        };
+    }
+    let rate = spec.rate_limit.unwrap_or_default();
+    settings.rate_limit = settings::RateLimit {
+        qps: rate.qps,
+        burst: rate.burst,
+    };
+    Ok(settings)
+}
+
+/// Reads the credentials keys; errors name the key, never a value.
+pub fn credentials_of(secret: &Secret) -> Result<Credentials, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        let from_data =
+            secret.data.as_ref().and_then(|d| d.get(key)).map(|v| {
+                String::from_utf8(v.0.clone()).map_err(|_| format!("key {key} is not UTF-8"))
+            });
+        let from_string = secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .cloned()
+            .map(Ok);
+        from_data
+            .or(from_string)
+            .transpose()
+            .map(|v| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+    };
+    let id = text("accessKeyId")?.ok_or("key accessKeyId is missing or empty")?;
+    let secret_key = text("accessKeySecret")?.ok_or("key accessKeySecret is missing or empty")?;
+    Ok(Credentials::new(id, secret_key, text("securityToken")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        let data = pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                )
+            })
+            .collect();
+        Secret {
+            data: Some(data),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_key_is_named_and_no_value_is_shown() {
+        let err = credentials_of(&secret(&[("accessKeyId", "AKID"), ("wrong", "TOPSECRET")]))
+            .expect_err("incomplete");
+        assert!(err.contains("accessKeySecret"), "{err}");
+        assert!(!err.contains("TOPSECRET") && !err.contains("AKID"), "{err}");
+    }
+
+    #[test]
+    fn credentials_are_read_and_trimmed() {
+        let creds = credentials_of(&secret(&[
+            ("accessKeyId", "AKID\n"),
+            ("accessKeySecret", "s3cret"),
+        ]))
+        .expect("complete");
+        assert_eq!(creds.access_key_id, "AKID");
+        assert_eq!(creds.access_key_secret.expose(), "s3cret");
+        assert!(creds.security_token.is_none());
+    }
+
+    #[test]
+    fn apsara_always_signs_with_v2() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "type": "apsarastack", "region": "r1", "endpoint": "http://127.0.0.1:9",
+            "credentialsSecretRef": {"namespace": "n", "name": "s"},
+            "apsara": {"path": "Route", "bodyMode": "Form"}
+        }))
+        .expect("valid");
+        let s = settings_of(&spec).expect("valid");
+        assert_eq!(s.signature_version, settings::SignatureVersion::V2);
+        assert_eq!(s.apsara.path, settings::ApsaraPath::Route);
+        assert_eq!(s.apsara.body_mode, settings::BodyMode::Form);
     }
 }

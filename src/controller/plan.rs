@@ -121,7 +121,10 @@ fn authorize(input: &PlanInput<'_>, rule: &Rule) -> Step {
 
 fn revoke(input: &PlanInput<'_>, what: &Applied, of: RevokeOf) -> Step {
     let target = match &what.rule_id {
-        Some(id) => RevokeTarget::Id(id.clone()),
+        Some(id) => RevokeTarget::Id {
+            rule_id: id.clone(),
+            rule: what.rule.clone(),
+        },
         None => RevokeTarget::Attributes(what.rule.clone()),
     };
     let mut call = Revoke {
@@ -218,7 +221,9 @@ mod tests {
         match plan(&i) {
             Step::Revoke { call, of } => {
                 assert_eq!(of, RevokeOf::Superseded);
-                assert!(matches!(call.target, RevokeTarget::Id(ref id) if id == "sgr-old"));
+                assert!(
+                    matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-old")
+                );
             }
             other => panic!("expected a revoke of the superseded rule, got {other:?}"),
         }
@@ -249,7 +254,9 @@ mod tests {
                 call,
                 of: RevokeOf::Applied,
             } => {
-                assert!(matches!(call.target, RevokeTarget::Id(ref id) if id == "sgr-1"));
+                assert!(
+                    matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-1")
+                );
             }
             other => panic!("expected revoke by id, got {other:?}"),
         }

@@ -22,13 +22,18 @@ async fn setup(prefix: &str) -> Option<(Api<SecurityGroupRule>, String)> {
 }
 
 fn group_id(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// Present → authorized and Ready; Absent → revoked, object kept; Present
 /// again → authorized; delete → revoked, then the finalizer is removed.
 async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &str) {
-    let Some((api, _ns)) = setup("e2e-life").await else { return };
+    let Some((api, _ns)) = setup("e2e-life").await else {
+        return;
+    };
     let group = group_id(group_prefix);
     create_group(provider, region, &group).await;
     let rule = json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443},
@@ -37,32 +42,74 @@ async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &st
 
     let ready = condition(&api, "web", "Ready", "True").await;
     let status = ready.status.expect("status");
-    assert_eq!(status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.as_str()), Some("Authorized"));
+    assert_eq!(
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason.as_str()),
+        Some("Authorized")
+    );
     let rule_id = status.rule_id.expect("rule id learned by describe");
     let cloud = cloud_rules(provider, region, &group).await;
     assert_eq!(cloud.len(), 1, "one rule at the provider: {cloud:?}");
     assert_eq!(cloud[0]["ruleId"], rule_id.as_str());
-    assert!(ready.metadata.finalizers.unwrap_or_default().contains(&"secgroup.dev/revoke".to_owned()));
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"secgroup.dev/revoke".to_owned())
+    );
 
     merge(&api, "web", json!({"spec": {"ensure": "Absent"}})).await;
     let revoked = condition(&api, "web", "Ready", "True").await;
     let st = revoked.status.expect("status");
-    assert_eq!(st.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.as_str()), Some("Revoked"));
-    assert!(cloud_rules(provider, region, &group).await.is_empty(), "Absent revokes the rule");
+    assert_eq!(
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason.as_str()),
+        Some("Revoked")
+    );
+    assert!(
+        cloud_rules(provider, region, &group).await.is_empty(),
+        "Absent revokes the rule"
+    );
 
     merge(&api, "web", json!({"spec": {"ensure": "Present"}})).await;
     let again = condition(&api, "web", "Ready", "True").await;
-    assert_eq!(again.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready")).map(|c| c.reason), Some("Authorized".into()));
+    assert_eq!(
+        again
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason),
+        Some("Authorized".into())
+    );
     assert_eq!(cloud_rules(provider, region, &group).await.len(), 1);
 
     delete(&api, "web").await;
     gone(&api, "web").await;
-    assert!(cloud_rules(provider, region, &group).await.is_empty(), "delete revokes the rule");
+    assert!(
+        cloud_rules(provider, region, &group).await.is_empty(),
+        "delete revokes the rule"
+    );
 
     // Every mutation carried a ClientToken, and none had two effects.
     let calls = cloud_calls(&group).await;
-    let mutations: Vec<_> = calls.iter().filter(|c| !c["action"].as_str().unwrap_or("").starts_with("Describe") && c["action"] != "GetSecurityGroup").collect();
-    assert!(mutations.iter().all(|c| c["clientToken"].as_str().is_some_and(|t| t.starts_with("sgo-"))), "{mutations:?}");
+    let mutations: Vec<_> = calls
+        .iter()
+        .filter(|c| {
+            !c["action"].as_str().unwrap_or("").starts_with("Describe")
+                && c["action"] != "GetSecurityGroup"
+        })
+        .collect();
+    assert!(
+        mutations.iter().all(|c| c["clientToken"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("sgo-"))),
+        "{mutations:?}"
+    );
 }
 
 #[tokio::test]
@@ -83,39 +130,77 @@ async fn baidu_rule_lifecycle() {
 /// `deletionPolicy: Orphan` deletes the object without any provider call.
 #[tokio::test]
 async fn orphan_leaves_the_cloud_rule() {
-    let Some((api, _ns)) = setup("e2e-orphan").await else { return };
+    let Some((api, _ns)) = setup("e2e-orphan").await else {
+        return;
+    };
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
-    let mut manifest = rule_manifest("kept", "e2e-alibaba", &group, json!({"direction": "Ingress", "protocol": "UDP", "peer": {"cidr": "192.168.0.0/16"}}));
+    let mut manifest = rule_manifest(
+        "kept",
+        "e2e-alibaba",
+        &group,
+        json!({"direction": "Ingress", "protocol": "UDP", "peer": {"cidr": "192.168.0.0/16"}}),
+    );
     manifest["spec"]["deletionPolicy"] = json!("Orphan");
     apply(&api, "kept", &manifest).await;
     condition(&api, "kept", "Ready", "True").await;
     let before = cloud_calls(&group).await.len();
     delete(&api, "kept").await;
     gone(&api, "kept").await;
-    assert_eq!(cloud_rules("alibaba", "cn-hangzhou", &group).await.len(), 1, "the cloud rule stays");
-    assert_eq!(cloud_calls(&group).await.len(), before, "no provider call on an orphaning delete");
+    assert_eq!(
+        cloud_rules("alibaba", "cn-hangzhou", &group).await.len(),
+        1,
+        "the cloud rule stays"
+    );
+    assert_eq!(
+        cloud_calls(&group).await.len(),
+        before,
+        "no provider call on an orphaning delete"
+    );
 }
 
 /// A rule in a group that does not exist cannot be authorized: Stalled with
 /// the provider's code; deleting keeps the finalizer until Orphan is set.
 #[tokio::test]
 async fn permanent_error_stalls_and_orphan_unblocks_deletion() {
-    let Some((api, _ns)) = setup("e2e-stall").await else { return };
+    let Some((api, _ns)) = setup("e2e-stall").await else {
+        return;
+    };
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
-    apply(&api, "bad", &rule_manifest("bad", "e2e-alibaba", &group, json!({"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}))).await;
+    apply(
+        &api,
+        "bad",
+        &rule_manifest(
+            "bad",
+            "e2e-alibaba",
+            &group,
+            json!({"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}),
+        ),
+    )
+    .await;
     condition(&api, "bad", "Ready", "True").await;
     // The group vanishes out of band: authorize of a new spec now fails permanently.
     let res = reqwest::Client::new()
-        .delete(format!("{}/_fake/groups/alibaba/cn-hangzhou/{group}", env().fakecloud))
+        .delete(format!(
+            "{}/_fake/groups/alibaba/cn-hangzhou/{group}",
+            env().fakecloud
+        ))
         .send()
         .await
         .expect("reachable");
     assert!(res.status().is_success());
-    merge(&api, "bad", json!({"spec": {"rule": {"ports": {"from": 22, "to": 22}}}})).await;
+    merge(
+        &api,
+        "bad",
+        json!({"spec": {"rule": {"ports": {"from": 22, "to": 22}}}}),
+    )
+    .await;
     let stalled = condition(&api, "bad", "Stalled", "True").await;
-    let op = stalled.status.and_then(|s| s.last_operation).expect("last operation");
+    let op = stalled
+        .status
+        .and_then(|s| s.last_operation)
+        .expect("last operation");
     assert_eq!(op.code.as_deref(), Some("InvalidSecurityGroupId.NotFound"));
     // Revoking a rule whose group is gone is "already gone": deletion completes.
     delete(&api, "bad").await;
@@ -130,15 +215,36 @@ async fn namespace_not_allowed_is_stalled_without_calls() {
     }
     env();
     let client = Client::try_default().await.expect("kubeconfig");
-    let ns = namespace(&client, "e2e-denied", json!({"secgroup-e2e/denied": "true"})).await;
+    let ns = namespace(
+        &client,
+        "e2e-denied",
+        json!({"secgroup-e2e/denied": "true"}),
+    )
+    .await;
     let api: Api<SecurityGroupRule> = Api::namespaced(client, &ns);
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
-    apply(&api, "nope", &rule_manifest("nope", "e2e-alibaba", &group, json!({"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}))).await;
+    apply(
+        &api,
+        "nope",
+        &rule_manifest(
+            "nope",
+            "e2e-alibaba",
+            &group,
+            json!({"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}),
+        ),
+    )
+    .await;
     let stalled = condition(&api, "nope", "Stalled", "True").await;
-    let reason = stalled.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Stalled")).map(|c| c.reason);
+    let reason = stalled
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.reason);
     assert_eq!(reason.as_deref(), Some("NamespaceNotAllowed"));
-    assert!(cloud_calls(&group).await.is_empty(), "no provider call for a refused namespace");
+    assert!(
+        cloud_calls(&group).await.is_empty(),
+        "no provider call for a refused namespace"
+    );
     delete(&api, "nope").await;
     gone(&api, "nope").await;
 }
@@ -147,12 +253,18 @@ async fn namespace_not_allowed_is_stalled_without_calls() {
 /// ClientToken causes more than one effect.
 #[tokio::test]
 async fn converges_through_throttling_and_server_errors() {
-    let Some((api, _ns)) = setup("e2e-faults").await else { return };
+    let Some((api, _ns)) = setup("e2e-faults").await else {
+        return;
+    };
     let group = group_id("g");
     create_group("baidu", "bj", &group).await;
     set_faults(json!({"rules": [{"provider": "baidu", "throttle": 0.15, "retryAfterMs": 200, "error500": 0.1, "error503": 0.05}]})).await;
     apply(&api, "flaky", &rule_manifest("flaky", "e2e-baidu", &group, json!({"direction": "Egress", "protocol": "TCP", "ports": {"from": 80, "to": 80}, "peer": {"cidr": "0.0.0.0/0"}}))).await;
-    let result = tokio::time::timeout(Duration::from_secs(90), condition(&api, "flaky", "Ready", "True")).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(90),
+        condition(&api, "flaky", "Ready", "True"),
+    )
+    .await;
     set_faults(json!({"rules": []})).await;
     result.expect("converged");
     assert_eq!(cloud_rules("baidu", "bj", &group).await.len(), 1);

@@ -23,8 +23,11 @@ pub const SECRET_KEY: &str = "e2e-secret-key-do-not-log";
 pub const SECRET_NAMESPACE: &str = "secgroup-e2e-system";
 
 /// The three providers, as (ProviderConfig name, fake cloud provider name, region).
-pub const PROVIDERS: [(&str, &str, &str); 3] =
-    [("e2e-alibaba", "alibaba", "cn-hangzhou"), ("e2e-apsara", "apsara", "cn-qingdao-env17-d01"), ("e2e-baidu", "baidu", "bj")];
+pub const PROVIDERS: [(&str, &str, &str); 3] = [
+    ("e2e-alibaba", "alibaba", "cn-hangzhou"),
+    ("e2e-apsara", "apsara", "cn-qingdao-env17-d01"),
+    ("e2e-baidu", "baidu", "bj"),
+];
 
 pub struct Env {
     pub fakecloud: String,
@@ -50,13 +53,18 @@ pub fn enabled() -> bool {
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            PathBuf::from,
+        )
         .join("debug")
 }
 
 fn log_dir() -> PathBuf {
-    let dir = std::env::var_os("SECGROUP_E2E_LOGS")
-        .map_or_else(|| std::env::temp_dir().join("secgroup-e2e-logs"), PathBuf::from);
+    let dir = std::env::var_os("SECGROUP_E2E_LOGS").map_or_else(
+        || std::env::temp_dir().join("secgroup-e2e-logs"),
+        PathBuf::from,
+    );
     std::fs::create_dir_all(&dir).expect("log dir");
     dir
 }
@@ -69,7 +77,12 @@ fn kubectl(args: &[&str], stdin: Option<&str>) {
         .expect("kubectl on PATH");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
     }
     let status = child.wait().expect("kubectl runs");
     assert!(status.success(), "kubectl {args:?} failed");
@@ -122,9 +135,16 @@ pub fn env() -> &'static Env {
 
 /// A fresh namespace for one test, with a random suffix.
 pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
-    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("ns");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     name
 }
 
@@ -136,7 +156,11 @@ pub async fn create_group(provider: &str, region: &str, id: &str) {
         .send()
         .await
         .expect("fake cloud reachable");
-    assert!(res.status().is_success(), "creating group {id}: {}", res.status());
+    assert!(
+        res.status().is_success(),
+        "creating group {id}: {}",
+        res.status()
+    );
 }
 
 /// Rules the fake cloud holds in a group.
@@ -166,8 +190,18 @@ pub async fn cloud_calls(group: &str) -> Vec<Value> {
 }
 
 pub async fn set_faults(faults: Value) {
-    let res = http().put(format!("{}/_fake/faults", env().fakecloud)).json(&faults).send().await.expect("reachable");
-    assert!(res.status().is_success(), "setting faults: {} {}", res.status(), res.text().await.unwrap_or_default());
+    let res = http()
+        .put(format!("{}/_fake/faults", env().fakecloud))
+        .json(&faults)
+        .send()
+        .await
+        .expect("reachable");
+    assert!(
+        res.status().is_success(),
+        "setting faults: {} {}",
+        res.status(),
+        res.text().await.unwrap_or_default()
+    );
 }
 
 fn http() -> reqwest::Client {
@@ -184,9 +218,13 @@ pub fn rule_manifest(name: &str, config: &str, group: &str, rule: Value) -> Valu
 }
 
 pub async fn apply(api: &Api<SecurityGroupRule>, name: &str, manifest: &Value) {
-    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(manifest))
-        .await
-        .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(manifest),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"));
 }
 
 pub async fn merge(api: &Api<SecurityGroupRule>, name: &str, patch: Value) {
@@ -196,7 +234,9 @@ pub async fn merge(api: &Api<SecurityGroupRule>, name: &str, patch: Value) {
 }
 
 pub async fn delete(api: &Api<SecurityGroupRule>, name: &str) {
-    api.delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+    api.delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
 }
 
 /// Polls until `check` returns `Some`, failing after `timeout` with the last state.
@@ -218,27 +258,47 @@ where
 }
 
 /// Waits until the rule's condition `type_` has `status` at the current generation.
-pub async fn condition(api: &Api<SecurityGroupRule>, name: &str, type_: &str, status: &str) -> SecurityGroupRule {
-    eventually(&format!("{name} {type_}={status}"), Duration::from_secs(60), || async {
-        let rule = api.get(name).await.map_err(|e| e.to_string())?;
-        let st = rule.status.clone().unwrap_or_default();
-        let c = conditions::find(&st.conditions, type_);
-        match c {
-            Some(c) if c.status == status && c.observed_generation == rule.metadata.generation => Ok(rule),
-            _ => Err(format!("{:?}", st.conditions)),
-        }
-    })
+pub async fn condition(
+    api: &Api<SecurityGroupRule>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> SecurityGroupRule {
+    eventually(
+        &format!("{name} {type_}={status}"),
+        Duration::from_secs(60),
+        || async {
+            let rule = api.get(name).await.map_err(|e| e.to_string())?;
+            let st = rule.status.clone().unwrap_or_default();
+            let c = conditions::find(&st.conditions, type_);
+            match c {
+                Some(c)
+                    if c.status == status && c.observed_generation == rule.metadata.generation =>
+                {
+                    Ok(rule)
+                }
+                _ => Err(format!("{:?}", st.conditions)),
+            }
+        },
+    )
     .await
 }
 
 /// Waits until the object is gone.
 pub async fn gone(api: &Api<SecurityGroupRule>, name: &str) {
-    eventually(&format!("{name} deleted"), Duration::from_secs(60), || async {
-        match api.get_opt(name).await {
-            Ok(None) => Ok(()),
-            Ok(Some(r)) => Err(format!("still there, finalizers {:?}", r.metadata.finalizers)),
-            Err(e) => Err(e.to_string()),
-        }
-    })
+    eventually(
+        &format!("{name} deleted"),
+        Duration::from_secs(60),
+        || async {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(r)) => Err(format!(
+                    "still there, finalizers {:?}",
+                    r.metadata.finalizers
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
     .await;
 }
