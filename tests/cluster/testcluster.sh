@@ -222,7 +222,7 @@ api_get() { # path: GET as admin, body on stdout, fails on HTTP errors
 aggregated() { # the admin ClusterRole has got its rules from the aggregation controller
 	local body
 	body=$(api_get /apis/rbac.authorization.k8s.io/v1/clusterroles/admin) || return 1
-	[[ "$body" =~ \"rules\":\ *\[\ *\{ ]]
+	[[ "$body" =~ \"rules\":[[:space:]]*\[[[:space:]]*\{ ]]
 }
 
 print_env() {
