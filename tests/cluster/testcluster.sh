@@ -314,6 +314,7 @@ up() {
 		export PATH=$STATE/bin:\$PATH
 		export TESTCLUSTER_DIR=$STATE
 		export TESTCLUSTER_SERVER=https://127.0.0.1:$api_port
+		export TESTCLUSTER_KCM=$KCM
 		export SECGROUP_E2E=1
 	ENV
 	log "up in $((SECONDS - t0))s: https://127.0.0.1:$api_port, kube-controller-manager=$KCM, logs in $STATE/*.log"
