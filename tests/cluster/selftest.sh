@@ -2,7 +2,7 @@
 # tests/cluster/selftest.sh - checks that a running test cluster behaves like
 # a real one for what the operator needs. Run after `testcluster.sh up`:
 #
-#   eval "$(tests/cluster/testcluster.sh up)"
+#   env=$(tests/cluster/testcluster.sh up) && eval "$env"
 #   tests/cluster/selftest.sh
 #
 # Checks: server version, namespaces, a CRD with a CEL validation rule,
@@ -13,7 +13,7 @@
 # Prints "N passed, N failed" at the end; exits non-zero on any failure.
 set -euo pipefail
 
-: "${KUBECONFIG:?run: eval \"\$(tests/cluster/testcluster.sh up)\"}"
+: "${KUBECONFIG:?start a cluster first: env=\$(tests/cluster/testcluster.sh up) \&\& eval \"\$env\"}"
 command -v kubectl >/dev/null || { echo "kubectl not on PATH" >&2; exit 1; }
 
 NS="selftest-$$-$RANDOM"

@@ -12,8 +12,9 @@
 #   testcluster.sh status   show the processes and /readyz of a running cluster
 #   testcluster.sh down     stop the processes `up` started (by pid), remove the state
 #
-# Typical use:
-#   eval "$(tests/cluster/testcluster.sh up)"; trap 'tests/cluster/testcluster.sh down' EXIT
+# Typical use (assign first: `eval "$(... up)"` would hide a failed `up`):
+#   env=$(tests/cluster/testcluster.sh up) && eval "$env"
+#   trap 'tests/cluster/testcluster.sh down' EXIT
 #
 # Env:
 #   TESTCLUSTER_DIR    state directory (pids, logs, PKI, etcd data, kubeconfig);
