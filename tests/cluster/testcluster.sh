@@ -299,6 +299,7 @@ up() {
 			--kubeconfig="$STATE/kcm.kubeconfig" \
 			--authentication-kubeconfig="$STATE/kcm.kubeconfig" \
 			--authorization-kubeconfig="$STATE/kcm.kubeconfig" \
+			--authentication-skip-lookup=true \
 			--leader-elect=false \
 			--use-service-account-credentials=false \
 			--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,clusterrole-aggregation-controller \
