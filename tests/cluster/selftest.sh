@@ -238,6 +238,20 @@ if [[ "${TESTCLUSTER_KCM:-1}" == 1 ]]; then
 	kubectl delete configmap owner -n "$NS" >/dev/null
 	check "garbage collector deletes the dependent" \
 		kubectl wait --for=delete configmap/dependent -n "$NS" --timeout="$WAIT"
+	# foreground: the owner waits (finalizer foregroundDeletion) until its dependents are gone
+	kubectl create configmap owner2 -n "$NS" >/dev/null
+	uid=$(kubectl get configmap owner2 -n "$NS" -o jsonpath='{.metadata.uid}')
+	kubectl apply -f - >/dev/null <<-YAML
+		apiVersion: v1
+		kind: ConfigMap
+		metadata:
+		  name: dependent2
+		  namespace: $NS
+		  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner2, uid: $uid, blockOwnerDeletion: true}]
+	YAML
+	check "foreground deletion finishes (owner and dependent gone)" bash -c "
+		kubectl delete configmap owner2 -n '$NS' --cascade=foreground --timeout=$WAIT &&
+		kubectl wait --for=delete configmap/dependent2 -n '$NS' --timeout=$WAIT"
 	check "namespace deletion completes" kubectl delete namespace "$NS" --timeout="$WAIT"
 	refused "namespace is gone" "NotFound" kubectl get namespace "$NS"
 fi

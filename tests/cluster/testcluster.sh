@@ -324,6 +324,26 @@ up() {
 	print_env
 }
 
+stop() { # component...: SIGTERM them all, wait, SIGKILL what is left after 20 s
+	local p pid names=() pids=() i
+	for p in "$@"; do
+		if pid=$(pid_of "$p"); then
+			kill -TERM "$pid" 2>/dev/null || true
+			names+=("$p")
+			pids+=("$pid")
+		fi
+	done
+	local deadline=$((SECONDS + 20))
+	for i in "${!pids[@]}"; do
+		pid=${pids[i]}
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "${names[i]} (pid $pid) ignored SIGTERM for 20s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+}
+
 status() {
 	local p pid rc=0
 	for p in etcd apiserver kcm; do
@@ -350,23 +370,12 @@ status() {
 }
 
 down() {
-	# the state is thrown away, so stop all components at once (each one
-	# shuts down gracefully in 2-3 s; one after the other took 6-7 s)
-	local p pid pids=()
-	for p in "${COMPONENTS[@]}"; do
-		if pid=$(pid_of "$p"); then
-			kill -TERM "$pid" 2>/dev/null || true
-			pids+=("$pid")
-		fi
-	done
-	local deadline=$((SECONDS + 20))
-	for pid in "${pids[@]}"; do
-		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "pid $pid ignored SIGTERM for 20s; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
+	# The state is thrown away, so the controller-manager and the apiserver
+	# stop together; etcd goes last, because an apiserver whose etcd is gone
+	# retries its shutdown writes instead of exiting.
+	stop kcm apiserver
+	stop etcd
+	local p
 	for p in "${COMPONENTS[@]}"; do rm -f "$STATE/$p.pid"; done
 	if [[ "${TESTCLUSTER_KEEP:-0}" != 1 && -d "$STATE" ]]; then
 		# only ever delete a directory this script made
