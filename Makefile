@@ -27,7 +27,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:

@@ -152,10 +152,10 @@ pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Resul
 /// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
 /// Kubernetes API failure or a cleanup that must keep the finalizer.
 pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Finalizer(boxed) = error {
-        if let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref() {
-            return requeue.map_or_else(Action::await_change, Action::requeue);
-        }
+    if let Error::Finalizer(boxed) = error
+        && let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref()
+    {
+        return requeue.map_or_else(Action::await_change, Action::requeue);
     }
     warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
     Action::requeue(ctx.object_backoff.fail(&ObjectRef::from_obj(rule.as_ref())))
@@ -213,6 +213,9 @@ async fn apply(
             }],
         )
         .await;
+    }
+    if let Some(wait) = refused_at_this_generation(rule) {
+        return Ok(Action::requeue(wait));
     }
     let desired = match rule.spec.ensure {
         Ensure::Absent => Desired::Absent,
@@ -280,6 +283,11 @@ async fn cleanup(
     {
         return orphan(rule, ctx, &object).await;
     }
+    if let Some(wait) = refused_at_this_generation(rule) {
+        return Err(Error::CleanupPending {
+            requeue: Some(wait),
+        });
+    }
     let pass = pass_for(
         rule,
         ctx,
@@ -324,6 +332,15 @@ async fn orphan(
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// See `status::refusal_hold`.
+fn refused_at_this_generation(rule: &SecurityGroupRule) -> Option<Duration> {
+    status::refusal_hold(
+        rule.status.as_ref(),
+        rule.meta().generation,
+        Timestamp::now(),
+    )
 }
 
 /// A stalled delete says how to get unstuck.

@@ -1,12 +1,14 @@
 //! Builds the status the reconciler writes. Pure, so every branch is tested
 //! without a cluster.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use crate::{
     api::{
         conditions::{self, ConditionState, reasons, types},
-        rule::{LastOperation, RuleSpec, SecurityGroupRuleStatus, SupersededRule},
+        rule::{LastOperation, OperationResult, RuleSpec, SecurityGroupRuleStatus, SupersededRule},
     },
     provider::GroupRef,
 };
@@ -111,6 +113,36 @@ pub fn build(
     }
 }
 
+/// How long a rule the provider refused waits before the same spec is tried
+/// again, in case the cause was fixed at the provider (say, a missing group
+/// created). A spec change or deletion retries at once.
+pub const REFUSAL_RETRY: Duration = Duration::from_secs(600);
+
+/// Time left before a rule the provider refused (`Stalled`, `ProviderError`)
+/// at this generation may call again; `None` when it may call now. Without
+/// this hold the status write of the refusal would trigger the next refusal.
+pub fn refusal_hold(
+    status: Option<&SecurityGroupRuleStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<Duration> {
+    let status = status?;
+    let stalled = conditions::find(&status.conditions, types::STALLED)?;
+    if stalled.status != "True"
+        || stalled.reason != reasons::PROVIDER_ERROR
+        || stalled.observed_generation != generation
+    {
+        return None;
+    }
+    let refused_at = status
+        .last_operation
+        .as_ref()
+        .filter(|op| op.result == OperationResult::Failed)?
+        .time;
+    let elapsed = now.duration_since(refused_at).unsigned_abs();
+    REFUSAL_RETRY.checked_sub(elapsed).filter(|d| !d.is_zero())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +229,68 @@ mod tests {
             later,
         );
         assert_eq!(first, again);
+    }
+
+    fn refused(generation: i64, at: i64) -> SecurityGroupRuleStatus {
+        let standing = Standing::Stalled {
+            reason: reasons::PROVIDER_ERROR,
+            message: "authorize failed".into(),
+        };
+        let record = Record {
+            last_operation: Some(LastOperation {
+                action: crate::api::rule::Action::Authorize,
+                client_token: Some("sgo-x".into()),
+                request_id: None,
+                result: OperationResult::Failed,
+                code: Some("InvalidSecurityGroupId.NotFound".into()),
+                message: None,
+                time: Timestamp::from_second(at).expect("valid"),
+            }),
+            ..Record::default()
+        };
+        build(
+            None,
+            &record,
+            &standing,
+            &spec(),
+            Some(generation),
+            Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn a_refusal_holds_the_same_generation_until_the_retry_interval() {
+        let s = refused(4, 1_000);
+        let at = |secs| Timestamp::from_second(secs).expect("valid");
+        assert_eq!(
+            refusal_hold(Some(&s), Some(4), at(1_000)),
+            Some(REFUSAL_RETRY)
+        );
+        assert_eq!(
+            refusal_hold(Some(&s), Some(4), at(1_100)),
+            Some(REFUSAL_RETRY - Duration::from_secs(100))
+        );
+        assert_eq!(refusal_hold(Some(&s), Some(4), at(1_600)), None);
+    }
+
+    #[test]
+    fn a_new_generation_or_another_stall_is_not_held() {
+        let s = refused(4, 1_000);
+        let now = Timestamp::from_second(1_001).expect("valid");
+        assert_eq!(refusal_hold(Some(&s), Some(5), now), None);
+        assert_eq!(refusal_hold(None, Some(4), now), None);
+        let credentials = Standing::Stalled {
+            reason: reasons::CREDENTIALS_REJECTED,
+            message: "fix the Secret".into(),
+        };
+        let other = build(
+            Some(&s),
+            &Record::from_status(Some(&s)),
+            &credentials,
+            &spec(),
+            Some(4),
+            now,
+        );
+        assert_eq!(refusal_hold(Some(&other), Some(4), now), None);
     }
 }

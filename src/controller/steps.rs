@@ -119,13 +119,13 @@ impl Pass<'_> {
                         .ctx
                         .learn_rule_id(self.resolved, &call.group, &call.rule)
                         .await;
-                    if let Some((old, old_id)) = record.applied.take() {
-                        if old != *self.spec_rule {
-                            record.superseded = Some(SupersededRule {
-                                rule_id: old_id,
-                                rule: old,
-                            });
-                        }
+                    if let Some((old, old_id)) = record.applied.take()
+                        && old != *self.spec_rule
+                    {
+                        record.superseded = Some(SupersededRule {
+                            rule_id: old_id,
+                            rule: old,
+                        });
                     }
                     record.applied = Some((self.spec_rule.clone(), rule_id));
                     record.group = Some(call.group.clone());
@@ -162,10 +162,12 @@ impl Pass<'_> {
             Some(wait) => Err(Halt {
                 standing: stalled_standing(
                     reasons::CREDENTIALS_REJECTED,
+                    // No countdown in the message: a message that changes on
+                    // every pass would rewrite status, and each write wakes
+                    // the rule again.
                     format!(
-                        "the provider rejected the credentials of ProviderConfig {}; fix its Secret (retrying in {}s)",
+                        "the provider rejected the credentials of ProviderConfig {}; fix its Secret, it is retried after a pause",
                         self.resolved.config_name,
-                        wait.as_secs()
                     ),
                 ),
                 requeue: Some(wait),
@@ -260,7 +262,7 @@ impl Pass<'_> {
                 record.attempt_epoch += 1;
                 Halt {
                     standing: stalled_standing(reasons::PROVIDER_ERROR, what.clone()),
-                    requeue: None,
+                    requeue: Some(super::status::REFUSAL_RETRY),
                 }
             }
         };

@@ -1,6 +1,8 @@
 //! Faults injected into provider calls, set at run time over the admin API.
 //!
-//! Each rule matches calls by provider and action (absent = any). For every
+//! Each rule matches calls by provider, action and security group (absent =
+//! any; a call that names no group, like Baidu's delete by rule id, matches
+//! only rules without one). For every
 //! matching call a rule draws one number from its own seeded generator and
 //! turns it into at most one fault: `drop`, `throttle`, `error500`,
 //! `error503` are consecutive slices of [0, 1). `qps` throttles calls beyond
@@ -42,6 +44,8 @@ pub struct FaultRule {
     pub provider: Option<ProviderKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     #[serde(default)]
     pub drop: f64,
     #[serde(default)]
@@ -160,12 +164,19 @@ impl Faults {
         Ok(())
     }
 
-    pub fn decide(&mut self, provider: ProviderKind, action: &str, now: Instant) -> Decision {
+    pub fn decide(
+        &mut self,
+        provider: ProviderKind,
+        action: &str,
+        group: Option<&str>,
+        now: Instant,
+    ) -> Decision {
         let mut decision = Decision::default();
         for active in &mut self.active {
             let rule = &active.rule;
             if rule.provider.is_some_and(|p| p != provider)
                 || rule.action.as_deref().is_some_and(|a| a != action)
+                || rule.group.as_deref().is_some_and(|g| Some(g) != group)
             {
                 continue;
             }
@@ -237,7 +248,11 @@ mod tests {
     fn faults_of(faults: &mut Faults, action: &str, n: usize) -> Vec<Option<Fault>> {
         let now = Instant::now();
         (0..n)
-            .map(|_| faults.decide(ProviderKind::Alibaba, action, now).fault)
+            .map(|_| {
+                faults
+                    .decide(ProviderKind::Alibaba, action, None, now)
+                    .fault
+            })
             .collect()
     }
 
@@ -282,10 +297,23 @@ mod tests {
             .set(plan(r#"{"rules":[{"qps":3}]}"#), None)
             .expect("valid");
         let now = Instant::now();
-        let mut at = |t: Instant| faults.decide(ProviderKind::Baidu, "X", t).fault;
+        let mut at = |t: Instant| faults.decide(ProviderKind::Baidu, "X", None, t).fault;
         assert_eq!([at(now), at(now), at(now)], [None, None, None]);
         assert!(matches!(at(now), Some(Fault::Throttle { .. })));
         assert_eq!(at(now + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn a_rule_for_one_group_leaves_other_groups_alone() {
+        let mut faults = Faults::default();
+        faults
+            .set(plan(r#"{"rules":[{"group":"sg-a","error500":1.0}]}"#), None)
+            .expect("valid");
+        let now = Instant::now();
+        let mut fault_for = |group| faults.decide(ProviderKind::Alibaba, "X", group, now).fault;
+        assert!(fault_for(Some("sg-a")).is_some());
+        assert!(fault_for(Some("sg-b")).is_none());
+        assert!(fault_for(None).is_none());
     }
 
     #[test]

@@ -232,9 +232,12 @@ pub async fn run(
 ) -> Response {
     let (decision, request_id) = {
         let mut world = cloud.world();
-        let decision = world
-            .faults
-            .decide(call.provider, &call.action, Instant::now());
+        let decision = world.faults.decide(
+            call.provider,
+            &call.action,
+            call.group.as_deref(),
+            Instant::now(),
+        );
         (decision, call.dialect.new_request_id(&mut world.rng))
     };
     if !decision.latency.is_zero() {

@@ -31,24 +31,42 @@ pub const PROVIDERS: [(&str, &str, &str); 3] = [
 
 pub struct Env {
     pub fakecloud: String,
-    _processes: Vec<ChildGuard>,
+    _processes: Vec<Tied>,
 }
 
-struct ChildGuard(Child);
+/// A process tied to this test process: a shell holds it and stops it when
+/// its stdin, a pipe from here, closes, which happens however this process
+/// ends. (A `static` is never dropped, so `Drop` cannot do it.)
+struct Tied(Child);
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
+fn spawn_tied(
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Tied {
+    let script = r#""$@" </dev/null & child=$!; read -r _; kill "$child" 2>/dev/null; wait"#;
+    let child = Command::new("bash")
+        .args(["-c", script, "tied"])
+        .arg(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    Tied(child)
 }
 
-/// Whether the suite can run; prints why not.
-pub fn enabled() -> bool {
-    if std::env::var_os("SECGROUP_E2E").is_some() && std::env::var_os("KUBECONFIG").is_some() {
-        return true;
-    }
-    eprintln!("skipped: no test cluster (run `make test` or `make e2e`, which start one)");
-    false
+/// The suite runs only against the test cluster; anything else is a mistake.
+fn require_cluster() {
+    assert!(
+        std::env::var_os("SECGROUP_E2E").is_some() && std::env::var_os("KUBECONFIG").is_some(),
+        "the end-to-end suite needs the test cluster: run `make e2e` \
+         (or `eval \"$(tests/cluster/testcluster.sh up)\"` first)"
+    );
 }
 
 fn target_dir() -> PathBuf {
@@ -93,15 +111,17 @@ fn kubectl(args: &[&str], stdin: Option<&str>) {
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
+        require_cluster();
         let logs = log_dir();
-        let mut fake = Command::new(target_dir().join("secgroup-fakecloud"))
-            .args(["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(logs.join("fakecloud.log")).expect("log"))
-            .spawn()
-            .expect("secgroup-fakecloud is built (cargo build --bins)");
+        let mut fake = spawn_tied(
+            &target_dir().join("secgroup-fakecloud"),
+            &["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")],
+            &[],
+            Stdio::piped(),
+            std::fs::File::create(logs.join("fakecloud.log")).expect("log").into(),
+        );
         let mut line = String::new();
-        BufReader::new(fake.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+        BufReader::new(fake.0.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
         let fakecloud = line.trim().trim_start_matches("listening on ").to_owned();
         assert!(fakecloud.starts_with("http://127.0.0.1:"), "unexpected fake cloud banner {line:?}");
 
@@ -122,14 +142,14 @@ pub fn env() -> &'static Env {
         }
         kubectl(&["apply", "--server-side", "-f", "-"], Some(&setup));
 
-        let operator = Command::new(target_dir().join("secgroup-operator"))
-            .args(["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"])
-            .env("RUST_LOG", "info,secgroup_operator=debug")
-            .stdout(std::fs::File::create(logs.join("operator.log")).expect("log"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("secgroup-operator is built");
-        Env { fakecloud, _processes: vec![ChildGuard(operator), ChildGuard(fake)] }
+        let operator = spawn_tied(
+            &target_dir().join("secgroup-operator"),
+            &["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"],
+            &[("RUST_LOG", "info,secgroup_operator=debug")],
+            std::fs::File::create(logs.join("operator.log")).expect("log").into(),
+            Stdio::inherit(),
+        );
+        Env { fakecloud, _processes: vec![operator, fake] }
     })
 }
 
