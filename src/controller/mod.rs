@@ -48,7 +48,7 @@ use crate::{
         conditions::reasons,
         rule::{DeletionPolicy, Ensure},
     },
-    provider::{Authorize, GroupRef, Receipt, Revoke, Rule},
+    provider::{GroupRef, Rule},
 };
 
 /// Shared state of the controller.
@@ -79,22 +79,6 @@ impl Context {
             drift: DriftFindings::default(),
             wake,
         }
-    }
-
-    pub async fn call_authorize(
-        &self,
-        resolved: &Resolved,
-        call: &Authorize,
-    ) -> Result<Receipt, crate::provider::ProviderError> {
-        resolved.provider.authorize(call).await
-    }
-
-    pub async fn call_revoke(
-        &self,
-        resolved: &Resolved,
-        call: &Revoke,
-    ) -> Result<Receipt, crate::provider::ProviderError> {
-        resolved.provider.revoke(call).await
     }
 
     /// Authorize answers no rule id: describe the group to learn it. A failed

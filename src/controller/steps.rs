@@ -107,7 +107,7 @@ impl Pass<'_> {
                 }
                 Step::Authorize(call) => {
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_authorize(self.resolved, &call).await;
+                    let result = self.resolved.provider.authorize(&call).await;
                     self.fold(
                         record,
                         notices,
@@ -132,7 +132,7 @@ impl Pass<'_> {
                 }
                 Step::Revoke { call, of } => {
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_revoke(self.resolved, &call).await;
+                    let result = self.resolved.provider.revoke(&call).await;
                     self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
                     match of {
                         RevokeOf::Superseded => record.superseded = None,

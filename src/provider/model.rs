@@ -82,6 +82,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The spelling of the CRD and of Alibaba's `IpProtocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Icmp => "ICMP",
+            Self::Icmpv6 => "ICMPv6",
+            Self::Gre => "GRE",
+            Self::All => "ALL",
+        }
+    }
+
     /// Whether the protocol carries ports (only then may a rule name them).
     pub fn has_ports(self) -> bool {
         matches!(self, Self::Tcp | Self::Udp)
