@@ -261,6 +261,11 @@ pub struct SecurityGroupRuleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded: Option<SupersededRule>,
 
+    /// The generation at which the rule its spec describes was revoked
+    /// (`ensure: Absent` or deleting): nothing more to revoke at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_generation: Option<i64>,
+
     /// Raised before a deliberate new attempt at the same generation (for
     /// example re-authorizing a rule deleted out of band), so the new attempt
     /// gets a new ClientToken instead of a replay of the old one.

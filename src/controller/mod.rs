@@ -15,6 +15,8 @@ pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod steps;
+#[cfg(test)]
+mod tests;
 
 use std::{sync::Arc, time::Duration};
 

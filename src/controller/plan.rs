@@ -14,6 +14,8 @@
 //! 3. `Absent` or deleting: revoke the applied rule, or — if status records
 //!    none, which includes a crash right after an authorize — revoke by the
 //!    spec's attributes, which answers "already gone" when nothing is there.
+//!    Either revoke, once it covers the spec's rule, is recorded with the
+//!    generation, so it is not followed by another.
 
 use crate::{
     provider::{Authorize, GroupRef, ProviderKind, Revoke, RevokeTarget, Rule},
@@ -48,9 +50,9 @@ pub struct PlanInput<'a> {
     pub spec_rule: &'a Rule,
     pub applied: Option<Applied>,
     pub superseded: Option<Applied>,
-    /// Token of the last mutation that succeeded (or found the rule already
-    /// there / already gone): an intent with this token is complete.
-    pub completed_token: Option<&'a str>,
+    /// The spec's rule was revoked at this generation (see
+    /// `status.revokedGeneration`): with nothing recorded, nothing remains.
+    pub spec_revoked: bool,
 }
 
 /// Which recorded rule a revoke removes.
@@ -91,19 +93,13 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
         },
         Desired::Absent => match &input.applied {
             Some(applied) => revoke(input, applied, RevokeOf::Applied),
+            None if input.spec_revoked => Step::Revoked,
             None => {
                 let unrecorded = Applied {
                     rule: input.spec_rule.clone(),
                     rule_id: None,
                 };
-                match revoke(input, &unrecorded, RevokeOf::Unrecorded) {
-                    Step::Revoke { call, .. }
-                        if input.completed_token == Some(call.client_token.as_str()) =>
-                    {
-                        Step::Revoked
-                    }
-                    step => step,
-                }
+                revoke(input, &unrecorded, RevokeOf::Unrecorded)
             }
         },
     }
@@ -182,7 +178,7 @@ mod tests {
             spec_rule,
             applied: None,
             superseded: None,
-            completed_token: None,
+            spec_revoked: false,
         }
     }
 
@@ -274,8 +270,7 @@ mod tests {
             panic!("expected a revoke by attributes");
         };
         assert!(matches!(call.target, RevokeTarget::Attributes(ref r) if *r == spec));
-        let token = call.client_token.clone();
-        i.completed_token = Some(&token);
+        i.spec_revoked = true;
         assert!(matches!(plan(&i), Step::Revoked));
     }
 

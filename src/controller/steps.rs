@@ -20,7 +20,7 @@ use crate::{
             Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
         },
     },
-    provider::{ErrorKind, GroupRef, ProviderError, Receipt, Rule},
+    provider::{ErrorKind, GroupRef, ProviderError, Receipt, RevokeTarget, Rule},
 };
 
 /// More steps than any path needs (revoke superseded, revoke, authorize),
@@ -75,11 +75,6 @@ impl Pass<'_> {
                     .map(|s| (&s.rule, s.rule_id.clone())),
                 self,
             )?;
-            let completed = record
-                .last_operation
-                .as_ref()
-                .filter(|op| op.result != OperationResult::Failed)
-                .and_then(|op| op.client_token.clone());
             let step = plan::plan(&PlanInput {
                 uid: self.uid,
                 generation: self.generation,
@@ -90,7 +85,7 @@ impl Pass<'_> {
                 spec_rule: &spec_rule,
                 applied,
                 superseded,
-                completed_token: completed.as_deref(),
+                spec_revoked: record.revoked_generation == Some(self.generation),
             });
             match step {
                 Step::Authorized => {
@@ -128,12 +123,19 @@ impl Pass<'_> {
                         });
                     }
                     record.applied = Some((self.spec_rule.clone(), rule_id));
+                    record.revoked_generation = None;
                     record.group = Some(call.group.clone());
                 }
                 Step::Revoke { call, of } => {
                     self.check_credentials_pause()?;
                     let result = self.resolved.provider.revoke(&call).await;
                     self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
+                    let revoked = match &call.target {
+                        RevokeTarget::Id { rule, .. } | RevokeTarget::Attributes(rule) => rule,
+                    };
+                    if self.resolved.kind.same_rule(revoked, &spec_rule) {
+                        record.revoked_generation = Some(self.generation);
+                    }
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
                         RevokeOf::Applied => record.applied = None,
