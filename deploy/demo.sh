@@ -29,7 +29,9 @@ pids+=("$FAKE_PID")
 read -r banner <&"${FAKE[0]}"
 cloud=${banner#listening on }
 echo "fake cloud at $cloud"
-for g in alibaba/cn-hangzhou/sg-bp67acfmxazb4p apsara/cn-qingdao-env17-d01/sg-db0000000001 baidu/bj/g-nky7qeom; do
+# sg-app000000001 is the peer group an Apsara example admits traffic from.
+for g in alibaba/cn-hangzhou/sg-bp67acfmxazb4p apsara/cn-qingdao-env17-d01/sg-db0000000001 \
+	apsara/cn-qingdao-env17-d01/sg-app000000001 baidu/bj/g-nky7qeom; do
 	IFS=/ read -r provider region id <<<"$g"
 	curl -fsS -X POST "$cloud/_fake/groups" -H 'content-type: application/json' \
 		-d "{\"provider\":\"$provider\",\"region\":\"$region\",\"id\":\"$id\"}" >/dev/null
@@ -41,7 +43,8 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 for ns in secgroup-system web data api; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
 kubectl label namespace web secgroup.dev/alibaba-prod=allowed --overwrite >/dev/null
 kubectl create secret generic cloud-credentials -n secgroup-system \
-	--from-literal=accessKeyId=demo-key --from-literal=accessKeySecret=demo-secret >/dev/null
+	--from-literal=accessKeyId=demo-key --from-literal=accessKeySecret=demo-secret \
+	--dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f deploy/examples/providerconfig-alibaba.yaml -f deploy/examples/providerconfig-apsarastack.yaml \
 	-f deploy/examples/providerconfig-baidu.yaml >/dev/null
 # The examples name the real endpoints; the demo points them at the fake cloud.
@@ -65,11 +68,11 @@ curl -fsS "$cloud/_fake/rules" | python3 -c '
 import json, sys
 for r in json.load(sys.stdin):
     x = r["rule"]
-    print(f"{r[\"provider\"]:8} {r[\"group\"]:20} {r[\"ruleId\"]:24} {json.dumps(x, separators=(",", ":"))[:90]}")'
+    print("%-8s %-20s %-24s %s" % (r["provider"], r["group"], r["ruleId"], json.dumps(x, separators=(",", ":"))[:90]))'
 
 say "Marking web/web-https Absent: revoked, object kept"
 kubectl patch sgr web-https -n web --type merge -p '{"spec":{"ensure":"Absent"}}'
-kubectl wait --for=condition=Ready sgr/web-https -n web --timeout=60s >/dev/null
+kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'=Revoked sgr/web-https -n web --timeout=60s >/dev/null
 kubectl get sgr web-https -n web -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}{"  token "}{.status.lastOperation.clientToken}{"\n"}'
 
 say "Deleting api/dns-out: revoked, then the finalizer is removed"
@@ -77,8 +80,8 @@ kubectl delete sgr dns-out -n api --wait=true
 curl -fsS "$cloud/_fake/calls" | python3 -c '
 import json, sys
 for c in json.load(sys.stdin):
-    if c["action"] in ("RevokeSecurityGroup", "RevokeSecurityGroupEgress", "revokeRule", "deleteRule", "RevokeRule", "DeleteRule"):
-        print(f"{c[\"provider\"]:8} {c[\"action\"]:28} group={c[\"group\"]} token={c[\"clientToken\"]}")'
+    if c["action"].startswith(("Revoke", "Delete")):
+        print("%-8s %-28s group=%s token=%s" % (c["provider"], c["action"], c["group"], c.get("clientToken")))'
 
 say "Still running: try kubectl yourself (KUBECONFIG=$KUBECONFIG). Ctrl-C stops and cleans up."
 wait "${pids[-1]}"
