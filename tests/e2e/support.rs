@@ -322,3 +322,23 @@ pub async fn gone(api: &Api<SecurityGroupRule>, name: &str) {
     )
     .await;
 }
+
+/// Applies a JSON merge patch (RFC 7386) to `target`: objects merge, `null` removes.
+pub fn merge_json(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                fields.remove(key);
+            } else {
+                merge_json(fields.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
