@@ -336,29 +336,35 @@ pub async fn create_group(provider: &str, region: &str, id: &str) {
     );
 }
 
-/// Rules the fake cloud holds in a group.
-pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+/// A GET of the fake cloud's admin API, as JSON.
+async fn admin_get(path: &str, query: &[(&str, &str)]) -> Value {
     http()
-        .get(format!("{}/_fake/rules", env().fakecloud))
-        .query(&[("provider", provider), ("region", region), ("group", group)])
+        .get(format!("{}/_fake/{path}", env().fakecloud))
+        .query(query)
         .send()
         .await
         .expect("fake cloud reachable")
         .json()
         .await
-        .expect("rules JSON")
+        .unwrap_or_else(|e| panic!("/_fake/{path} answers JSON: {e}"))
+}
+
+fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+/// Rules the fake cloud holds in a group.
+pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+    let query = [("provider", provider), ("region", region), ("group", group)];
+    array(admin_get("rules", &query).await)
 }
 
 /// Calls the fake cloud saw for a group.
 pub async fn cloud_calls(group: &str) -> Vec<Value> {
-    let calls: Vec<Value> = http()
-        .get(format!("{}/_fake/calls", env().fakecloud))
-        .send()
-        .await
-        .expect("fake cloud reachable")
-        .json()
-        .await
-        .expect("calls JSON");
+    let calls = array(admin_get("calls", &[]).await);
     calls.into_iter().filter(|c| c["group"] == group).collect()
 }
 
@@ -367,15 +373,7 @@ pub async fn cloud_calls(group: &str) -> Vec<Value> {
 pub async fn set_group_faults(group: &str, rules: &[Value]) {
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
-    let url = format!("{}/_fake/faults", env().fakecloud);
-    let plan: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("reachable")
-        .json()
-        .await
-        .expect("faults JSON");
+    let plan = admin_get("faults", &[]).await;
     let mut kept: Vec<Value> = plan["rules"]
         .as_array()
         .into_iter()
@@ -389,7 +387,7 @@ pub async fn set_group_faults(group: &str, rules: &[Value]) {
         r
     }));
     let res = http()
-        .put(&url)
+        .put(format!("{}/_fake/faults", env().fakecloud))
         .json(&json!({ "rules": kept }))
         .send()
         .await
@@ -419,22 +417,10 @@ pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_i
     );
 }
 
-/// The fake cloud's record of each ClientToken it remembers: calls and effects.
-pub async fn cloud_tokens() -> Vec<Value> {
-    http()
-        .get(format!("{}/_fake/tokens", env().fakecloud))
-        .send()
-        .await
-        .expect("fake cloud reachable")
-        .json()
-        .await
-        .expect("tokens JSON")
-}
-
-/// Asserts that no ClientToken of these calls had more than one effect,
-/// by the journal and by the fake cloud's token records; returns the
-/// token records of these calls.
-pub async fn assert_one_effect_per_token(calls: &[Value]) -> Vec<Value> {
+/// Asserts that no ClientToken of `calls` had more than one effect, by the
+/// journal and by the fake cloud's token records, and returns the record of
+/// `token`: how many calls presented it and how many changed the cloud.
+pub async fn one_effect_per_token(calls: &[Value], token: &str) -> Value {
     let mut effects: std::collections::BTreeMap<&str, u32> = Default::default();
     for call in calls {
         if let Some(token) = call["clientToken"].as_str() {
@@ -446,8 +432,7 @@ pub async fn assert_one_effect_per_token(calls: &[Value]) -> Vec<Value> {
         twice.is_empty(),
         "tokens with more than one effect in the journal: {twice:?}"
     );
-    let records: Vec<Value> = cloud_tokens()
-        .await
+    let records: Vec<Value> = array(admin_get("tokens", &[]).await)
         .into_iter()
         .filter(|t| {
             t["clientToken"]
@@ -462,6 +447,9 @@ pub async fn assert_one_effect_per_token(calls: &[Value]) -> Vec<Value> {
         );
     }
     records
+        .into_iter()
+        .find(|t| t["clientToken"] == token)
+        .unwrap_or_else(|| panic!("the fake cloud remembers no token {token}"))
 }
 
 fn http() -> reqwest::Client {
