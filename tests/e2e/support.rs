@@ -44,10 +44,11 @@ impl Tied {
     /// would: no shutdown handler runs, nothing is flushed.
     pub fn crash(&self) {
         let pid = child_of(self.0.id()).expect("the tied program runs");
-        let killed = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
+        // The shell's builtin: a `kill` program is not on every machine.
+        let killed = Command::new("bash")
+            .args(["-c", r#"kill -KILL "$1""#, "kill", &pid.to_string()])
             .status()
-            .expect("kill runs");
+            .expect("bash runs");
         assert!(killed.success(), "kill -KILL {pid}");
         while process_state(pid).is_some_and(|state| state != 'Z') {
             std::thread::sleep(Duration::from_millis(10));
