@@ -286,8 +286,12 @@ async fn cleanup(
     let outcome = pass.run(&mut record, &mut notices).await;
     publish(ctx, rule, &notices).await;
     match outcome {
-        Ok(_) => {
+        Ok(standing) => {
             ctx.object_backoff.reset(&object);
+            // Recorded before the finalizer goes: an object that another
+            // finalizer keeps shows the revoke and its outcome, not a stale
+            // `Authorized`.
+            write_status(api, rule, &record, &standing).await?;
             Ok(Action::await_change())
         }
         Err(halt) => {

@@ -5,7 +5,7 @@
 //! Apsara's `x-acs-organizationid`/`x-acs-asapi-product` headers), Apsara
 //! Stack at `/asapi/v3` and `/apsara/route/Ecs/<Action>`, Baidu BCC under
 //! `/v2/securityGroup`, and the admin API under `/_fake/` (see
-//! `docs/fakecloud.md`). Tests run it in-process with [`serve`].
+//! README.md, "The fake cloud"). Tests run it in-process with [`serve`].
 
 mod admin;
 mod alibaba;

@@ -10,12 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use secgroup_operator::api::{SecurityGroupRule, conditions};
+use secgroup_operator::api::{ProviderConfig, SecurityGroupRule, conditions};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "e2e-access-key";
@@ -37,7 +37,49 @@ pub struct Env {
 /// A process tied to this test process: a shell holds it and stops it when
 /// its stdin, a pipe from here, closes, which happens however this process
 /// ends. (A `static` is never dropped, so `Drop` cannot do it.)
-struct Tied(Child);
+pub struct Tied(Child);
+
+impl Tied {
+    /// Kills the program (not the shell holding it) with SIGKILL, as a crash
+    /// would: no shutdown handler runs, nothing is flushed.
+    pub fn crash(&self) {
+        let pid = child_of(self.0.id()).expect("the tied program runs");
+        // The shell's builtin: a `kill` program is not on every machine.
+        let killed = Command::new("bash")
+            .args(["-c", r#"kill -KILL "$1""#, "kill", &pid.to_string()])
+            .status()
+            .expect("bash runs");
+        assert!(killed.success(), "kill -KILL {pid}");
+        while process_state(pid).is_some_and(|state| state != 'Z') {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The process whose parent is `parent` (a tied program's shell has one child).
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid: u32 = stat_fields(&stat)?.nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+}
+
+/// The state letter of a process (`Z` for a zombie), `None` once it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.next()?.chars().next()
+}
+
+/// The fields of /proc/PID/stat after the command name, which is in
+/// parentheses and may itself hold spaces: state, ppid, ...
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.rsplit_once(')')?.1.split_whitespace())
+}
 
 fn spawn_tied(
     program: &Path,
@@ -128,37 +170,149 @@ pub fn env() -> &'static Env {
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
         kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
-        let mut setup = format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SECRET_NAMESPACE}}}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: {SECRET_NAMESPACE}}}\n\
-             stringData: {{accessKeyId: {ACCESS_KEY}, accessKeySecret: {SECRET_KEY}}}\n"
-        );
-        for (name, provider, region) in PROVIDERS {
-            let kind = if provider == "apsara" { "apsarastack" } else { provider };
-            let extra = if provider == "apsara" { "  signatureVersion: v2\n  apsara: {organizationId: \"1\", resourceGroupId: \"2\"}\n" } else { "" };
-            setup.push_str(&format!(
-                "---\napiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n  endpoint: {fakecloud}\n  region: {region}\n  credentialsSecretRef: {{namespace: {SECRET_NAMESPACE}, name: cloud-credentials}}\n  rateLimit: {{qps: 200, burst: 50}}\n  allowedNamespaces: {{matchExpressions: [{{key: secgroup-e2e/denied, operator: DoesNotExist}}]}}\n{extra}"
-            ));
+        let mut setup = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SECRET_NAMESPACE}}),
+            secret_manifest(SHARED_SECRET),
+        ];
+        for (name, provider, _) in PROVIDERS {
+            setup.push(config_manifest(&fakecloud, name, provider, SHARED_SECRET));
         }
-        kubectl(&["apply", "--server-side", "-f", "-"], Some(&setup));
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": setup});
+        kubectl(&["apply", "--server-side", "-f", "-"], Some(&list.to_string()));
 
-        let operator = spawn_tied(
-            &target_dir().join("secgroup-operator"),
-            &["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"],
-            &[("RUST_LOG", "info,secgroup_operator=debug")],
-            std::fs::File::create(logs.join("operator.log")).expect("log").into(),
-            Stdio::inherit(),
-        );
+        // Rules with OWN_OPERATOR_LABEL belong to operators that tests start themselves.
+        let operator = start_operator(&format!("!{OWN_OPERATOR_LABEL}"), "operator.log");
         Env { fakecloud, _processes: vec![operator, fake] }
     })
 }
 
+/// A rule with this label is left alone by the shared operator; a test
+/// starts its own operator for it (one it may kill).
+pub const OWN_OPERATOR_LABEL: &str = "secgroup-e2e/own-operator";
+
+/// Starts an operator for the rules that `selector` selects; `log` names its log file.
+pub fn start_operator(selector: &str, log: &str) -> Tied {
+    spawn_tied(
+        &target_dir().join("secgroup-operator"),
+        &[
+            "run",
+            "--secret-namespace",
+            SECRET_NAMESPACE,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--resync-interval",
+            "5",
+            "--label-selector",
+            selector,
+        ],
+        &[("RUST_LOG", "info,secgroup_operator=debug")],
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+        Stdio::inherit(),
+    )
+}
+
+/// The Secret every shared ProviderConfig uses.
+const SHARED_SECRET: &str = "cloud-credentials";
+
+fn secret_manifest(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": SECRET_NAMESPACE},
+        "stringData": {"accessKeyId": ACCESS_KEY, "accessKeySecret": SECRET_KEY},
+    })
+}
+
+/// A ProviderConfig for `provider` (one of PROVIDERS) at the fake cloud.
+/// Namespaces labelled `secgroup-e2e/denied` may not use it.
+fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str) -> Value {
+    let (_, _, region) = PROVIDERS
+        .into_iter()
+        .find(|(_, p, _)| *p == provider)
+        .expect("a known provider");
+    let mut spec = json!({
+        "type": if provider == "apsara" { "apsarastack" } else { provider },
+        "endpoint": fakecloud,
+        "region": region,
+        "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": secret},
+        "rateLimit": {"qps": 200, "burst": 50},
+        "allowedNamespaces": {"matchExpressions": [{"key": "secgroup-e2e/denied", "operator": "DoesNotExist"}]},
+    });
+    if provider == "apsara" {
+        spec["signatureVersion"] = json!("v2");
+        spec["apsara"] = json!({"organizationId": "1", "resourceGroupId": "2"});
+    }
+    json!({"apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A ProviderConfig of a test's own, named `prefix-<random>`, whose
+/// credentials are the Secret `secret` (which may not exist yet). Drift
+/// checks run once a day, so they never race the test's own moves.
+pub async fn own_provider_config(
+    client: &Client,
+    prefix: &str,
+    provider: &str,
+    secret: &str,
+) -> String {
+    let name = format!("{prefix}-{}", suffix());
+    let mut manifest = config_manifest(&env().fakecloud, &name, provider, secret);
+    manifest["spec"]["defaults"] = json!({"resyncIntervalSeconds": 86400});
+    let config: ProviderConfig = serde_json::from_value(manifest).expect("a ProviderConfig");
+    Api::<ProviderConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("create ProviderConfig");
+    name
+}
+
+pub async fn delete_provider_config(client: &Client, name: &str) {
+    Api::<ProviderConfig>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete ProviderConfig");
+}
+
+/// Creates the credentials Secret `name` next to the shared one.
+pub async fn create_secret(client: &Client, name: &str) {
+    let secret: Secret = serde_json::from_value(secret_manifest(name)).expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), SECRET_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+}
+
+pub async fn delete_secret(client: &Client, name: &str) {
+    Api::<Secret>::namespaced(client.clone(), SECRET_NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete Secret");
+}
+
+/// A short random suffix for names that must not collide across runs.
+pub fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// A client and a fresh namespace for one test.
+pub async fn setup(prefix: &str) -> (Api<SecurityGroupRule>, Client) {
+    env();
+    let client = Client::try_default().await.expect("kubeconfig");
+    let ns = namespace(&client, prefix, json!({})).await;
+    (Api::namespaced(client.clone(), &ns), client)
+}
+
+/// A security group id no other test or run uses.
+pub fn group_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
 /// A fresh namespace for one test, with a random suffix.
 pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
-    let name = format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let name = format!("{prefix}-{}", suffix());
     let ns: Namespace =
         serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("ns");
     Api::<Namespace>::all(client.clone())
@@ -183,36 +337,59 @@ pub async fn create_group(provider: &str, region: &str, id: &str) {
     );
 }
 
-/// Rules the fake cloud holds in a group.
-pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+/// A GET of the fake cloud's admin API, as JSON.
+async fn admin_get(path: &str, query: &[(&str, &str)]) -> Value {
     http()
-        .get(format!("{}/_fake/rules", env().fakecloud))
-        .query(&[("provider", provider), ("region", region), ("group", group)])
+        .get(format!("{}/_fake/{path}", env().fakecloud))
+        .query(query)
         .send()
         .await
         .expect("fake cloud reachable")
         .json()
         .await
-        .expect("rules JSON")
+        .unwrap_or_else(|e| panic!("/_fake/{path} answers JSON: {e}"))
+}
+
+fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+/// Rules the fake cloud holds in a group.
+pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+    let query = [("provider", provider), ("region", region), ("group", group)];
+    array(admin_get("rules", &query).await)
 }
 
 /// Calls the fake cloud saw for a group.
 pub async fn cloud_calls(group: &str) -> Vec<Value> {
-    let calls: Vec<Value> = http()
-        .get(format!("{}/_fake/calls", env().fakecloud))
-        .send()
-        .await
-        .expect("fake cloud reachable")
-        .json()
-        .await
-        .expect("calls JSON");
+    let calls = array(admin_get("calls", &[]).await);
     calls.into_iter().filter(|c| c["group"] == group).collect()
 }
 
-pub async fn set_faults(faults: Value) {
+/// Sets the fault rules for one group, leaving other groups' rules (other
+/// tests') in place. The plan is one document, so changes take turns.
+pub async fn set_group_faults(group: &str, rules: &[Value]) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let plan = admin_get("faults", &[]).await;
+    let mut kept: Vec<Value> = plan["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["group"] != group)
+        .cloned()
+        .collect();
+    kept.extend(rules.iter().map(|r| {
+        let mut r = r.clone();
+        r["group"] = json!(group);
+        r
+    }));
     let res = http()
         .put(format!("{}/_fake/faults", env().fakecloud))
-        .json(&faults)
+        .json(&json!({ "rules": kept }))
         .send()
         .await
         .expect("reachable");
@@ -222,6 +399,58 @@ pub async fn set_faults(faults: Value) {
         res.status(),
         res.text().await.unwrap_or_default()
     );
+}
+
+/// Deletes a rule in the fake cloud out of band, as someone in the console would.
+pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_id: &str) {
+    let res = http()
+        .delete(format!(
+            "{}/_fake/rules/{provider}/{region}/{group}/{rule_id}",
+            env().fakecloud
+        ))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::NO_CONTENT,
+        "deleting {rule_id}"
+    );
+}
+
+/// Asserts that no ClientToken of `calls` had more than one effect, by the
+/// journal and by the fake cloud's token records, and returns the record of
+/// `token`: how many calls presented it and how many changed the cloud.
+pub async fn one_effect_per_token(calls: &[Value], token: &str) -> Value {
+    let mut effects: std::collections::BTreeMap<&str, u32> = Default::default();
+    for call in calls {
+        if let Some(token) = call["clientToken"].as_str() {
+            *effects.entry(token).or_default() += u32::from(call["effect"] == true);
+        }
+    }
+    let twice: Vec<_> = effects.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "tokens with more than one effect in the journal: {twice:?}"
+    );
+    let records: Vec<Value> = array(admin_get("tokens", &[]).await)
+        .into_iter()
+        .filter(|t| {
+            t["clientToken"]
+                .as_str()
+                .is_some_and(|t| effects.contains_key(t))
+        })
+        .collect();
+    for record in &records {
+        assert!(
+            record["effects"].as_u64().is_some_and(|n| n <= 1),
+            "token with more than one effect: {record}"
+        );
+    }
+    records
+        .into_iter()
+        .find(|t| t["clientToken"] == token)
+        .unwrap_or_else(|| panic!("the fake cloud remembers no token {token}"))
 }
 
 fn http() -> reqwest::Client {
@@ -321,4 +550,24 @@ pub async fn gone(api: &Api<SecurityGroupRule>, name: &str) {
         },
     )
     .await;
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`: objects merge, `null` removes.
+pub fn merge_json(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                fields.remove(key);
+            } else {
+                merge_json(fields.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
 }
