@@ -116,6 +116,13 @@ pub enum Error {
 
 /// Reconciles one SecurityGroupRule.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The caches fill while the controller runs (it drives their watches).
+    if tokio::time::timeout(Duration::from_secs(5), ctx.resolver.caches_ready())
+        .await
+        .is_err()
+    {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let ns = rule.namespace().unwrap_or_default();
     let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {

@@ -134,6 +134,17 @@ impl Resolver {
         }
     }
 
+    /// Waits until every cache `resolve` reads has its first full list, so a
+    /// rule is never judged against an empty cache right after start.
+    pub async fn caches_ready(&self) {
+        let secrets = futures::future::join_all(self.secrets.values().map(Store::wait_until_ready));
+        let _ = futures::join!(
+            self.configs.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            secrets
+        );
+    }
+
     /// Resolves the provider for a rule named `config_name` in `namespace`.
     pub fn resolve(&self, config_name: &str, namespace: &str) -> Result<Resolved, ResolveError> {
         let config = self

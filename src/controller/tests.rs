@@ -171,9 +171,11 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
     for object in objects {
-        writer.apply_watcher_event(&watcher::Event::Apply(object));
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
     }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
     store
 }
 
@@ -297,22 +299,26 @@ impl Outcome {
     }
 }
 
+fn context(client: Client, resolver: Resolver) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: "secgroup-operator".into(),
+        instance: None,
+    };
+    Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client, reporter),
+        resolver,
+        mpsc::unbounded().0,
+    ))
+}
+
 async fn reconcile_with(
     object: SecurityGroupRule,
     provider: &Arc<ProviderDouble>,
     config: ProviderConfig,
 ) -> Outcome {
     let (client, server) = api_server(object.clone());
-    let reporter = Reporter {
-        controller: "secgroup-operator".into(),
-        instance: None,
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client, reporter),
-        world(provider.clone(), config),
-        mpsc::unbounded().0,
-    ));
+    let ctx = context(client, world(provider.clone(), config));
     let result = reconcile(Arc::new(object), ctx).await;
     let seen = server.await.expect("mock API server");
     Outcome { result, seen }
@@ -534,18 +540,7 @@ async fn rejected_credentials_pause_every_rule_of_the_config() {
         "InvalidAccessKeyId.NotFound",
     )]);
     let (client, _server) = api_server(rule(json!({})));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(
-            client,
-            Reporter {
-                controller: "secgroup-operator".into(),
-                instance: None,
-            },
-        ),
-        world(provider.clone(), config(None)),
-        mpsc::unbounded().0,
-    ));
+    let ctx = context(client, world(provider.clone(), config(None)));
     let first = reconcile(Arc::new(rule(json!({}))), ctx.clone()).await;
     let mut other = rule(json!({}));
     other.metadata.name = Some("db".into());
@@ -555,4 +550,25 @@ async fn rejected_credentials_pause_every_rule_of_the_config() {
     for result in [first, second] {
         assert!(matches!(result, Ok(ref a) if *a != Action::await_change()));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_judged_before_the_caches_are_filled() {
+    let provider = ProviderDouble::answering(vec![]);
+    let (client, server) = api_server(rule(json!({})));
+    let (unfilled, _writer) = reflector::store::<Namespace>();
+    let resolver = Resolver::new(
+        store_of(vec![config(None)]),
+        HashMap::new(),
+        unfilled,
+        Arc::new(Connects(provider.clone())),
+    );
+    let ctx = context(client, resolver);
+    let result = reconcile(Arc::new(rule(json!({}))), ctx).await;
+    assert!(matches!(result, Ok(ref a) if *a == Action::requeue(Duration::from_secs(1))));
+    assert_eq!(provider.calls(), vec![]);
+    assert!(
+        server.await.expect("mock API server").is_empty(),
+        "no status written"
+    );
 }
