@@ -1,0 +1,398 @@
+//! Leader election over a `coordination.k8s.io/v1` Lease, with client-go's
+//! rules: the holder renews every [`RENEW_PERIOD`]; a candidate takes the
+//! lease over once it has seen the same lease version, unrenewed, for the
+//! lease duration on its own monotonic clock (so clocks of different nodes
+//! need not agree); a holder that has not renewed for [`RENEW_DEADLINE`]
+//! gives up, well before any candidate may take over.
+//!
+//! Only the holder runs the controller, so only it calls the providers.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::coordination::v1::{Lease, LeaseSpec},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+};
+use kube::{Api, Client, ResourceExt, api::PostParams};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// How long a lease stays valid without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often the holder renews.
+pub const RENEW_PERIOD: Duration = Duration::from_secs(5);
+/// How long the holder keeps trying to renew before it gives up leading.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a candidate looks at the lease, and a failed renewal is retried.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+// The holder must have stopped before a candidate can take over.
+const _: () = assert!(
+    RENEW_DEADLINE.as_secs() + RETRY_PERIOD.as_secs() <= LEASE_DURATION.as_secs()
+        && RENEW_PERIOD.as_secs() < RENEW_DEADLINE.as_secs()
+);
+
+/// Which lease, and who is asking for it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+}
+
+/// Why the holder stopped leading.
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    #[error("the lease was taken over by {0}")]
+    TakenOver(String),
+    #[error("the lease could not be renewed for {RENEW_DEADLINE:?}")]
+    NotRenewed,
+}
+
+/// What one look at the lease decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// No lease yet: create it, holding it.
+    Create,
+    /// Ours: renew it.
+    Renew,
+    /// Released, or expired: take it over.
+    TakeOver,
+    /// Someone else holds it and it has not expired.
+    Wait { holder: String },
+}
+
+/// What `spec` asks of candidate `me`, given whether the lease has expired.
+fn step(spec: Option<&LeaseSpec>, me: &str, expired: bool) -> Step {
+    let Some(spec) = spec else {
+        return Step::Create;
+    };
+    match spec.holder_identity.as_deref() {
+        Some(holder) if holder == me => Step::Renew,
+        None | Some("") => Step::TakeOver,
+        Some(_) if expired => Step::TakeOver,
+        Some(holder) => Step::Wait {
+            holder: holder.to_owned(),
+        },
+    }
+}
+
+/// When this candidate first saw the lease's current version.
+#[derive(Debug)]
+struct Observation {
+    version: Option<String>,
+    at: Instant,
+}
+
+impl Observation {
+    /// Whether a lease seen at version `version` and lasting `duration` has
+    /// expired at `now`; a version not seen before starts the clock again.
+    fn expired(
+        slot: &mut Option<Self>,
+        version: Option<String>,
+        duration: Duration,
+        now: Instant,
+    ) -> bool {
+        match slot {
+            Some(seen) if seen.version == version => now.duration_since(seen.at) >= duration,
+            _ => {
+                *slot = Some(Self { version, at: now });
+                false
+            }
+        }
+    }
+}
+
+/// Result of one attempt on the lease.
+#[derive(Debug)]
+enum Attempt {
+    Leading,
+    HeldBy(String),
+}
+
+pub struct Elector {
+    api: Api<Lease>,
+    candidate: Candidate,
+    observed: Option<Observation>,
+}
+
+impl Elector {
+    pub fn new(client: Client, candidate: Candidate) -> Self {
+        Self {
+            api: Api::namespaced(client, &candidate.namespace),
+            candidate,
+            observed: None,
+        }
+    }
+
+    /// Waits until this instance holds the lease. `on_standby` runs after
+    /// every look that found the lease held by another instance.
+    pub async fn acquire(&mut self, mut on_standby: impl FnMut()) {
+        let mut last_holder = None;
+        loop {
+            match self.attempt().await {
+                Ok(Attempt::Leading) => {
+                    info!(identity = %self.candidate.identity, lease = %self.candidate.lease_name, "acquired the lease; leading");
+                    return;
+                }
+                Ok(Attempt::HeldBy(holder)) => {
+                    if last_holder.as_ref() != Some(&holder) {
+                        info!(%holder, lease = %self.candidate.lease_name, "standing by: another instance holds the lease");
+                        last_holder = Some(holder);
+                    }
+                    on_standby();
+                }
+                Err(e) => {
+                    warn!(error = %e, lease = %self.candidate.lease_name, "cannot read or take the lease")
+                }
+            }
+            tokio::time::sleep(RETRY_PERIOD).await;
+        }
+    }
+
+    /// Renews the lease until `stop` fires (then hands the elector back,
+    /// still holding the lease) or leadership is lost.
+    pub async fn hold(mut self, mut stop: oneshot::Receiver<()>) -> Result<Self, Lost> {
+        let mut renewed = Instant::now();
+        let mut wait = RENEW_PERIOD;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(self),
+                () = tokio::time::sleep(wait) => {}
+            }
+            let started = Instant::now();
+            let left = RENEW_DEADLINE.saturating_sub(started.duration_since(renewed));
+            match tokio::time::timeout(left, self.attempt()).await {
+                Ok(Ok(Attempt::Leading)) => {
+                    renewed = started;
+                    wait = RENEW_PERIOD;
+                }
+                Ok(Ok(Attempt::HeldBy(holder))) => return Err(Lost::TakenOver(holder)),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "renewing the lease failed; retrying");
+                    wait = RETRY_PERIOD;
+                }
+                Err(_) => wait = Duration::ZERO,
+            }
+            if renewed.elapsed() >= RENEW_DEADLINE {
+                return Err(Lost::NotRenewed);
+            }
+            wait = wait.min(RENEW_DEADLINE.saturating_sub(renewed.elapsed()));
+        }
+    }
+
+    /// Gives the lease up so that a standby takes over at once instead of
+    /// waiting for it to expire. Call only once nothing acts as leader any more.
+    pub async fn release(self) {
+        let result = async {
+            let Some(mut lease) = self.api.get_opt(&self.candidate.lease_name).await? else {
+                return Ok(());
+            };
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            if spec.holder_identity.as_deref() != Some(self.candidate.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            self.api
+                .replace(&self.candidate.lease_name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        match result {
+            Ok(()) => info!(lease = %self.candidate.lease_name, "released the lease"),
+            Err(e) => {
+                warn!(error = %e, "could not release the lease; a standby takes over once it expires")
+            }
+        }
+    }
+
+    /// One look at the lease: create, renew or take it over if allowed.
+    /// A conflicting write means someone else wrote first: not leading.
+    async fn attempt(&mut self) -> Result<Attempt, kube::Error> {
+        let name = &self.candidate.lease_name;
+        let me = self.candidate.identity.as_str();
+        let current = self.api.get_opt(name).await?;
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let duration = spec
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(LEASE_DURATION, Duration::from_secs);
+        let version = current.as_ref().and_then(ResourceExt::resource_version);
+        let expired = Observation::expired(&mut self.observed, version, duration, Instant::now());
+        let now = MicroTime(Timestamp::now());
+        let written = match step(spec, me, expired) {
+            Step::Wait { holder } => return Ok(Attempt::HeldBy(holder)),
+            Step::Create => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(me.to_owned()),
+                        lease_duration_seconds: Some(lease_seconds()),
+                        acquire_time: Some(now.clone()),
+                        renew_time: Some(now),
+                        lease_transitions: Some(0),
+                        ..LeaseSpec::default()
+                    }),
+                };
+                self.api.create(&PostParams::default(), &lease).await
+            }
+            Step::Renew | Step::TakeOver => {
+                let mut lease = current.unwrap_or_default();
+                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                if spec.holder_identity.as_deref() != Some(me) {
+                    spec.holder_identity = Some(me.to_owned());
+                    spec.acquire_time = Some(now.clone());
+                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                }
+                spec.lease_duration_seconds = Some(lease_seconds());
+                spec.renew_time = Some(now);
+                // resourceVersion is kept: a concurrent writer makes this a 409.
+                self.api.replace(name, &PostParams::default(), &lease).await
+            }
+        };
+        match written {
+            Ok(_) => Ok(Attempt::Leading),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                Ok(Attempt::HeldBy("another candidate".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Runs `work` while holding the lease. Losing the lease drops `work` at
+/// once, so no provider call starts after that, and fails: the process
+/// exits and its Pod restarts as a candidate. When `work` ends (SIGTERM),
+/// the lease is released for a standby to take over without waiting.
+pub async fn lead(
+    elector: Elector,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = oneshot::channel();
+    let mut holding = tokio::spawn(elector.hold(stopped));
+    tokio::select! {
+        held = &mut holding => {
+            let reason = match held {
+                Ok(Err(lost)) => lost.to_string(),
+                Ok(Ok(_)) => "the lease renewal stopped".to_owned(),
+                Err(e) => format!("the lease renewal task failed: {e}"),
+            };
+            tracing::error!(%reason, "lost leadership; stopping");
+            Err(anyhow::anyhow!("lost leadership: {reason}"))
+        }
+        result = work => {
+            let _ = stop.send(());
+            if let Ok(Ok(elector)) = holding.await {
+                elector.release().await;
+            }
+            result
+        }
+    }
+}
+
+fn lease_seconds() -> i32 {
+    i32::try_from(LEASE_DURATION.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// This instance's name in the lease: `POD_NAME`, else the host name with a
+/// random suffix, so that two processes on one host never share an identity.
+pub fn identity() -> String {
+    if let Some(pod) = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()) {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "secgroup-operator".to_owned());
+    format!("{host}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_by(holder: Option<&str>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_lease_is_created_and_a_released_one_taken() {
+        assert_eq!(step(None, "a", false), Step::Create);
+        assert_eq!(step(Some(&held_by(None)), "a", false), Step::TakeOver);
+        assert_eq!(step(Some(&held_by(Some(""))), "a", false), Step::TakeOver);
+    }
+
+    #[test]
+    fn the_holder_renews_and_others_wait_until_it_expires() {
+        let lease = held_by(Some("a"));
+        assert_eq!(step(Some(&lease), "a", false), Step::Renew);
+        assert_eq!(
+            step(Some(&lease), "b", false),
+            Step::Wait { holder: "a".into() }
+        );
+        assert_eq!(step(Some(&lease), "b", true), Step::TakeOver);
+    }
+
+    #[test]
+    fn expiry_runs_from_when_this_candidate_first_saw_the_version() {
+        let mut seen = None;
+        let t0 = Instant::now();
+        let d = Duration::from_secs(15);
+        let v = |s: &str| Some(s.to_owned());
+        assert!(
+            !Observation::expired(&mut seen, v("1"), d, t0),
+            "first sight"
+        );
+        assert!(!Observation::expired(
+            &mut seen,
+            v("1"),
+            d,
+            t0 + Duration::from_secs(14)
+        ));
+        // Renewed meanwhile: the clock starts again from this look.
+        assert!(!Observation::expired(
+            &mut seen,
+            v("2"),
+            d,
+            t0 + Duration::from_secs(16)
+        ));
+        assert!(!Observation::expired(
+            &mut seen,
+            v("2"),
+            d,
+            t0 + Duration::from_secs(30)
+        ));
+        assert!(Observation::expired(
+            &mut seen,
+            v("2"),
+            d,
+            t0 + Duration::from_secs(31)
+        ));
+    }
+
+    #[test]
+    fn pod_name_is_the_identity_else_the_host_with_a_unique_suffix() {
+        // The environment is process-wide (and set_var unsafe): check
+        // whichever branch this process takes.
+        match std::env::var("POD_NAME") {
+            Ok(pod) if !pod.is_empty() => assert_eq!(identity(), pod),
+            _ => {
+                let (a, b) = (identity(), identity());
+                assert_ne!(a, b, "two processes on one host must differ");
+                assert!(a.contains('_'), "{a}");
+            }
+        }
+    }
+}
