@@ -24,8 +24,9 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const RENEW_PERIOD: Duration = Duration::from_secs(5);
 /// How long the holder keeps trying to renew before it gives up leading.
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
-/// How often a candidate looks at the lease, and a failed renewal is retried.
-pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// How often a candidate looks at the lease, and a failed renewal is
+/// retried. A takeover comes at most this much after the lease expires.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
 // The holder must have stopped before a candidate can take over.
 const _: () = assert!(
@@ -211,8 +212,19 @@ impl Elector {
     }
 
     /// One look at the lease: create, renew or take it over if allowed.
-    /// A conflicting write means someone else wrote first: not leading.
     async fn attempt(&mut self) -> Result<Attempt, kube::Error> {
+        // A conflict means another writer got there first: look again at
+        // once, so that the clock runs from its version, not from the next look.
+        for _ in 0..2 {
+            if let Some(attempt) = self.attempt_once().await? {
+                return Ok(attempt);
+            }
+        }
+        Ok(Attempt::HeldBy("a concurrent writer".into()))
+    }
+
+    /// `None` when the write conflicted with another writer's.
+    async fn attempt_once(&mut self) -> Result<Option<Attempt>, kube::Error> {
         let name = &self.candidate.lease_name;
         let me = self.candidate.identity.as_str();
         let current = self.api.get_opt(name).await?;
@@ -225,7 +237,7 @@ impl Elector {
         let expired = Observation::expired(&mut self.observed, version, duration, Instant::now());
         let now = MicroTime(Timestamp::now());
         let written = match step(spec, me, expired) {
-            Step::Wait { holder } => return Ok(Attempt::HeldBy(holder)),
+            Step::Wait { holder } => return Ok(Some(Attempt::HeldBy(holder))),
             Step::Create => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -258,10 +270,8 @@ impl Elector {
             }
         };
         match written {
-            Ok(_) => Ok(Attempt::Leading),
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                Ok(Attempt::HeldBy("another candidate".into()))
-            }
+            Ok(_) => Ok(Some(Attempt::Leading)),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -29,15 +29,44 @@ pub const PROVIDERS: [(&str, &str, &str); 3] = [
     ("e2e-baidu", "baidu", "bj"),
 ];
 
+/// Rules carrying this label are left to operators a test starts itself;
+/// the shared operator watches every other rule.
+pub const SHARD_LABEL: &str = "secgroup-e2e/shard";
+
 pub struct Env {
     pub fakecloud: String,
+    /// `host:port` of the shared operator's /metrics, /healthz and /readyz.
+    pub operator_metrics: String,
     _processes: Vec<Tied>,
 }
 
 /// A process tied to this test process: a shell holds it and stops it when
 /// its stdin, a pipe from here, closes, which happens however this process
 /// ends. (A `static` is never dropped, so `Drop` cannot do it.)
-struct Tied(Child);
+pub struct Tied(Child);
+
+impl Tied {
+    /// The pid of the program the shell holds.
+    pub fn program_pid(&self) -> u32 {
+        let shell = self.0.id();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .expect("/proc children of the holding shell");
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("the shell {shell} holds no program"))
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`) to the program.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.program_pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
 
 fn spawn_tied(
     program: &Path,
@@ -106,25 +135,93 @@ fn kubectl(args: &[&str], stdin: Option<&str>) {
     assert!(status.success(), "kubectl {args:?} failed");
 }
 
+/// A fake cloud of its own, accepting the shared test credentials; returns
+/// it and its base URL.
+pub fn start_fakecloud(log: &str) -> (Tied, String) {
+    let mut fake = spawn_tied(
+        &target_dir().join("secgroup-fakecloud"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--access-key",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+        ],
+        &[],
+        Stdio::piped(),
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+    );
+    let mut line = String::new();
+    BufReader::new(fake.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {line:?}"
+    );
+    (fake, url)
+}
+
+/// An operator process (`secgroup-operator run` plus `args`), logging to `log`.
+pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
+    let mut all = vec![
+        "run",
+        "--secret-namespace",
+        SECRET_NAMESPACE,
+        "--resync-interval",
+        "5",
+    ];
+    all.extend_from_slice(args);
+    let mut all_envs = vec![("RUST_LOG", "info,secgroup_operator=debug")];
+    all_envs.extend_from_slice(envs);
+    spawn_tied(
+        &target_dir().join("secgroup-operator"),
+        &all,
+        &all_envs,
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+        Stdio::inherit(),
+    )
+}
+
+/// A loopback address nothing listens on right now.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// A ProviderConfig using the shared credentials Secret.
+pub fn provider_config(name: &str, provider: &str, region: &str, endpoint: &str) -> String {
+    let kind = if provider == "apsara" {
+        "apsarastack"
+    } else {
+        provider
+    };
+    let extra = if provider == "apsara" {
+        "  signatureVersion: v2\n  apsara: {organizationId: \"1\", resourceGroupId: \"2\"}\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n  endpoint: {endpoint}\n  region: {region}\n  credentialsSecretRef: {{namespace: {SECRET_NAMESPACE}, name: cloud-credentials}}\n  rateLimit: {{qps: 200, burst: 50}}\n  allowedNamespaces: {{matchExpressions: [{{key: secgroup-e2e/denied, operator: DoesNotExist}}]}}\n{extra}"
+    )
+}
+
+/// Applies manifests with kubectl.
+pub fn kubectl_apply(manifests: &str) {
+    kubectl(&["apply", "--server-side", "-f", "-"], Some(manifests));
+}
+
 /// Starts (once per test binary) the fake cloud and the operator, installs
 /// the CRDs, the credentials Secret and one ProviderConfig per provider.
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         require_cluster();
-        let logs = log_dir();
-        let mut fake = spawn_tied(
-            &target_dir().join("secgroup-fakecloud"),
-            &["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")],
-            &[],
-            Stdio::piped(),
-            std::fs::File::create(logs.join("fakecloud.log")).expect("log").into(),
-        );
-        let mut line = String::new();
-        BufReader::new(fake.0.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let fakecloud = line.trim().trim_start_matches("listening on ").to_owned();
-        assert!(fakecloud.starts_with("http://127.0.0.1:"), "unexpected fake cloud banner {line:?}");
-
+        let (fake, fakecloud) = start_fakecloud("fakecloud.log");
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
         kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
@@ -134,23 +231,40 @@ pub fn env() -> &'static Env {
              stringData: {{accessKeyId: {ACCESS_KEY}, accessKeySecret: {SECRET_KEY}}}\n"
         );
         for (name, provider, region) in PROVIDERS {
-            let kind = if provider == "apsara" { "apsarastack" } else { provider };
-            let extra = if provider == "apsara" { "  signatureVersion: v2\n  apsara: {organizationId: \"1\", resourceGroupId: \"2\"}\n" } else { "" };
-            setup.push_str(&format!(
-                "---\napiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n  endpoint: {fakecloud}\n  region: {region}\n  credentialsSecretRef: {{namespace: {SECRET_NAMESPACE}, name: cloud-credentials}}\n  rateLimit: {{qps: 200, burst: 50}}\n  allowedNamespaces: {{matchExpressions: [{{key: secgroup-e2e/denied, operator: DoesNotExist}}]}}\n{extra}"
-            ));
+            setup.push_str("---\n");
+            setup.push_str(&provider_config(name, provider, region, &fakecloud));
         }
-        kubectl(&["apply", "--server-side", "-f", "-"], Some(&setup));
+        kubectl_apply(&setup);
 
-        let operator = spawn_tied(
-            &target_dir().join("secgroup-operator"),
-            &["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"],
-            &[("RUST_LOG", "info,secgroup_operator=debug")],
-            std::fs::File::create(logs.join("operator.log")).expect("log").into(),
-            Stdio::inherit(),
+        let operator_metrics = free_addr();
+        let selector = format!("!{SHARD_LABEL}");
+        let operator = start_operator(
+            &["--metrics-addr", &operator_metrics, "--label-selector", &selector],
+            &[],
+            "operator.log",
         );
-        Env { fakecloud, _processes: vec![operator, fake] }
+        Env { fakecloud, operator_metrics, _processes: vec![operator, fake] }
     })
+}
+
+/// The text of `/metrics` (or another path) at `addr`.
+pub async fn scrape(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let response = http()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(|e| e.to_string())?))
+}
+
+/// The sum of every sample whose line starts with `prefix`.
+pub fn sample_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A fresh namespace for one test, with a random suffix.
@@ -168,10 +282,15 @@ pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
     name
 }
 
-/// Creates a security group in the fake cloud.
+/// Creates a security group in the shared fake cloud.
 pub async fn create_group(provider: &str, region: &str, id: &str) {
+    create_group_at(&env().fakecloud, provider, region, id).await;
+}
+
+/// Creates a security group in the fake cloud at `fakecloud`.
+pub async fn create_group_at(fakecloud: &str, provider: &str, region: &str, id: &str) {
     let res = http()
-        .post(format!("{}/_fake/groups", env().fakecloud))
+        .post(format!("{fakecloud}/_fake/groups"))
         .json(&json!({"provider": provider, "region": region, "id": id}))
         .send()
         .await
@@ -210,8 +329,12 @@ pub async fn cloud_calls(group: &str) -> Vec<Value> {
 }
 
 pub async fn set_faults(faults: Value) {
+    set_faults_at(&env().fakecloud, faults).await;
+}
+
+pub async fn set_faults_at(fakecloud: &str, faults: Value) {
     let res = http()
-        .put(format!("{}/_fake/faults", env().fakecloud))
+        .put(format!("{fakecloud}/_fake/faults"))
         .json(&faults)
         .send()
         .await
