@@ -124,6 +124,18 @@ impl Replica {
             .is_ok_and(|t| sample_sum(&t, "secgroup_leader ") == 1.0)
     }
 
+    async fn until_leading(&self) {
+        let what = format!("{} leading", self.identity);
+        eventually(&what, Duration::from_secs(60), || async {
+            if self.leading().await {
+                Ok(())
+            } else {
+                Err("not leading".into())
+            }
+        })
+        .await;
+    }
+
     async fn provider_calls(&self) -> f64 {
         let text = self.scrape().await.expect("replica serves /metrics");
         sample_sum(&text, "secgroup_provider_calls_total")
@@ -237,14 +249,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         &labelled("after", json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}})),
     )
     .await;
-    eventually("the standby leading", Duration::from_secs(60), || async {
-        if standby.leading().await {
-            Ok(())
-        } else {
-            Err("standing by".into())
-        }
-    })
-    .await;
+    standby.until_leading().await;
     let took_over = killed.elapsed();
     condition(&api, "after", "Ready", "True").await;
     let reconciled = killed.elapsed();
@@ -284,14 +289,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
     // ...so a new replica leads at once.
     let started = Instant::now();
     let third = start("replica-c", true);
-    eventually("replica-c leading", Duration::from_secs(30), || async {
-        if third.leading().await {
-            Ok(())
-        } else {
-            Err("not leading".into())
-        }
-    })
-    .await;
+    third.until_leading().await;
     let took_released = started.elapsed();
 
     // A leader whose lease another holder took stops at its next renewal.
