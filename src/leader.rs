@@ -7,7 +7,7 @@
 //!
 //! Only the holder runs the controller, so only it calls the providers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -15,7 +15,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
 };
 use kube::{Api, Client, ResourceExt, api::PostParams};
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 use tracing::{info, warn};
 
 /// How long a lease stays valid without renewal.
@@ -112,10 +112,13 @@ enum Attempt {
     HeldBy(String),
 }
 
+#[derive(Debug)]
 pub struct Elector {
     api: Api<Lease>,
     candidate: Candidate,
     observed: Option<Observation>,
+    /// When the last successful write of the lease by this holder was sent.
+    renewed: Option<Instant>,
 }
 
 impl Elector {
@@ -124,6 +127,7 @@ impl Elector {
             api: Api::namespaced(client, &candidate.namespace),
             candidate,
             observed: None,
+            renewed: None,
         }
     }
 
@@ -155,20 +159,15 @@ impl Elector {
     /// Renews the lease until `stop` fires (then hands the elector back,
     /// still holding the lease) or leadership is lost.
     pub async fn hold(mut self, mut stop: oneshot::Receiver<()>) -> Result<Self, Lost> {
-        let mut renewed = Instant::now();
         let mut wait = RENEW_PERIOD;
         loop {
             tokio::select! {
                 _ = &mut stop => return Ok(self),
                 () = tokio::time::sleep(wait) => {}
             }
-            let started = Instant::now();
-            let left = RENEW_DEADLINE.saturating_sub(started.duration_since(renewed));
+            let left = RENEW_DEADLINE.saturating_sub(self.since_renewal());
             match tokio::time::timeout(left, self.attempt()).await {
-                Ok(Ok(Attempt::Leading)) => {
-                    renewed = started;
-                    wait = RENEW_PERIOD;
-                }
+                Ok(Ok(Attempt::Leading)) => wait = RENEW_PERIOD,
                 Ok(Ok(Attempt::HeldBy(holder))) => return Err(Lost::TakenOver(holder)),
                 Ok(Err(e)) => {
                     warn!(error = %e, "renewing the lease failed; retrying");
@@ -176,10 +175,10 @@ impl Elector {
                 }
                 Err(_) => wait = Duration::ZERO,
             }
-            if renewed.elapsed() >= RENEW_DEADLINE {
+            if self.since_renewal() >= RENEW_DEADLINE {
                 return Err(Lost::NotRenewed);
             }
-            wait = wait.min(RENEW_DEADLINE.saturating_sub(renewed.elapsed()));
+            wait = wait.min(RENEW_DEADLINE.saturating_sub(self.since_renewal()));
         }
     }
 
@@ -211,8 +210,23 @@ impl Elector {
         }
     }
 
+    /// Counted from when the write was sent, not answered: the holder's
+    /// deadline then never runs later than the lease seen by others.
+    fn since_renewal(&self) -> Duration {
+        self.renewed.map_or(Duration::MAX, |at| at.elapsed())
+    }
+
     /// One look at the lease: create, renew or take it over if allowed.
     async fn attempt(&mut self) -> Result<Attempt, kube::Error> {
+        let started = Instant::now();
+        let attempt = self.look_and_write().await?;
+        if matches!(attempt, Attempt::Leading) {
+            self.renewed = Some(started);
+        }
+        Ok(attempt)
+    }
+
+    async fn look_and_write(&mut self) -> Result<Attempt, kube::Error> {
         // A conflict means another writer got there first: look again at
         // once, so that the clock runs from its version, not from the next look.
         for _ in 0..2 {
@@ -328,7 +342,194 @@ pub fn identity() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock;
+
     use super::*;
+
+    /// A lease API whose answers `answer` picks from the method and the
+    /// body sent; it records what was written.
+    fn api_server(
+        mut answer: impl FnMut(&http::Method, Option<&Value>) -> (u16, Value) + Send + 'static,
+    ) -> (Client, Arc<Mutex<Vec<Value>>>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let log = written.clone();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = handle.next_request().await {
+                let method = request.method().clone();
+                let bytes = request.into_body().collect_bytes().await.expect("body");
+                let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+                if let Some(b) = &body {
+                    log.lock().expect("log").push(b.clone());
+                }
+                let (status, json) = answer(&method, body.as_ref());
+                let response = Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&json).expect("json")))
+                    .expect("response");
+                reply.send_response(response);
+            }
+        });
+        (Client::new(service, "ops"), written)
+    }
+
+    fn lease(holder: &str, version: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "l", "namespace": "ops", "resourceVersion": version},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 3}})
+    }
+
+    fn not_found() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+    }
+
+    fn server_error() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "down"})
+    }
+
+    fn elector(client: Client, identity: &str) -> Elector {
+        Elector::new(
+            client,
+            Candidate {
+                namespace: "ops".into(),
+                lease_name: "l".into(),
+                identity: identity.into(),
+            },
+        )
+    }
+
+    /// Fails a test that would otherwise wait forever (in paused time).
+    async fn bounded<T>(f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(LEASE_DURATION * 4, f)
+            .await
+            .expect("finished in time")
+    }
+
+    /// Creates the lease on the first write, then answers every call with 500.
+    fn created_then_unreachable() -> impl FnMut(&http::Method, Option<&Value>) -> (u16, Value) {
+        let mut created = false;
+        move |method, body| match (method.as_str(), created) {
+            ("GET", false) => (404, not_found()),
+            ("POST", false) => {
+                created = true;
+                (201, body.cloned().expect("lease sent"))
+            }
+            _ => (500, server_error()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
+        let (client, written) = api_server(created_then_unreachable());
+        let mut me = elector(client, "me");
+        bounded(me.acquire(|| panic!("no one else holds it"))).await;
+        let acquired = Instant::now();
+        assert_eq!(
+            written.lock().expect("log")[0]["spec"]["holderIdentity"],
+            "me"
+        );
+        let (_keep, stop) = oneshot::channel();
+        let lost = bounded(me.hold(stop)).await.expect_err("cannot renew");
+        assert!(matches!(lost, Lost::NotRenewed), "{lost}");
+        let held = acquired.elapsed();
+        assert!(
+            held >= RENEW_DEADLINE && held < LEASE_DURATION,
+            "stopped after {held:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_stops_at_the_first_renewal_that_finds_another_holder() {
+        let mut created = false;
+        let (client, _) = api_server(move |method, body| match (method.as_str(), created) {
+            ("GET", false) => (404, not_found()),
+            ("POST", false) => {
+                created = true;
+                (201, body.cloned().expect("lease sent"))
+            }
+            _ => (200, lease("other", "9")),
+        });
+        let mut me = elector(client, "me");
+        bounded(me.acquire(|| panic!("no one else holds it"))).await;
+        let (_keep, stop) = oneshot::channel();
+        match bounded(me.hold(stop)).await {
+            Err(Lost::TakenOver(holder)) => assert_eq!(holder, "other"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_candidate_takes_over_a_lease_left_unrenewed_for_its_duration() {
+        let (client, written) = api_server(|method, body| match method.as_str() {
+            "GET" => (200, lease("gone", "7")),
+            _ => (200, body.cloned().expect("lease sent")),
+        });
+        let mut me = elector(client, "me");
+        let started = Instant::now();
+        let mut standing_by = 0;
+        bounded(me.acquire(|| standing_by += 1)).await;
+        assert!(
+            started.elapsed() >= LEASE_DURATION,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(standing_by >= 10, "looked {standing_by} times");
+        let taken = written
+            .lock()
+            .expect("log")
+            .last()
+            .cloned()
+            .expect("written");
+        assert_eq!(taken["spec"]["holderIdentity"], "me");
+        assert_eq!(taken["spec"]["leaseTransitions"], 4);
+        assert_eq!(
+            taken["metadata"]["resourceVersion"], "7",
+            "a conditional write"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_candidate_never_takes_a_lease_that_keeps_being_renewed() {
+        let mut version = 0;
+        let (client, written) = api_server(move |_, _| {
+            version += 1;
+            (200, lease("other", &version.to_string()))
+        });
+        let mut me = elector(client, "me");
+        let waited = tokio::time::timeout(LEASE_DURATION * 4, me.acquire(|| {})).await;
+        assert!(waited.is_err(), "took a lease that was being renewed");
+        assert!(written.lock().expect("log").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_clears_the_holder_only_when_it_is_this_instance() {
+        let (client, written) = api_server(|method, body| match method.as_str() {
+            "GET" => (200, lease("me", "3")),
+            _ => (200, body.cloned().expect("lease sent")),
+        });
+        elector(client, "me").release().await;
+        let released = written
+            .lock()
+            .expect("log")
+            .last()
+            .cloned()
+            .expect("written");
+        assert!(
+            released["spec"].get("holderIdentity").is_none(),
+            "{released}"
+        );
+        let (client, written) = api_server(|_, _| (200, lease("other", "3")));
+        elector(client, "me").release().await;
+        assert!(
+            written.lock().expect("log").is_empty(),
+            "another holder's lease was touched"
+        );
+    }
 
     fn held_by(holder: Option<&str>) -> LeaseSpec {
         LeaseSpec {
