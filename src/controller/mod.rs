@@ -50,6 +50,7 @@ use crate::{
         conditions::reasons,
         rule::{DeletionPolicy, Ensure},
     },
+    metrics::Metrics,
     provider::{GroupRef, Rule},
 };
 
@@ -63,6 +64,7 @@ pub struct Context {
     pub drift: DriftFindings,
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -71,6 +73,7 @@ impl Context {
         recorder: Recorder,
         resolver: Resolver,
         wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
@@ -80,6 +83,7 @@ impl Context {
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
             wake,
+            metrics,
         }
     }
 
@@ -114,8 +118,19 @@ pub enum Error {
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
 
-/// Reconciles one SecurityGroupRule.
+/// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let timer = ctx.metrics.reconcile_started(&object);
+    let result = reconcile_rule(rule, &ctx).await;
+    timer.finish(result.is_ok());
+    if let Ok(action) = &result {
+        ctx.metrics.next_action(object, action);
+    }
+    result
+}
+
+async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<Action, Error> {
     // The caches fill while the controller runs (it drives their watches).
     if tokio::time::timeout(Duration::from_secs(5), ctx.resolver.caches_ready())
         .await
@@ -127,8 +142,8 @@ pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Resul
     let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {
         match event {
-            Event::Apply(rule) => apply(&rule, &ctx, &api).await,
-            Event::Cleanup(rule) => cleanup(&rule, &ctx, &api).await,
+            Event::Apply(rule) => apply(&rule, ctx, &api).await,
+            Event::Cleanup(rule) => cleanup(&rule, ctx, &api).await,
         }
     })
     .await;
@@ -148,10 +163,16 @@ pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Contex
     if let Error::Finalizer(boxed) = error
         && let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref()
     {
-        return requeue.map_or_else(Action::await_change, Action::requeue);
+        let action = requeue.map_or_else(Action::await_change, Action::requeue);
+        ctx.metrics
+            .next_action(ObjectRef::from_obj(rule.as_ref()), &action);
+        return action;
     }
     warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
-    Action::requeue(ctx.object_backoff.fail(&ObjectRef::from_obj(rule.as_ref())))
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let action = Action::requeue(ctx.object_backoff.fail(&object));
+    ctx.metrics.next_action(object, &action);
+    action
 }
 
 /// The group a rule acts on: what status recorded, else the spec.

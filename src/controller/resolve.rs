@@ -18,6 +18,7 @@ use crate::{
     api::{
         ProviderConfig, conditions::reasons, provider_config::ProviderType, rule::DeletionPolicy,
     },
+    metrics::Metrics,
     provider::{Provider, ProviderKind},
 };
 
@@ -109,6 +110,8 @@ pub struct Resolver {
     pub secrets: HashMap<String, Store<Secret>>,
     pub namespaces: Store<Namespace>,
     connector: Arc<dyn Connector>,
+    /// Every client is wrapped to count and time its calls.
+    metrics: Arc<Metrics>,
     clients: Mutex<HashMap<String, CachedClient>>,
 }
 
@@ -124,12 +127,14 @@ impl Resolver {
         secrets: HashMap<String, Store<Secret>>,
         namespaces: Store<Namespace>,
         connector: Arc<dyn Connector>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             configs,
             secrets,
             namespaces,
             connector,
+            metrics,
             clients: Mutex::default(),
         }
     }
@@ -231,6 +236,7 @@ impl Resolver {
                 reason,
             }
         })?;
+        let provider = self.metrics.meter(provider);
         clients.insert(
             name,
             CachedClient {

@@ -1,4 +1,4 @@
-//! Wires the controller: informers, triggers, drift detection, health.
+//! Wires the controller: informers, triggers, drift detection, readiness.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -20,11 +20,20 @@ use super::{Context, drift, error_policy, reconcile, resolve::Connector, resolve
 use crate::{
     api::{ProviderConfig, SecurityGroupRule},
     cli::RunArgs,
-    server,
+    metrics::Metrics,
+    server::{self, Health},
 };
 
-pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+/// Runs the controller until SIGTERM or Ctrl-C, then lets running
+/// reconciles finish. Dropping the future stops everything at once,
+/// drift detection included.
+pub async fn run(
+    args: &RunArgs,
+    client: Client,
+    connector: Arc<dyn Connector>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
     let rules: Api<SecurityGroupRule> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -82,6 +91,7 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
         secret_stores.clone(),
         namespaces.clone(),
         connector,
+        metrics.clone(),
     );
     let reporter = Reporter {
         controller: "secgroup-operator".into(),
@@ -92,7 +102,9 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
         Recorder::new(client, reporter),
         resolver,
         wake,
+        metrics.clone(),
     ));
+    metrics.observe_rules(rule_store.clone());
 
     let mut caches: Vec<Box<dyn server::Readiness>> = vec![
         Box::new(rule_store.clone()),
@@ -105,12 +117,12 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
             .cloned()
             .map(|s| Box::new(s) as Box<dyn server::Readiness>),
     );
-    tokio::spawn(server::serve(args.metrics_addr, caches));
-    tokio::spawn(drift::run(
+    health.leading(caches);
+    let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
         rule_store.clone(),
         args.resync_interval,
-    ));
+    )));
 
     info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -134,6 +146,15 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
         .await;
     info!("controller stopped");
     Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn rules_using_config(

@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use super::{Context, Error, reconcile, resolve::Connector, resolve::Resolver};
 use crate::{
     api::{FINALIZER, ProviderConfig, SecurityGroupRule},
+    metrics::Metrics,
     provider::{
         Authorize, DescribedRule, ErrorKind, GroupRef, Provider, ProviderError, ProviderKind,
         Receipt, Revoke, RevokeTarget,
@@ -211,6 +212,7 @@ fn world(provider: Arc<ProviderDouble>, config: ProviderConfig) -> Resolver {
         HashMap::from([("system".to_owned(), store_of(vec![secret]))]),
         store_of(vec![namespace]),
         Arc::new(Connects(provider)),
+        Arc::new(Metrics::new()),
     )
 }
 
@@ -309,6 +311,7 @@ fn context(client: Client, resolver: Resolver) -> Arc<Context> {
         Recorder::new(client, reporter),
         resolver,
         mpsc::unbounded().0,
+        Arc::new(Metrics::new()),
     ))
 }
 
@@ -562,6 +565,7 @@ async fn nothing_is_judged_before_the_caches_are_filled() {
         HashMap::new(),
         unfilled,
         Arc::new(Connects(provider.clone())),
+        Arc::new(Metrics::new()),
     );
     let ctx = context(client, resolver);
     let result = reconcile(Arc::new(rule(json!({}))), ctx).await;

@@ -3,6 +3,7 @@
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
 mod admission;
+mod operations;
 mod recovery;
 mod support;
 

@@ -179,7 +179,16 @@ async fn a_revoke_interrupted_by_a_crash_is_replayed_after_restart() {
     let config = own_provider_config(&client, "e2e-crash", "alibaba", "cloud-credentials").await;
     let run = suffix();
     let selector = format!("{OWN_OPERATOR_LABEL}={run}");
-    let operator = start_operator(&selector, "crash-operator-1.log");
+    let operator = start_operator(
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--label-selector",
+            &selector,
+        ],
+        &[],
+        "crash-operator-1.log",
+    );
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
     let mut manifest = rule_manifest("crash", &config, &group, ssh_from_office());
@@ -226,7 +235,16 @@ async fn a_revoke_interrupted_by_a_crash_is_replayed_after_restart() {
         "the crash came before the finalizer was removed"
     );
 
-    let _restarted = start_operator(&selector, "crash-operator-2.log");
+    let _restarted = start_operator(
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--label-selector",
+            &selector,
+        ],
+        &[],
+        "crash-operator-2.log",
+    );
     gone(&api, "crash").await;
 
     let token = revoke["clientToken"].as_str().expect("a ClientToken");

@@ -31,6 +31,8 @@ pub const PROVIDERS: [(&str, &str, &str); 3] = [
 
 pub struct Env {
     pub fakecloud: String,
+    /// Where the shared operator serves /metrics, /healthz and /readyz.
+    pub operator_metrics: String,
     _processes: Vec<Tied>,
 }
 
@@ -41,18 +43,24 @@ pub struct Tied(Child);
 
 impl Tied {
     /// Kills the program (not the shell holding it) with SIGKILL, as a crash
-    /// would: no shutdown handler runs, nothing is flushed.
+    /// would: no shutdown handler runs, nothing is flushed. Returns once it is gone.
     pub fn crash(&self) {
-        let pid = child_of(self.0.id()).expect("the tied program runs");
-        // The shell's builtin: a `kill` program is not on every machine.
-        let killed = Command::new("bash")
-            .args(["-c", r#"kill -KILL "$1""#, "kill", &pid.to_string()])
-            .status()
-            .expect("bash runs");
-        assert!(killed.success(), "kill -KILL {pid}");
+        let pid = self.signal("KILL");
         while process_state(pid).is_some_and(|state| state != 'Z') {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`) to the program; returns its pid.
+    pub fn signal(&self, signal: &str) -> u32 {
+        let pid = child_of(self.0.id()).expect("the tied program runs");
+        // The shell's builtin: a `kill` program is not on every machine.
+        let sent = Command::new("bash")
+            .args(["-c", r#"kill -"$1" "$2""#, "kill", signal, &pid.to_string()])
+            .status()
+            .expect("bash runs");
+        assert!(sent.success(), "kill -{signal} {pid}");
+        pid
     }
 }
 
@@ -154,18 +162,7 @@ pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         require_cluster();
-        let logs = log_dir();
-        let mut fake = spawn_tied(
-            &target_dir().join("secgroup-fakecloud"),
-            &["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")],
-            &[],
-            Stdio::piped(),
-            std::fs::File::create(logs.join("fakecloud.log")).expect("log").into(),
-        );
-        let mut line = String::new();
-        BufReader::new(fake.0.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let fakecloud = line.trim().trim_start_matches("listening on ").to_owned();
-        assert!(fakecloud.starts_with("http://127.0.0.1:"), "unexpected fake cloud banner {line:?}");
+        let (fake, fakecloud) = start_fakecloud("fakecloud.log");
 
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
@@ -181,8 +178,14 @@ pub fn env() -> &'static Env {
         kubectl(&["apply", "--server-side", "-f", "-"], Some(&list.to_string()));
 
         // Rules with OWN_OPERATOR_LABEL belong to operators that tests start themselves.
-        let operator = start_operator(&format!("!{OWN_OPERATOR_LABEL}"), "operator.log");
-        Env { fakecloud, _processes: vec![operator, fake] }
+        let operator_metrics = free_addr();
+        let selector = format!("!{OWN_OPERATOR_LABEL}");
+        let operator = start_operator(
+            &["--metrics-addr", &operator_metrics, "--label-selector", &selector],
+            &[],
+            "operator.log",
+        );
+        Env { fakecloud, operator_metrics, _processes: vec![operator, fake] }
     })
 }
 
@@ -190,27 +193,87 @@ pub fn env() -> &'static Env {
 /// starts its own operator for it (one it may kill).
 pub const OWN_OPERATOR_LABEL: &str = "secgroup-e2e/own-operator";
 
-/// Starts an operator for the rules that `selector` selects; `log` names its log file.
-pub fn start_operator(selector: &str, log: &str) -> Tied {
+/// A fake cloud of its own, accepting the shared test credentials; returns
+/// it and its base URL.
+pub fn start_fakecloud(log: &str) -> (Tied, String) {
+    let mut fake = spawn_tied(
+        &target_dir().join("secgroup-fakecloud"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--access-key",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+        ],
+        &[],
+        Stdio::piped(),
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+    );
+    let mut line = String::new();
+    BufReader::new(fake.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {line:?}"
+    );
+    (fake, url)
+}
+
+/// An operator process (`secgroup-operator run` plus `args`), logging to `log`.
+pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
+    let mut all = vec![
+        "run",
+        "--secret-namespace",
+        SECRET_NAMESPACE,
+        "--resync-interval",
+        "5",
+    ];
+    all.extend_from_slice(args);
+    let mut all_envs = vec![("RUST_LOG", "info,secgroup_operator=debug")];
+    all_envs.extend_from_slice(envs);
     spawn_tied(
         &target_dir().join("secgroup-operator"),
-        &[
-            "run",
-            "--secret-namespace",
-            SECRET_NAMESPACE,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--resync-interval",
-            "5",
-            "--label-selector",
-            selector,
-        ],
-        &[("RUST_LOG", "info,secgroup_operator=debug")],
+        &all,
+        &all_envs,
         std::fs::File::create(log_dir().join(log))
             .expect("log")
             .into(),
         Stdio::inherit(),
     )
+}
+
+/// A loopback address nothing listens on right now.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// Applies manifests (YAML or JSON) with kubectl.
+pub fn kubectl_apply(manifests: &str) {
+    kubectl(&["apply", "--server-side", "-f", "-"], Some(manifests));
+}
+
+/// The text of `/metrics` (or another path) at `addr`.
+pub async fn scrape(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let response = http()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(|e| e.to_string())?))
+}
+
+/// The sum of every sample whose line starts with `prefix`.
+pub fn sample_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The Secret every shared ProviderConfig uses.
@@ -226,7 +289,7 @@ fn secret_manifest(name: &str) -> Value {
 
 /// A ProviderConfig for `provider` (one of PROVIDERS) at the fake cloud.
 /// Namespaces labelled `secgroup-e2e/denied` may not use it.
-fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str) -> Value {
+pub fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str) -> Value {
     let (_, _, region) = PROVIDERS
         .into_iter()
         .find(|(_, p, _)| *p == provider)
@@ -322,10 +385,15 @@ pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
     name
 }
 
-/// Creates a security group in the fake cloud.
+/// Creates a security group in the shared fake cloud.
 pub async fn create_group(provider: &str, region: &str, id: &str) {
+    create_group_at(&env().fakecloud, provider, region, id).await;
+}
+
+/// Creates a security group in the fake cloud at `fakecloud`.
+pub async fn create_group_at(fakecloud: &str, provider: &str, region: &str, id: &str) {
     let res = http()
-        .post(format!("{}/_fake/groups", env().fakecloud))
+        .post(format!("{fakecloud}/_fake/groups"))
         .json(&json!({"provider": provider, "region": region, "id": id}))
         .send()
         .await
@@ -387,9 +455,14 @@ pub async fn set_group_faults(group: &str, rules: &[Value]) {
         r["group"] = json!(group);
         r
     }));
+    set_faults_at(&env().fakecloud, json!({ "rules": kept })).await;
+}
+
+/// Replaces the whole fault plan of the fake cloud at `fakecloud`.
+pub async fn set_faults_at(fakecloud: &str, faults: Value) {
     let res = http()
-        .put(format!("{}/_fake/faults", env().fakecloud))
-        .json(&json!({ "rules": kept }))
+        .put(format!("{fakecloud}/_fake/faults"))
+        .json(&faults)
         .send()
         .await
         .expect("reachable");
