@@ -2,6 +2,7 @@
 //! tests/cluster) and the fake cloud over HTTP. `make e2e` starts the
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
+mod kstatus;
 mod support;
 
 use std::time::Duration;
