@@ -42,7 +42,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:

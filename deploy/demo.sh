@@ -24,7 +24,11 @@ eval "$(tests/cluster/testcluster.sh up)"
 
 say "Starting the fake cloud"
 logs="$TESTCLUSTER_DIR/demo-logs"; mkdir -p "$logs"
-coproc FAKE { exec target/debug/secgroup-fakecloud --listen 127.0.0.1:0 --access-key demo-key:demo-secret 2>"$logs/fakecloud.log"; }
+# One AccessKey per provider, as deploy/examples/credentials-*.yaml declare.
+providers=(alibaba apsarastack baidu)
+keys=()
+for p in "${providers[@]}"; do keys+=(--access-key "demo-$p-key:demo-$p-secret"); done
+coproc FAKE { exec target/debug/secgroup-fakecloud --listen 127.0.0.1:0 "${keys[@]}" 2>"$logs/fakecloud.log"; }
 pids+=("$FAKE_PID")
 read -r banner <&"${FAKE[0]}"
 cloud=${banner#listening on }
@@ -35,15 +39,17 @@ for g in alibaba/cn-hangzhou/sg-bp67acfmxazb4p apsara/cn-qingdao-env17-d01/sg-db
 		-d "{\"provider\":\"$provider\",\"region\":\"$region\",\"id\":\"$id\"}" >/dev/null
 done
 
-say "Installing the CRDs, the credentials Secret and one ProviderConfig per provider"
+say "Installing the CRDs, one credentials Secret and one ProviderConfig per provider"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-for ns in secgroup-system web data api; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
-kubectl label namespace web secgroup.dev/alibaba-prod=allowed --overwrite >/dev/null
-kubectl create secret generic cloud-credentials -n secgroup-system \
-	--from-literal=accessKeyId=demo-key --from-literal=accessKeySecret=demo-secret >/dev/null
-kubectl apply -f deploy/examples/providerconfig-alibaba.yaml -f deploy/examples/providerconfig-apsarastack.yaml \
-	-f deploy/examples/providerconfig-baidu.yaml >/dev/null
+kubectl create namespace secgroup-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f deploy/examples/namespaces.yaml >/dev/null
+for p in "${providers[@]}"; do
+	# The examples hold placeholders; the demo's keys are the fake cloud's.
+	kubectl create secret generic "$p-credentials" -n secgroup-system --dry-run=client -o yaml \
+		--from-literal=accessKeyId="demo-$p-key" --from-literal=accessKeySecret="demo-$p-secret" | kubectl apply -f - >/dev/null
+	kubectl apply -f "deploy/examples/providerconfig-$p.yaml" >/dev/null
+done
 # The examples name the real endpoints; the demo points them at the fake cloud.
 for pc in alibaba-prod apsara-dc1 baidu-bj; do
 	kubectl patch providerconfig "$pc" --type merge -p "{\"spec\":{\"endpoint\":\"$cloud\"}}" >/dev/null

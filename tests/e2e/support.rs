@@ -37,7 +37,7 @@ pub struct Env {
 /// A process tied to this test process: a shell holds it and stops it when
 /// its stdin, a pipe from here, closes, which happens however this process
 /// ends. (A `static` is never dropped, so `Drop` cannot do it.)
-struct Tied(Child);
+pub struct Tied(Child);
 
 fn spawn_tied(
     program: &Path,
@@ -46,7 +46,12 @@ fn spawn_tied(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Tied {
-    let script = r#""$@" </dev/null & child=$!; read -r _; kill "$child" 2>/dev/null; wait"#;
+    // SIGTERM, then SIGKILL after 10 s: a process that ignores SIGTERM would
+    // otherwise outlive the tests and hold their output open. Said on
+    // stderr, because a pod doing that is killed only after its grace period.
+    let script = r#""$@" </dev/null & child=$!; read -r _; kill "$child" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.1; done
+        echo "tied: ${1##*/} still running 10 s after SIGTERM; killing it" >&2; kill -9 "$child""#;
     let child = Command::new("bash")
         .args(["-c", script, "tied"])
         .arg(program)
@@ -61,7 +66,7 @@ fn spawn_tied(
 }
 
 /// The suite runs only against the test cluster; anything else is a mistake.
-fn require_cluster() {
+pub fn require_cluster() {
     assert!(
         std::env::var_os("SECGROUP_E2E").is_some() && std::env::var_os("KUBECONFIG").is_some(),
         "the end-to-end suite needs the test cluster: run `make e2e` \
@@ -78,7 +83,7 @@ fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-fn log_dir() -> PathBuf {
+pub fn log_dir() -> PathBuf {
     let dir = std::env::var_os("SECGROUP_E2E_LOGS").map_or_else(
         || std::env::temp_dir().join("secgroup-e2e-logs"),
         PathBuf::from,
@@ -87,7 +92,7 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-fn kubectl(args: &[&str], stdin: Option<&str>) {
+pub fn kubectl(args: &[&str], stdin: Option<&str>) {
     let mut child = Command::new("kubectl")
         .args(args)
         .stdin(Stdio::piped())
@@ -106,24 +111,64 @@ fn kubectl(args: &[&str], stdin: Option<&str>) {
     assert!(status.success(), "kubectl {args:?} failed");
 }
 
+/// A fake cloud on a free loopback port, stopped with the test process.
+pub struct FakeCloud {
+    pub url: String,
+    _process: Tied,
+}
+
+/// Starts a fake cloud that accepts the e2e access key, logging to `log`.
+pub fn start_fakecloud(log: &str) -> FakeCloud {
+    let mut fake = spawn_tied(
+        &target_dir().join("secgroup-fakecloud"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--access-key",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+        ],
+        &[],
+        Stdio::piped(),
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+    );
+    let mut line = String::new();
+    BufReader::new(fake.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {line:?}"
+    );
+    FakeCloud {
+        url,
+        _process: fake,
+    }
+}
+
+/// Starts the operator binary with `args` and `envs`, logging to `log`.
+pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
+    spawn_tied(
+        &target_dir().join("secgroup-operator"),
+        args,
+        envs,
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+        Stdio::inherit(),
+    )
+}
+
 /// Starts (once per test binary) the fake cloud and the operator, installs
 /// the CRDs, the credentials Secret and one ProviderConfig per provider.
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         require_cluster();
-        let logs = log_dir();
-        let mut fake = spawn_tied(
-            &target_dir().join("secgroup-fakecloud"),
-            &["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")],
-            &[],
-            Stdio::piped(),
-            std::fs::File::create(logs.join("fakecloud.log")).expect("log").into(),
-        );
-        let mut line = String::new();
-        BufReader::new(fake.0.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let fakecloud = line.trim().trim_start_matches("listening on ").to_owned();
-        assert!(fakecloud.starts_with("http://127.0.0.1:"), "unexpected fake cloud banner {line:?}");
+        let fake = start_fakecloud("fakecloud.log");
+        let fakecloud = fake.url.clone();
 
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
@@ -142,14 +187,12 @@ pub fn env() -> &'static Env {
         }
         kubectl(&["apply", "--server-side", "-f", "-"], Some(&setup));
 
-        let operator = spawn_tied(
-            &target_dir().join("secgroup-operator"),
+        let operator = start_operator(
             &["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"],
             &[("RUST_LOG", "info,secgroup_operator=debug")],
-            std::fs::File::create(logs.join("operator.log")).expect("log").into(),
-            Stdio::inherit(),
+            "operator.log",
         );
-        Env { fakecloud, _processes: vec![operator, fake] }
+        Env { fakecloud, _processes: vec![operator, fake._process] }
     })
 }
 
@@ -168,10 +211,15 @@ pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
     name
 }
 
-/// Creates a security group in the fake cloud.
+/// Creates a security group in the shared fake cloud.
 pub async fn create_group(provider: &str, region: &str, id: &str) {
+    create_group_at(&env().fakecloud, provider, region, id).await;
+}
+
+/// Creates a security group in the fake cloud at `url`.
+pub async fn create_group_at(url: &str, provider: &str, region: &str, id: &str) {
     let res = http()
-        .post(format!("{}/_fake/groups", env().fakecloud))
+        .post(format!("{url}/_fake/groups"))
         .json(&json!({"provider": provider, "region": region, "id": id}))
         .send()
         .await
@@ -183,10 +231,15 @@ pub async fn create_group(provider: &str, region: &str, id: &str) {
     );
 }
 
-/// Rules the fake cloud holds in a group.
+/// Rules the shared fake cloud holds in a group.
 pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+    cloud_rules_at(&env().fakecloud, provider, region, group).await
+}
+
+/// Rules the fake cloud at `url` holds in a group.
+pub async fn cloud_rules_at(url: &str, provider: &str, region: &str, group: &str) -> Vec<Value> {
     http()
-        .get(format!("{}/_fake/rules", env().fakecloud))
+        .get(format!("{url}/_fake/rules"))
         .query(&[("provider", provider), ("region", region), ("group", group)])
         .send()
         .await
