@@ -68,3 +68,20 @@ pub fn container(objects: &[Value]) -> &Value {
 pub fn args(objects: &[Value]) -> Vec<String> {
     strings(&container(objects)["args"])
 }
+
+/// `helm install RELEASE <chart> -n NAMESPACE --create-namespace EXTRA...`
+/// (no `--wait`: no kubelet runs the pods).
+pub fn install(release: &str, namespace: &str, extra: &[&str]) {
+    let out = Command::new("helm")
+        .args(["install", release])
+        .arg(chart_dir())
+        .args(["-n", namespace, "--create-namespace"])
+        .args(extra)
+        .output()
+        .expect("helm on PATH (tests/cluster/tools.sh)");
+    assert!(
+        out.status.success(),
+        "helm install {release}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -163,15 +163,10 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     let shard = format!("secgroup-chart-e2e={id}");
 
     // The CRDs may already be in the cluster, applied by kubectl: the chart takes them over.
-    ok(
-        "helm",
+    helm::install(
+        &release,
+        &system,
         &[
-            "install",
-            &release,
-            helm::chart_dir().to_str().expect("utf-8"),
-            "-n",
-            &system,
-            "--create-namespace",
             "--take-ownership",
             "--set",
             &format!("labelSelector={shard}"),
@@ -406,21 +401,13 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
 
 /// `kubectl ARGS` with `input` on stdin: (success, stderr).
 fn kubectl_with_input(args: &[&str], input: &str) -> (bool, String) {
-    use std::{io::Write, process::Stdio};
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl on PATH");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl runs");
+    let out = with_input(
+        Command::new("kubectl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+        input,
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -445,15 +432,10 @@ async fn leader_election_rights_and_restricted_pods_hold_in_the_cluster() {
     let ns = format!("chart-ha-{id}");
     let release = format!("sgo-ha-{id}");
     // A second release next to the first: the CRDs belong to that one.
-    ok(
-        "helm",
+    helm::install(
+        &release,
+        &ns,
         &[
-            "install",
-            &release,
-            helm::chart_dir().to_str().expect("utf-8"),
-            "-n",
-            &ns,
-            "--create-namespace",
             "--set",
             "crds.install=false",
             "--set",

@@ -2,10 +2,7 @@
 //! test cluster's `kstatus` command), reads live rules as the README says:
 //! Current when Ready, InProgress while work is retried, Failed when Stalled.
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
+use std::process::{Command, Stdio};
 
 use kube::{
     Api, Client,
@@ -31,18 +28,10 @@ fn kstatus(namespace: &str, name: &str) -> (String, String) {
         .output()
         .expect("kubectl on PATH");
     assert!(object.status.success(), "kubectl get {namespace}/{name}");
-    let mut child = Command::new("kstatus")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("kstatus on PATH (tests/cluster)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&object.stdout)
-        .expect("write");
-    let out = child.wait_with_output().expect("kstatus runs");
+    let out = with_input(
+        Command::new("kstatus").stdout(Stdio::piped()),
+        &String::from_utf8_lossy(&object.stdout),
+    );
     assert!(out.status.success(), "kstatus failed");
     let result: Value = serde_json::from_slice(&out.stdout).expect("kstatus JSON");
     let field = |key: &str| result[key].as_str().unwrap_or_default().to_owned();

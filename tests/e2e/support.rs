@@ -92,23 +92,29 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-pub fn kubectl(args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new("kubectl")
-        .args(args)
+/// Runs `command` with `input` on stdin and waits for it; stdout and
+/// stderr go where `command` says (inherited unless set).
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
         .stdin(Stdio::piped())
         .spawn()
-        .expect("kubectl on PATH");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-    }
-    let status = child.wait().expect("kubectl runs");
-    assert!(status.success(), "kubectl {args:?} failed");
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+pub fn kubectl(args: &[&str], stdin: Option<&str>) {
+    let out = with_input(
+        Command::new("kubectl").args(args),
+        stdin.unwrap_or_default(),
+    );
+    assert!(out.status.success(), "kubectl {args:?} failed");
 }
 
 /// A fake cloud on a free loopback port, stopped with the test process.
