@@ -515,25 +515,33 @@ async fn leader_election_rights_and_restricted_pods_hold_in_the_cluster() {
 async fn examples_and_plain_manifests_are_accepted_by_the_api_server() {
     require_cluster();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The CRDs must be there for the examples; another test may be installing them.
+    // The CRDs must be there for the examples. Another test may own them
+    // (and be changing them), so apply them only when they are missing.
+    let crds = [
+        "crd",
+        "securitygrouprules.secgroup.dev",
+        "providerconfigs.secgroup.dev",
+    ];
+    if !run("kubectl", &[&["get"], &crds[..]].concat())
+        .status
+        .success()
+    {
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                root.join("crds").to_str().expect("utf-8"),
+            ],
+            None,
+        );
+    }
     kubectl(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            root.join("crds").to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
+            &["wait", "--for=condition=Established", "--timeout=60s"],
+            &crds[..],
+        ]
+        .concat(),
         None,
     );
     let examples = root.join("deploy/examples");
@@ -577,5 +585,83 @@ async fn examples_and_plain_manifests_are_accepted_by_the_api_server() {
             manifest.to_str().expect("utf-8"),
         ],
         None,
+    );
+}
+
+/// The printer columns of the SecurityGroupRule CRD in the cluster.
+fn printer_columns() -> String {
+    ok(
+        "kubectl",
+        &[
+            "get",
+            "crd",
+            "securitygrouprules.secgroup.dev",
+            "-o",
+            "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
+        ],
+    )
+}
+
+/// The documented reason for templated CRDs: `helm upgrade` changes their
+/// schema. A copy of the chart whose CRD has one more printer column is
+/// installed, then the chart as it is: the column comes and goes.
+#[tokio::test]
+async fn helm_upgrade_upgrades_the_crds() {
+    require_cluster();
+    let id = suffix();
+    let release = format!("sgo-crds-{id}");
+    let ns = format!("chart-crds-{id}");
+    let copy = log_path(&format!("chart-copy-{id}"));
+    ok(
+        "cp",
+        &[
+            "-r",
+            helm::chart_dir().to_str().expect("utf-8"),
+            copy.to_str().expect("utf-8"),
+        ],
+    );
+    let crd = copy.join("files/crds/securitygrouprules.secgroup.dev.yaml");
+    let text = std::fs::read_to_string(&crd).expect("CRD");
+    let column = "  - additionalPrinterColumns:\n";
+    assert!(text.contains(column), "layout of the generated CRD changed");
+    let probe = format!(
+        "{column}    - jsonPath: .metadata.uid\n      name: UpgradeProbe{id}\n      type: string\n"
+    );
+    std::fs::write(&crd, text.replacen(column, &probe, 1)).expect("write CRD");
+
+    let copy_arg = copy.to_str().expect("utf-8");
+    ok(
+        "helm",
+        &[
+            "install",
+            &release,
+            copy_arg,
+            "-n",
+            &ns,
+            "--create-namespace",
+            // kubectl applied these CRDs server-side before: take its fields.
+            "--take-ownership",
+            "--force-conflicts",
+        ],
+    );
+    assert!(
+        printer_columns().contains(&format!("UpgradeProbe{id}")),
+        "installed"
+    );
+    let chart = helm::chart_dir();
+    ok(
+        "helm",
+        &[
+            "upgrade",
+            &release,
+            chart.to_str().expect("utf-8"),
+            "-n",
+            &ns,
+            "--take-ownership",
+        ],
+    );
+    assert!(
+        !printer_columns().contains(&format!("UpgradeProbe{id}")),
+        "upgraded back"
     );
 }
