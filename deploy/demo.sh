@@ -18,6 +18,7 @@ trap 'exit 0' INT TERM
 
 say "Building the operator and the fake cloud"
 cargo build --bins
+bin="${CARGO_TARGET_DIR:-target}/debug"
 say "Starting a local control plane (first run builds it from the Kubernetes Go modules)"
 tests/cluster/testcluster.sh down >/dev/null 2>&1 || true
 eval "$(tests/cluster/testcluster.sh up)"
@@ -28,12 +29,14 @@ logs="$TESTCLUSTER_DIR/demo-logs"; mkdir -p "$logs"
 providers=(alibaba apsarastack baidu)
 keys=()
 for p in "${providers[@]}"; do keys+=(--access-key "demo-$p-key:demo-$p-secret"); done
-coproc FAKE { exec target/debug/secgroup-fakecloud --listen 127.0.0.1:0 "${keys[@]}" 2>"$logs/fakecloud.log"; }
+coproc FAKE { exec "$bin/secgroup-fakecloud" --listen 127.0.0.1:0 "${keys[@]}" 2>"$logs/fakecloud.log"; }
 pids+=("$FAKE_PID")
 read -r banner <&"${FAKE[0]}"
 cloud=${banner#listening on }
 echo "fake cloud at $cloud"
-for g in alibaba/cn-hangzhou/sg-bp67acfmxazb4p apsara/cn-qingdao-env17-d01/sg-db0000000001 baidu/bj/g-nky7qeom; do
+# Every group the examples name, including the peer group of db-from-app.
+for g in alibaba/cn-hangzhou/sg-bp67acfmxazb4p apsara/cn-qingdao-env17-d01/sg-db0000000001 \
+	apsara/cn-qingdao-env17-d01/sg-app000000001 baidu/bj/g-nky7qeom; do
 	IFS=/ read -r provider region id <<<"$g"
 	curl -fsS -X POST "$cloud/_fake/groups" -H 'content-type: application/json' \
 		-d "{\"provider\":\"$provider\",\"region\":\"$region\",\"id\":\"$id\"}" >/dev/null
@@ -57,7 +60,7 @@ done
 kubectl get providerconfigs
 
 say "Starting the operator"
-target/debug/secgroup-operator run --secret-namespace secgroup-system --metrics-addr 127.0.0.1:0 \
+"$bin/secgroup-operator" run --secret-namespace secgroup-system --metrics-addr 127.0.0.1:0 \
 	--resync-interval 30 >"$logs/operator.log" 2>&1 &
 pids+=("$!")
 
@@ -71,7 +74,7 @@ curl -fsS "$cloud/_fake/rules" | python3 -c '
 import json, sys
 for r in json.load(sys.stdin):
     x = r["rule"]
-    print(f"{r[\"provider\"]:8} {r[\"group\"]:20} {r[\"ruleId\"]:24} {json.dumps(x, separators=(",", ":"))[:90]}")'
+    print("%-8s %-20s %-24s %s" % (r["provider"], r["group"], r["ruleId"], json.dumps(x, separators=(",", ":"))[:90]))'
 
 say "Marking web/web-https Absent: revoked, object kept"
 kubectl patch sgr web-https -n web --type merge -p '{"spec":{"ensure":"Absent"}}'
@@ -83,8 +86,8 @@ kubectl delete sgr dns-out -n api --wait=true
 curl -fsS "$cloud/_fake/calls" | python3 -c '
 import json, sys
 for c in json.load(sys.stdin):
-    if c["action"] in ("RevokeSecurityGroup", "RevokeSecurityGroupEgress", "revokeRule", "deleteRule", "RevokeRule", "DeleteRule"):
-        print(f"{c[\"provider\"]:8} {c[\"action\"]:28} group={c[\"group\"]} token={c[\"clientToken\"]}")'
+    if c["action"].startswith(("Revoke", "revoke", "Delete", "delete")):
+        print("%-8s %-28s group=%s token=%s" % (c["provider"], c["action"], c["group"], c["clientToken"]))'
 
 say "Still running: try kubectl yourself (KUBECONFIG=$KUBECONFIG). Ctrl-C stops and cleans up."
 wait "${pids[-1]}"
