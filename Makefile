@@ -6,28 +6,43 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test unit-test lint crds check-crds vectors conformance e2e cluster-up cluster-down demo fmt
+.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e cluster-up cluster-down demo fmt
 
 all: build
 
 build:
 	$(CARGO) build --bins
 
-## Regenerate crds/ from the Rust types.
+## Regenerate crds/ from the Rust types, and the files derived from them.
 crds:
 	$(CARGO) run -q --bin secgroup-operator -- crds --out-dir crds
+	deploy/generate.sh
 
 ## Fail when crds/ differs from what the types generate.
 check-crds:
 	$(CARGO) run -q --bin secgroup-operator -- crds --out-dir crds
 	git diff --exit-code -- crds/
 
+## Regenerate what is rendered from the chart, crds/ and the Argo CD health
+## check: deploy/secgroup-operator.yaml, the chart's CRD copies, the argocd-cm patch.
+manifests:
+	deploy/generate.sh
+
+## helm lint (default and ci/ values), and fail when a rendered file is stale.
+check-chart:
+	charts/lint.sh
+	deploy/generate.sh --check
+
+## The Argo CD health check against its fixtures, in Argo CD's Lua interpreter.
+argocd-health:
+	cd tests/argocd && GOTOOLCHAIN=local go test -count=1 -v ./...
+
 fmt:
 	$(CARGO) fmt --all
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:
@@ -46,7 +61,7 @@ e2e:
 	tests/e2e.sh
 
 ## Everything CI runs.
-test: lint check-crds unit-test vectors conformance e2e
+test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e
 
 cluster-up:
 	tests/cluster/testcluster.sh up

@@ -7,4 +7,4 @@ tests/cluster/testcluster.sh down >/dev/null 2>&1 || true
 eval "$(tests/cluster/testcluster.sh up)"
 trap 'tests/cluster/testcluster.sh down' EXIT
 cargo build --bins
-SECGROUP_E2E=1 cargo test --test e2e --test cluster_smoke -- --test-threads=4
+SECGROUP_E2E=1 cargo test --test e2e --test cluster_smoke --test chart -- --test-threads=4

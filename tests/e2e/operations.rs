@@ -28,7 +28,8 @@ async fn metrics_expose_reconciles_provider_calls_and_rule_states() {
     let ns = namespace(&client, "e2e-metrics", json!({})).await;
     let api: Api<SecurityGroupRule> = Api::namespaced(client, &ns);
     // A fake cloud of its own: its faults touch no other test.
-    let (_fake, fakecloud) = start_fakecloud("fakecloud-metrics.log");
+    let fake = start_fakecloud("fakecloud-metrics.log");
+    let fakecloud = fake.url.clone();
     let config = format!("e2e-metrics-{}", suffix());
     kubectl_apply(
         &config_manifest(&fakecloud, &config, "alibaba", "cloud-credentials").to_string(),

@@ -111,7 +111,7 @@ fn spawn_tied(
 }
 
 /// The suite runs only against the test cluster; anything else is a mistake.
-fn require_cluster() {
+pub fn require_cluster() {
     assert!(
         std::env::var_os("SECGROUP_E2E").is_some() && std::env::var_os("KUBECONFIG").is_some(),
         "the end-to-end suite needs the test cluster: run `make e2e` \
@@ -128,7 +128,7 @@ fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-fn log_dir() -> PathBuf {
+pub fn log_dir() -> PathBuf {
     let dir = std::env::var_os("SECGROUP_E2E_LOGS").map_or_else(
         || std::env::temp_dir().join("secgroup-e2e-logs"),
         PathBuf::from,
@@ -137,23 +137,29 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-fn kubectl(args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new("kubectl")
-        .args(args)
+/// Runs `command` with `input` on stdin and waits for it; stdout and
+/// stderr go where `command` says (inherited unless set).
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
         .stdin(Stdio::piped())
         .spawn()
-        .expect("kubectl on PATH");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-    }
-    let status = child.wait().expect("kubectl runs");
-    assert!(status.success(), "kubectl {args:?} failed");
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+pub fn kubectl(args: &[&str], stdin: Option<&str>) {
+    let out = with_input(
+        Command::new("kubectl").args(args),
+        stdin.unwrap_or_default(),
+    );
+    assert!(out.status.success(), "kubectl {args:?} failed");
 }
 
 /// Starts (once per test binary) the fake cloud and the operator, installs
@@ -162,7 +168,8 @@ pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         require_cluster();
-        let (fake, fakecloud) = start_fakecloud("fakecloud.log");
+        let fake = start_fakecloud("fakecloud.log");
+        let fakecloud = fake.url.clone();
 
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
@@ -185,7 +192,7 @@ pub fn env() -> &'static Env {
             &[],
             "operator.log",
         );
-        Env { fakecloud, operator_metrics, _processes: vec![operator, fake] }
+        Env { fakecloud, operator_metrics, _processes: vec![operator, fake.process] }
     })
 }
 
@@ -193,9 +200,14 @@ pub fn env() -> &'static Env {
 /// starts its own operator for it (one it may kill).
 pub const OWN_OPERATOR_LABEL: &str = "secgroup-e2e/own-operator";
 
-/// A fake cloud of its own, accepting the shared test credentials; returns
-/// it and its base URL.
-pub fn start_fakecloud(log: &str) -> (Tied, String) {
+/// A fake cloud on a free loopback port, stopped with the test process.
+pub struct FakeCloud {
+    pub url: String,
+    process: Tied,
+}
+
+/// Starts a fake cloud of its own that accepts the shared test credentials.
+pub fn start_fakecloud(log: &str) -> FakeCloud {
     let mut fake = spawn_tied(
         &target_dir().join("secgroup-fakecloud"),
         &[
@@ -219,10 +231,11 @@ pub fn start_fakecloud(log: &str) -> (Tied, String) {
         url.starts_with("http://127.0.0.1:"),
         "unexpected fake cloud banner {line:?}"
     );
-    (fake, url)
+    FakeCloud { url, process: fake }
 }
 
-/// An operator process (`secgroup-operator run` plus `args`), logging to `log`.
+/// An operator for the tests (`secgroup-operator run` with the shared
+/// Secret namespace, a 5 s resync and debug logs, plus `args`), logging to `log`.
 pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
     let mut all = vec![
         "run",
@@ -234,10 +247,15 @@ pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
     all.extend_from_slice(args);
     let mut all_envs = vec![("RUST_LOG", "info,secgroup_operator=debug")];
     all_envs.extend_from_slice(envs);
+    spawn_operator(&all, &all_envs, log)
+}
+
+/// The operator binary with exactly `args` and `envs`, logging to `log`.
+pub fn spawn_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
     spawn_tied(
         &target_dir().join("secgroup-operator"),
-        &all,
-        &all_envs,
+        args,
+        envs,
         std::fs::File::create(log_dir().join(log))
             .expect("log")
             .into(),
@@ -407,8 +425,13 @@ pub async fn create_group_at(fakecloud: &str, provider: &str, region: &str, id: 
 
 /// A GET of the fake cloud's admin API, as JSON.
 async fn admin_get(path: &str, query: &[(&str, &str)]) -> Value {
+    admin_get_at(&env().fakecloud, path, query).await
+}
+
+/// A GET of the admin API of the fake cloud at `url`, as JSON.
+async fn admin_get_at(url: &str, path: &str, query: &[(&str, &str)]) -> Value {
     http()
-        .get(format!("{}/_fake/{path}", env().fakecloud))
+        .get(format!("{url}/_fake/{path}"))
         .query(query)
         .send()
         .await
@@ -425,10 +448,15 @@ fn array(value: Value) -> Vec<Value> {
     }
 }
 
-/// Rules the fake cloud holds in a group.
+/// Rules the shared fake cloud holds in a group.
 pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+    cloud_rules_at(&env().fakecloud, provider, region, group).await
+}
+
+/// Rules the fake cloud at `url` holds in a group.
+pub async fn cloud_rules_at(url: &str, provider: &str, region: &str, group: &str) -> Vec<Value> {
     let query = [("provider", provider), ("region", region), ("group", group)];
-    array(admin_get("rules", &query).await)
+    array(admin_get_at(url, "rules", &query).await)
 }
 
 /// Calls the fake cloud saw for a group.
