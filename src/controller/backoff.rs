@@ -32,11 +32,19 @@ impl Exponential {
     }
 }
 
+/// Consecutive failures of one key, when it may go again, and why it failed.
+#[derive(Debug)]
+struct Failing {
+    count: u32,
+    until: Instant,
+    why: Option<String>,
+}
+
 /// Consecutive failures per key, turned into jittered delays.
 #[derive(Debug)]
 pub struct Backoff<K> {
     policy: Exponential,
-    failures: Mutex<HashMap<K, (u32, Instant)>>,
+    failures: Mutex<HashMap<K, Failing>>,
 }
 
 impl<K: Eq + Hash + Clone> Backoff<K> {
@@ -51,12 +59,26 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     /// uniformly random below the exponential ceiling ("full jitter"), so
     /// rules that failed together do not retry together.
     pub fn fail(&self, key: &K) -> Duration {
+        self.fail_with(key, None)
+    }
+
+    /// `fail`, remembering why (say, the provider's error code), for [`Self::why`].
+    pub fn fail_because(&self, key: &K, why: String) -> Duration {
+        self.fail_with(key, Some(why))
+    }
+
+    fn fail_with(&self, key: &K, why: Option<String>) -> Duration {
         let ceiling = {
             let mut map = self.lock();
-            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
-            entry.0 = entry.0.saturating_add(1);
-            let ceiling = self.policy.ceiling(entry.0);
-            entry.1 = Instant::now() + ceiling;
+            let entry = map.entry(key.clone()).or_insert(Failing {
+                count: 0,
+                until: Instant::now(),
+                why: None,
+            });
+            entry.count = entry.count.saturating_add(1);
+            let ceiling = self.policy.ceiling(entry.count);
+            entry.until = Instant::now() + ceiling;
+            entry.why = why;
             ceiling
         };
         let millis = u64::try_from(ceiling.as_millis())
@@ -68,10 +90,15 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     /// How long `key` must still wait, if it is backing off.
     pub fn remaining(&self, key: &K) -> Option<Duration> {
         let map = self.lock();
-        let (_, until) = map.get(key)?;
-        until
+        map.get(key)?
+            .until
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
+    }
+
+    /// Why `key` last failed, as `fail_because` said.
+    pub fn why(&self, key: &K) -> Option<String> {
+        self.lock().get(key)?.why.clone()
     }
 
     pub fn reset(&self, key: &K) {
@@ -87,7 +114,7 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u32, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Failing>> {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -122,6 +149,19 @@ mod tests {
         b.reset(&"rule");
         assert!(b.is_empty());
         assert!(b.fail(&"rule") <= Duration::from_secs(1));
+    }
+
+    /// A pause remembers the failure that caused it, until success resets it.
+    #[test]
+    fn a_pause_says_why_until_it_is_reset() {
+        let b = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+        b.fail_because(&"config", "SignatureDoesNotMatch".into());
+        assert_eq!(b.why(&"config").as_deref(), Some("SignatureDoesNotMatch"));
+        b.fail(&"config");
+        assert_eq!(b.why(&"config"), None, "a later failure without a reason");
+        b.fail_because(&"config", "InvalidAccessKeyId.NotFound".into());
+        b.reset(&"config");
+        assert_eq!(b.why(&"config"), None);
     }
 
     #[test]

@@ -154,20 +154,18 @@ impl Pass<'_> {
     /// Every rule of a ProviderConfig whose credentials were rejected waits
     /// out the same pause instead of trying them again one by one.
     fn check_credentials_pause(&self) -> Result<(), Halt> {
-        match self
-            .ctx
-            .config_backoff
-            .remaining(&self.resolved.credentials_key)
-        {
+        let key = &self.resolved.credentials_key;
+        let wait = self.ctx.config_backoff.remaining(key);
+        match wait {
             Some(wait) => Err(Halt {
                 standing: stalled_standing(
                     reasons::CREDENTIALS_REJECTED,
-                    // No countdown in the message: a message that changes on
-                    // every pass would rewrite status, and each write wakes
-                    // the rule again.
-                    format!(
-                        "the provider rejected the credentials of ProviderConfig {}; fix its Secret, it is retried after a pause",
-                        self.resolved.config_name,
+                    // The provider's code says what to fix; no countdown: a
+                    // message that changes on every pass would rewrite status,
+                    // and each write wakes the rule again.
+                    credentials_paused(
+                        &self.resolved.config_name,
+                        self.ctx.config_backoff.why(key).as_deref(),
                     ),
                 ),
                 requeue: Some(wait),
@@ -252,7 +250,10 @@ impl Pass<'_> {
             ErrorKind::Unauthorized => {
                 // Rejected requests had no effect: the next attempt is a new one.
                 record.attempt_epoch += 1;
-                let wait = self.ctx.config_backoff.fail(&self.resolved.credentials_key);
+                let wait = self
+                    .ctx
+                    .config_backoff
+                    .fail_because(&self.resolved.credentials_key, e.code.clone());
                 Halt {
                     standing: stalled_standing(reasons::CREDENTIALS_REJECTED, what.clone()),
                     requeue: Some(wait),
@@ -307,6 +308,15 @@ fn operation(
     }
 }
 
+/// Why a rule waits without calling: the ProviderConfig's credentials were
+/// rejected (with the provider's code, when known) and are paused.
+fn credentials_paused(config: &str, code: Option<&str>) -> String {
+    let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
+    format!(
+        "the provider rejected the credentials of ProviderConfig {config}{code}; fix its Secret, it is retried after a pause"
+    )
+}
+
 fn progressing(reason: &'static str, message: String) -> Standing {
     Standing::Progressing { reason, message }
 }
@@ -327,5 +337,25 @@ pub fn reason_of(standing: &Standing) -> &'static str {
         Standing::Settled { reason, .. }
         | Standing::Progressing { reason, .. }
         | Standing::Stalled { reason, .. } => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rules that wait out a credentials pause say the provider's code, so
+    /// the Stalled condition tells what to fix; the text stays the same for
+    /// the whole pause, so it does not rewrite status on every pass.
+    #[test]
+    fn a_credentials_pause_names_the_provider_code() {
+        let message = credentials_paused("alibaba-prod", Some("SignatureDoesNotMatch"));
+        assert!(message.contains("(SignatureDoesNotMatch)"), "{message}");
+        assert!(message.contains("ProviderConfig alibaba-prod"), "{message}");
+        assert_eq!(
+            message,
+            credentials_paused("alibaba-prod", Some("SignatureDoesNotMatch"))
+        );
+        assert!(!credentials_paused("alibaba-prod", None).contains('('));
     }
 }
