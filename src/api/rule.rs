@@ -257,9 +257,16 @@ pub struct SecurityGroupRuleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_rule: Option<RuleSpec>,
 
-    /// A rule replaced by a spec change that is still to be revoked.
+    /// A rule still to be revoked: replaced by a spec change, or on its way
+    /// out because the rule is `Absent` or being deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded: Option<SupersededRule>,
+
+    /// A rule whose authorize was sent and whose outcome is not recorded yet
+    /// (written before the call): it may exist at the provider. The next
+    /// pass authorizes it again if the spec still asks for it, else revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorizing: Option<RuleSpec>,
 
     /// Raised before a deliberate new attempt at the same generation (for
     /// example re-authorizing a rule deleted out of band), so the new attempt
@@ -280,7 +287,7 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A previously authorized rule that a spec change replaced.
+/// A previously authorized rule that is to be revoked.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupersededRule {

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod connector;
 pub mod convert;
 pub mod drift;
+pub mod persist;
 pub mod plan;
 pub mod resolve;
 pub mod run;
@@ -22,7 +23,6 @@ use futures::channel::mpsc;
 use jiff::Timestamp;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
@@ -37,14 +37,15 @@ pub use run::run;
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
+    persist::StatusWriter,
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
     status::{Record, Standing},
-    steps::{Halt, Notice, Pass},
+    steps::{Halt, Notice, Pass, Stop},
 };
 use crate::{
     api::{
-        FIELD_MANAGER, FINALIZER, SecurityGroupRule,
+        FINALIZER, SecurityGroupRule,
         conditions::reasons,
         rule::{DeletionPolicy, Ensure},
     },
@@ -122,6 +123,10 @@ impl Context {
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[source] kube::Error),
+    /// The object changed since the pass read it (say, the watch cache did
+    /// not show the previous pass's status yet): run again on fresh data.
+    #[error("the object changed since this pass read it")]
+    Stale,
     #[error("the rule is not revoked yet")]
     CleanupPending { requeue: Option<Duration> },
     #[error(transparent)]
@@ -152,10 +157,19 @@ pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Resul
 /// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
 /// Kubernetes API failure or a cleanup that must keep the finalizer.
 pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Finalizer(boxed) = error
-        && let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref()
-    {
-        return requeue.map_or_else(Action::await_change, Action::requeue);
+    if let Error::Finalizer(boxed) = error {
+        match boxed.as_ref() {
+            finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) => {
+                return requeue.map_or_else(Action::await_change, Action::requeue);
+            }
+            // The newer object's watch event starts the next pass; this is
+            // only a fallback, and no failure to back off from.
+            finalizer::Error::ApplyFailed(Error::Stale)
+            | finalizer::Error::CleanupFailed(Error::Stale) => {
+                return Action::requeue(Duration::from_secs(1));
+            }
+            _ => {}
+        }
     }
     warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
     Action::requeue(ctx.object_backoff.fail(&ObjectRef::from_obj(rule.as_ref())))
@@ -180,18 +194,19 @@ async fn apply(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
+    let mut writer = StatusWriter::new(api, rule);
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
     ) {
         Ok(r) => r,
         Err(e) => {
-            return settle_unresolved(rule, ctx, api, &record, &e)
+            return settle_unresolved(rule, ctx, &mut writer, &record, &e)
                 .await
                 .map(|()| requeue_for(&e).into());
         }
     };
-    if ctx.drift.take(&object) && record.applied.is_some() {
+    if record.applied.is_some() && ctx.drift.flagged(&object) {
         // The cloud lost the rule: a new attempt at this generation needs a
         // new token, persisted before the call, or the provider would replay
         // the old authorize as a no-op.
@@ -201,7 +216,9 @@ async fn apply(
             reason: reasons::DRIFT_DETECTED,
             message: "the rule was missing at the provider; authorizing it again".into(),
         };
-        write_status(api, rule, &record, &standing).await?;
+        writer.write(&record, &standing).await?;
+        // Only now: had the write failed, the next pass must still know.
+        ctx.drift.take(&object);
         publish(
             ctx,
             rule,
@@ -223,27 +240,30 @@ async fn apply(
             Ok(r) => Desired::Present(r),
             Err(e) => {
                 let halt = steps::stalled(reasons::UNSUPPORTED, e.0);
-                write_status(api, rule, &record, &halt.standing).await?;
+                writer.write(&record, &halt.standing).await?;
                 return Ok(Action::await_change());
             }
         },
     };
     let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
     let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices).await;
+    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
     match outcome {
         Ok(standing) => {
+            // Reset only once recorded: a pass whose status write fails
+            // repeats its calls, so it must keep backing off.
+            writer.write(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
-            write_status(api, rule, &record, &standing).await?;
             Ok(Action::await_change())
         }
-        Err(halt) => {
-            write_status(api, rule, &record, &halt.standing).await?;
+        Err(Stop::Halt(halt)) => {
+            writer.write(&record, &halt.standing).await?;
             Ok(halt
                 .requeue
                 .map_or_else(Action::await_change, Action::requeue))
         }
+        Err(Stop::Unrecorded(e)) => Err(e),
     }
 }
 
@@ -254,25 +274,30 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
+    let mut writer = StatusWriter::new(api, rule);
     if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
         return orphan(rule, ctx, &object).await;
     }
+    let revoked = Standing::Settled {
+        reason: reasons::REVOKED,
+        message: "the rule is revoked at the provider".into(),
+    };
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
     ) {
         Ok(r) => r,
-        // Only a resolved config is ever called, so with nothing recorded
-        // there is nothing at the provider to revoke.
-        Err(e)
-            if record.applied.is_none() && record.last_operation.is_none() && !e.is_transient() =>
-        {
+        // Only a resolved config is ever called, and every call is recorded
+        // first, so with nothing recorded there is nothing to revoke; the
+        // conditional write proves that record current.
+        Err(e) if nothing_recorded(&record) && !e.is_transient() => {
             info!(rule = %rule.name_any(), reason = %e, "deleting a rule that never reached its provider");
+            writer.confirm(&record, &revoked).await?;
             ctx.object_backoff.reset(&object);
             return Ok(Action::await_change());
         }
         Err(e) => {
-            settle_unresolved(rule, ctx, api, &record, &e).await?;
+            settle_unresolved(rule, ctx, &mut writer, &record, &e).await?;
             return Err(Error::CleanupPending {
                 requeue: requeue_for(&e).into_requeue(),
             });
@@ -297,21 +322,29 @@ async fn cleanup(
         Desired::Absent,
     );
     let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices).await;
+    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
     match outcome {
-        Ok(_) => {
+        Ok(standing) => {
+            // The finalizer goes next: only if this pass saw the latest record.
+            writer.confirm(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
             Ok(Action::await_change())
         }
-        Err(halt) => {
+        Err(Stop::Halt(halt)) => {
             let halt = with_deletion_advice(halt);
-            write_status(api, rule, &record, &halt.standing).await?;
+            writer.write(&record, &halt.standing).await?;
             Err(Error::CleanupPending {
                 requeue: halt.requeue,
             })
         }
+        Err(Stop::Unrecorded(e)) => Err(e),
     }
+}
+
+/// Whether status records no rule that may exist at the provider.
+fn nothing_recorded(record: &Record) -> bool {
+    record.applied.is_none() && record.superseded.is_none() && record.authorizing.is_none()
 }
 
 async fn orphan(
@@ -378,7 +411,7 @@ fn pass_for<'a>(
 async fn settle_unresolved(
     rule: &SecurityGroupRule,
     ctx: &Context,
-    api: &Api<SecurityGroupRule>,
+    writer: &mut StatusWriter<'_>,
     record: &Record,
     e: &ResolveError,
 ) -> Result<(), Error> {
@@ -393,7 +426,7 @@ async fn settle_unresolved(
             message: e.to_string(),
         }
     };
-    let changed = write_status(api, rule, record, &standing).await?;
+    let changed = writer.write(record, &standing).await?;
     if changed && !e.is_transient() {
         publish(
             ctx,
@@ -439,40 +472,6 @@ fn requeue_for(e: &ResolveError) -> ResolveRequeue {
     } else {
         ResolveRequeue::OnChange
     }
-}
-
-/// Server-side applies `/status` when it differs from what the object has.
-/// Returns whether it wrote.
-async fn write_status(
-    api: &Api<SecurityGroupRule>,
-    rule: &SecurityGroupRule,
-    record: &Record,
-    standing: &Standing,
-) -> Result<bool, Error> {
-    let next = status::build(
-        rule.status.as_ref(),
-        record,
-        standing,
-        &rule.spec.rule,
-        rule.meta().generation,
-        Timestamp::now(),
-    );
-    if rule.status.as_ref() == Some(&next) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": SecurityGroupRule::api_version(&()),
-        "kind": SecurityGroupRule::kind(&()),
-        "status": next,
-    });
-    api.patch_status(
-        &rule.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
-    Ok(true)
 }
 
 async fn publish(ctx: &Context, rule: &SecurityGroupRule, notices: &[Notice]) {

@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use kube::runtime::{events::EventType, reflector::ObjectRef};
 
 use super::{
-    Context, convert,
+    Context, Error, convert,
+    persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
     resolve::Resolved,
     status::{Record, Standing},
@@ -23,9 +24,10 @@ use crate::{
     provider::{ErrorKind, GroupRef, ProviderError, Receipt, Rule},
 };
 
-/// More steps than any path needs (revoke superseded, revoke, authorize),
-/// so a bug can never turn into a loop of provider calls.
-const MAX_STEPS: usize = 4;
+/// More steps than any path needs (revoke superseded, revoke a rule left
+/// authorizing, supersede, revoke, authorize, revoke the replaced rule), so
+/// a bug can never turn into a loop of provider calls.
+const MAX_STEPS: usize = 8;
 
 /// A provider outcome worth an Event.
 #[derive(Clone, Debug)]
@@ -45,6 +47,22 @@ pub struct Halt {
     pub requeue: Option<Duration>,
 }
 
+/// How a pass ends early.
+#[derive(Debug)]
+pub enum Stop {
+    /// A call failed or cannot be made yet; the record says what happened.
+    Halt(Halt),
+    /// Recording an intent before its call failed (say, status changed
+    /// since the pass read it): nothing more may be called in this pass.
+    Unrecorded(Error),
+}
+
+impl From<Halt> for Stop {
+    fn from(halt: Halt) -> Self {
+        Self::Halt(halt)
+    }
+}
+
 /// Everything one pass needs that does not change between steps.
 pub struct Pass<'a> {
     pub ctx: &'a Context,
@@ -58,14 +76,16 @@ pub struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Runs steps until settled or halted; appends an Event notice per call.
+    /// Runs steps until settled or stopped; appends an Event notice per call.
+    /// Records in status, through `writer`, every rule a call may create or
+    /// revoke before making that call.
     pub async fn run(
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-    ) -> Result<Standing, Halt> {
-        let spec_rule = convert::rule(self.spec_rule, self.resolved.kind)
-            .map_err(|e| stalled(reasons::UNSUPPORTED, e.0))?;
+        writer: &mut StatusWriter<'_>,
+    ) -> Result<Standing, Stop> {
+        let kind = self.resolved.kind;
         for _ in 0..MAX_STEPS {
             let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
             let superseded = recorded(
@@ -75,22 +95,17 @@ impl Pass<'_> {
                     .map(|s| (&s.rule, s.rule_id.clone())),
                 self,
             )?;
-            let completed = record
-                .last_operation
-                .as_ref()
-                .filter(|op| op.result != OperationResult::Failed)
-                .and_then(|op| op.client_token.clone());
+            let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
             let step = plan::plan(&PlanInput {
                 uid: self.uid,
                 generation: self.generation,
                 attempt_epoch: record.attempt_epoch,
-                kind: self.resolved.kind,
+                kind,
                 group: self.group.clone(),
                 desired: self.desired.clone(),
-                spec_rule: &spec_rule,
                 applied,
                 superseded,
-                completed_token: completed.as_deref(),
+                authorizing: authorizing.map(|a| a.rule),
             });
             match step {
                 Step::Authorized => {
@@ -105,9 +120,27 @@ impl Pass<'_> {
                         message: "the rule is revoked at the provider".into(),
                     });
                 }
+                Step::Supersede => {
+                    if let Some((rule, rule_id)) = record.applied.take() {
+                        record.superseded = Some(SupersededRule { rule_id, rule });
+                    }
+                    record_intent(writer, record, "revoking the rule at the provider").await?;
+                }
                 Step::Authorize(call) => {
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_authorize(self.resolved, &call).await;
+                    if record.authorizing.as_ref() == Some(self.spec_rule) {
+                        current(writer).await?;
+                    } else {
+                        record.authorizing = Some(self.spec_rule.clone());
+                        record.group = Some(call.group.clone());
+                        record_intent(writer, record, "authorizing the rule at the provider")
+                            .await?;
+                    }
+                    let result = self.resolved.provider.authorize(&call).await;
+                    if result.as_ref().is_err_and(|e| refused(e.kind)) {
+                        // A refused request had no effect.
+                        record.authorizing = None;
+                    }
                     self.fold(
                         record,
                         notices,
@@ -128,27 +161,30 @@ impl Pass<'_> {
                         });
                     }
                     record.applied = Some((self.spec_rule.clone(), rule_id));
+                    record.authorizing = None;
                     record.group = Some(call.group.clone());
                 }
                 Step::Revoke { call, of } => {
+                    // Superseded and authorizing rules are recorded already:
+                    // a crash after this call only repeats it.
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_revoke(self.resolved, &call).await;
+                    current(writer).await?;
+                    let result = self.resolved.provider.revoke(&call).await;
                     self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
-                        RevokeOf::Applied => record.applied = None,
-                        RevokeOf::Unrecorded => {}
+                        RevokeOf::Authorizing => record.authorizing = None,
                     }
                 }
             }
         }
-        Err(Halt {
+        Err(Stop::Halt(Halt {
             standing: Standing::Progressing {
                 reason: reasons::PROGRESSING,
                 message: "more steps remain".into(),
             },
             requeue: Some(Duration::ZERO),
-        })
+        }))
     }
 
     /// Every rule of a ProviderConfig whose credentials were rejected waits
@@ -275,6 +311,33 @@ impl Pass<'_> {
         });
         halt
     }
+}
+
+/// Whether the provider refused a request outright, so it had no effect
+/// (unlike a 5xx or a lost answer, after which it may have).
+fn refused(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Invalid | ErrorKind::Unauthorized)
+}
+
+/// Writes status before a step whose outcome status must know about even
+/// if the operator stops right after it.
+async fn record_intent(
+    writer: &mut StatusWriter<'_>,
+    record: &Record,
+    message: &str,
+) -> Result<(), Stop> {
+    let standing = progressing(reasons::PROGRESSING, message.to_owned());
+    writer
+        .write(record, &standing)
+        .await
+        .map(drop)
+        .map_err(Stop::Unrecorded)
+}
+
+/// Makes sure the record a call relies on is the latest (see
+/// `StatusWriter::ensure_current`).
+async fn current(writer: &mut StatusWriter<'_>) -> Result<(), Stop> {
+    writer.ensure_current().await.map_err(Stop::Unrecorded)
 }
 
 /// Converts a recorded API rule into the provider model for planning.
