@@ -175,7 +175,12 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .expect("operator log");
-        let _ = writeln!(log, "=== soak: operator start {} {flags:?}", self.starts);
+        let _ = writeln!(
+            log,
+            "=== soak: operator start {} at {} {flags:?}",
+            self.starts,
+            jiff::Timestamp::now()
+        );
         let args: Vec<String> = self.args.iter().chain(flags).cloned().collect();
         let (tied, _stdout) = Tied::spawn(
             &target_dir().join("secgroup-operator"),
@@ -195,6 +200,9 @@ impl Operator {
         if let Some(process) = self.process.take() {
             process.kill();
             self.kills += 1;
+            if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log) {
+                let _ = writeln!(log, "=== soak: SIGKILL at {}", jiff::Timestamp::now());
+            }
         }
     }
 

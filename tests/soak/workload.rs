@@ -108,7 +108,7 @@ impl Slot {
         };
         let mut rule = json!({
             "direction": if i % 4 == 3 { "Egress" } else { "Ingress" },
-            "protocol": if i % 2 == 0 { "TCP" } else { "UDP" },
+            "protocol": if i.is_multiple_of(2) { "TCP" } else { "UDP" },
             "ports": {"from": port, "to": port},
             "peer": {"cidr": format!("10.{}.{}.0/24", (i / 256) % 256, i % 256)},
             "description": format!("soak {i}"),

@@ -18,9 +18,10 @@ pub async fn new_journal(soak: &Soak, previous: &str) {
     soak.cloud.clear_calls().await;
 }
 
-/// Provider calls against the minimum a perfect operator needs, and where
-/// the rest went: answered with an injected fault, replayed from a
-/// ClientToken (a retry after a kill or a lost answer), or neither.
+/// Provider calls against the minimum a perfect operator needs for the
+/// states the soak saw it confirm, and where the rest went: answered with
+/// an injected fault, replayed from a ClientToken (a retry after a kill or a
+/// lost answer), or neither.
 pub fn call_figures(report: &mut Report, phase: &'static str, calls: &[Call], min_calls: u64) {
     let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
     let total = calls.len();
@@ -32,7 +33,8 @@ pub fn call_figures(report: &mut Report, phase: &'static str, calls: &[Call], mi
         *per_token.entry(token).or_default() += 1;
     }
     let busiest = per_token.values().max().copied().unwrap_or(0);
-    let other = total.saturating_sub(faulted + replayed + usize::try_from(min_calls).unwrap_or(0));
+    #[allow(clippy::cast_possible_wrap)] // call counts
+    let other = total as i64 - (faulted + replayed) as i64 - min_calls as i64;
     report.figure(
         phase,
         "provider calls / minimum",
@@ -45,7 +47,9 @@ pub fn call_figures(report: &mut Report, phase: &'static str, calls: &[Call], mi
     );
     report.figure(phase, "  answered with a fault", faulted);
     report.figure(phase, "  replayed from a ClientToken", replayed);
-    report.figure(phase, "  beyond minimum, faults and replays", other);
+    // Negative when faulted calls stood in for needed ones (a describe
+    // after authorize that failed is not repeated).
+    report.figure(phase, "  not explained by minimum, faults, replays", other);
     report.figure(phase, "  most calls with one ClientToken", busiest);
 }
 

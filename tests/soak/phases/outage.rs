@@ -1,5 +1,7 @@
 //! The API server goes away mid-run and comes back on the same port: the
-//! operator must pick up where it was without being restarted itself.
+//! operator must pick up where it was without being restarted itself. Half
+//! the rules are being authorized when it stops; the other half change
+//! once it is back.
 
 use std::{
     sync::Arc,
@@ -36,17 +38,18 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
         let rule = t.slot.initial();
         soak.declare(t, &rule, "Present").await;
     }
+    soak.settle(before, PHASE).await;
     // The operator is busy with these when the API server stops.
+    for t in after.iter_mut() {
+        let rule = t.slot.initial();
+        soak.declare(t, &rule, "Present").await;
+    }
     let stopped = Instant::now();
     tokio::task::spawn_blocking(|| Cluster::restart_apiserver(DOWN))
         .await
         .expect("restart");
     let outage = stopped.elapsed();
     let back = Instant::now();
-    for t in after.iter_mut() {
-        let rule = t.slot.initial();
-        soak.declare(t, &rule, "Present").await;
-    }
     for (i, t) in before.iter_mut().enumerate() {
         if i % 2 == 0 {
             let rule = t.slot.initial();
