@@ -87,13 +87,30 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
 
-    /// How long `key` must still wait, if it is backing off.
-    pub fn remaining(&self, key: &K) -> Option<Duration> {
-        let map = self.lock();
-        map.get(key)?
+    /// For a key that failed before: `Ok` lets one caller try again once the
+    /// pause is over (a probe) and keeps every other caller waiting another
+    /// `base` while the probe's answer resets or extends the pause; `Err`
+    /// says how long to wait. A key that never failed is always `Ok`.
+    ///
+    /// Without this, every rule of a ProviderConfig whose credentials were
+    /// rejected would try them at once each time the pause ends.
+    pub fn admit(&self, key: &K) -> Result<(), Duration> {
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(key) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        match entry
             .until
-            .checked_duration_since(Instant::now())
+            .checked_duration_since(now)
             .filter(|d| !d.is_zero())
+        {
+            Some(wait) => Err(wait),
+            None => {
+                entry.until = now + self.policy.base;
+                Ok(())
+            }
+        }
     }
 
     /// Why `key` last failed, as `fail_because` said.
@@ -151,6 +168,22 @@ mod tests {
         assert!(b.fail(&"rule") <= Duration::from_secs(1));
     }
 
+    /// When a pause ends, one caller probes; the others keep waiting for
+    /// its answer instead of all trying at once.
+    #[test]
+    fn one_caller_probes_when_a_pause_ends() {
+        let b = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        assert!(b.admit(&"config").is_ok(), "never failed: no pause");
+        assert!(b.admit(&"config").is_ok());
+        b.fail(&"config");
+        assert!(b.admit(&"config").is_err(), "paused");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.admit(&"config").is_ok(), "the probe");
+        assert!(b.admit(&"config").is_err(), "the others wait for the probe");
+        b.reset(&"config");
+        assert!(b.admit(&"config").is_ok(), "the probe succeeded");
+    }
+
     /// A pause remembers the failure that caused it, until success resets it.
     #[test]
     fn a_pause_says_why_until_it_is_reset() {
@@ -168,7 +201,7 @@ mod tests {
     fn keys_back_off_independently() {
         let b = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
         b.fail(&"a");
-        assert!(b.remaining(&"a").is_some());
-        assert!(b.remaining(&"b").is_none());
+        assert!(b.admit(&"a").is_err());
+        assert!(b.admit(&"b").is_ok());
     }
 }

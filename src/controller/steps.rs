@@ -188,12 +188,12 @@ impl Pass<'_> {
     }
 
     /// Every rule of a ProviderConfig whose credentials were rejected waits
-    /// out the same pause instead of trying them again one by one.
+    /// out the same pause instead of trying them again one by one; when it
+    /// ends, one rule probes them.
     fn check_credentials_pause(&self) -> Result<(), Halt> {
         let key = &self.resolved.credentials_key;
-        let wait = self.ctx.config_backoff.remaining(key);
-        match wait {
-            Some(wait) => Err(Halt {
+        match self.ctx.config_backoff.admit(key) {
+            Err(wait) => Err(Halt {
                 standing: stalled_standing(
                     reasons::CREDENTIALS_REJECTED,
                     // The provider's code says what to fix; no countdown: a
@@ -206,7 +206,7 @@ impl Pass<'_> {
                 ),
                 requeue: Some(wait),
             }),
-            None => Ok(()),
+            Ok(()) => Ok(()),
         }
     }
 
