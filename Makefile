@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e cluster-up cluster-down demo fmt
+.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short cluster-up cluster-down demo fmt
 
 all: build
 
@@ -42,7 +42,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart --test soak -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:
@@ -60,8 +60,17 @@ conformance:
 e2e:
 	tests/e2e.sh
 
+## Crashes, provider faults, an API server restart, credential rotation and
+## out-of-band changes with 1,000 rules; prints its figures (tests/soak/main.rs).
+soak:
+	tests/soak.sh
+
+## The soak shortened for `make test`: 100 rules, fewer kills.
+soak-short:
+	SOAK_RULES=100 SOAK_KILLS=8 SOAK_CREDENTIAL_SECS=20 SOAK_STEP_TIMEOUT_SECS=180 tests/soak.sh
+
 ## Everything CI runs.
-test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e
+test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e soak-short
 
 cluster-up:
 	tests/cluster/testcluster.sh up

@@ -11,6 +11,7 @@ use kube::{
         controller::Config as ControllerConfig,
         events::{Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
+        utils::Backoff,
         watcher,
     },
 };
@@ -83,9 +84,13 @@ pub async fn run(
     }
 
     let (wake, woken) = mpsc::unbounded();
-    let controller = Controller::new(rules, rule_watch)
-        .with_config(ControllerConfig::default().concurrency(args.concurrency));
-    let rule_store = controller.store();
+    let (rule_store, rule_writer) = reflector::store();
+    let rule_events = reflector::reflector(rule_writer, watcher(rules, rule_watch))
+        .default_backoff()
+        .applied_objects();
+    let controller = Controller::for_stream(rule_events, rule_store.clone())
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .trigger_backoff(NoPause);
     let resolver = Resolver::new(
         configs.clone(),
         secret_stores.clone(),
@@ -157,6 +162,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Every watch backs off on its own errors (`default_backoff`). The
+/// controller's own backoff over all of them together would pause every
+/// trigger on any one watch's error, and after an API server restart the
+/// watches' errors kept all reconciles waiting for minutes.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl Backoff for NoPause {
+    fn reset(&mut self) {}
+}
+
 fn rules_using_config(
     rules: Store<SecurityGroupRule>,
 ) -> impl Fn(ProviderConfig) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
@@ -206,5 +229,30 @@ fn rules_in_namespace(
             .filter(|r| r.namespace().as_deref() == Some(name.as_str()))
             .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::{StreamExt, stream};
+    use kube::runtime::utils::StreamBackoff;
+
+    use super::NoPause;
+
+    /// Errors from one watch must not hold back what the others deliver:
+    /// the merged triggers go on at once, however many errors come first.
+    #[tokio::test(start_paused = true)]
+    async fn watch_errors_do_not_pause_the_triggers() {
+        let mut events = vec![Err("apiserver unreachable"); 50];
+        events.push(Ok("rule changed"));
+        let started = tokio::time::Instant::now();
+        let delivered: Vec<_> = StreamBackoff::new(stream::iter(events), NoPause)
+            .collect()
+            .await;
+        assert_eq!(delivered.len(), 51, "the stream must not end on errors");
+        assert_eq!(delivered.last(), Some(&Ok("rule changed")));
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

@@ -61,7 +61,7 @@ pub struct Record {
     pub group: Option<GroupRef>,
     pub applied: Option<(RuleSpec, Option<String>)>,
     pub superseded: Option<SupersededRule>,
-    pub revoked_generation: Option<i64>,
+    pub authorizing: Option<RuleSpec>,
     pub attempt_epoch: u32,
     pub last_operation: Option<LastOperation>,
 }
@@ -81,7 +81,7 @@ impl Record {
             },
             applied: s.applied_rule.clone().map(|r| (r, s.rule_id.clone())),
             superseded: s.superseded.clone(),
-            revoked_generation: s.revoked_generation,
+            authorizing: s.authorizing.clone(),
             attempt_epoch: s.attempt_epoch,
             last_operation: s.last_operation.clone(),
         }
@@ -109,7 +109,7 @@ pub fn build(
         region: record.group.as_ref().map(|g| g.region.clone()),
         applied_rule: record.applied.as_ref().map(|(r, _)| r.clone()),
         superseded: record.superseded.clone(),
-        revoked_generation: record.revoked_generation,
+        authorizing: record.authorizing.clone(),
         attempt_epoch: record.attempt_epoch,
         last_operation: record.last_operation.clone(),
         summary: Some(spec_rule.summary()),

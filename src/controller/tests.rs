@@ -359,7 +359,11 @@ async fn a_present_rule_is_authorized_once_and_reported_ready_with_its_token() {
         "authorize, then describe for the rule id: {calls:?}"
     );
     assert_eq!(calls[1], Call::Describe);
-    assert_eq!(out.status_patches().len(), 1, "status written once");
+    // Written ahead: the rule the call may create, then the outcome.
+    let patches = out.status_patches();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert_eq!(patches[0]["authorizing"]["ports"]["from"], 443);
+    assert_eq!(patches[1]["authorizing"], Value::Null);
     assert_eq!(out.condition("Ready").0, "True");
     assert_eq!(out.condition("Ready").1, "Authorized");
     let op = &out.last_status()["lastOperation"];

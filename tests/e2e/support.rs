@@ -172,7 +172,7 @@ pub fn env() -> &'static Env {
         let fakecloud = fake.url.clone();
 
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
+        kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().expect("utf-8")], None);
         kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
         let mut setup = vec![
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SECRET_NAMESPACE}}),
