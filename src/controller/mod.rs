@@ -167,19 +167,20 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
 /// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
 /// Kubernetes API failure or a cleanup that must keep the finalizer.
 pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let action = retry_after(&object, error, &ctx);
+    ctx.metrics.next_action(object, &action);
+    action
+}
+
+fn retry_after(object: &ObjectRef<SecurityGroupRule>, error: &Error, ctx: &Context) -> Action {
     if let Error::Finalizer(boxed) = error
         && let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref()
     {
-        let action = requeue.map_or_else(Action::await_change, Action::requeue);
-        ctx.metrics
-            .next_action(ObjectRef::from_obj(rule.as_ref()), &action);
-        return action;
+        return requeue.map_or_else(Action::await_change, Action::requeue);
     }
-    warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
-    let object = ObjectRef::from_obj(rule.as_ref());
-    let action = Action::requeue(ctx.object_backoff.fail(&object));
-    ctx.metrics.next_action(object, &action);
-    action
+    warn!(rule = %object.name, error = %error, "reconcile failed");
+    Action::requeue(ctx.object_backoff.fail(object))
 }
 
 /// The group a rule acts on: what status recorded, else the spec.
