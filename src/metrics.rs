@@ -231,7 +231,8 @@ impl Metrics {
     }
 }
 
-/// One running reconcile.
+/// One running reconcile; it leaves `reconciles_in_flight` when dropped,
+/// also when the controller drops it unfinished.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     started: Instant,
@@ -247,6 +248,11 @@ impl ReconcileTimer<'_> {
         self.metrics
             .reconcile_duration
             .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
         self.metrics.in_flight.dec();
     }
 }
@@ -532,6 +538,7 @@ mod tests {
             Some(1.0)
         );
         running.finish(false);
+        drop(metrics.reconcile_started(&object));
         assert_samples(
             &metrics.render(),
             &[

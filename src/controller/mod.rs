@@ -165,30 +165,29 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
 /// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
 /// Kubernetes API failure or a cleanup that must keep the finalizer.
 pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let action = retry_after(&object, error, &ctx);
+    ctx.metrics.next_action(object, &action);
+    action
+}
+
+fn retry_after(object: &ObjectRef<SecurityGroupRule>, error: &Error, ctx: &Context) -> Action {
     if let Error::Finalizer(boxed) = error {
-        let action = match boxed.as_ref() {
+        match boxed.as_ref() {
             finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) => {
-                Some(requeue.map_or_else(Action::await_change, Action::requeue))
+                return requeue.map_or_else(Action::await_change, Action::requeue);
             }
             // The newer object's watch event starts the next pass; this is
             // only a fallback, and no failure to back off from.
             finalizer::Error::ApplyFailed(Error::Stale)
             | finalizer::Error::CleanupFailed(Error::Stale) => {
-                Some(Action::requeue(Duration::from_secs(1)))
+                return Action::requeue(Duration::from_secs(1));
             }
-            _ => None,
-        };
-        if let Some(action) = action {
-            ctx.metrics
-                .next_action(ObjectRef::from_obj(rule.as_ref()), &action);
-            return action;
+            _ => {}
         }
     }
-    warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
-    let object = ObjectRef::from_obj(rule.as_ref());
-    let action = Action::requeue(ctx.object_backoff.fail(&object));
-    ctx.metrics.next_action(object, &action);
-    action
+    warn!(rule = %object.name, error = %error, "reconcile failed");
+    Action::requeue(ctx.object_backoff.fail(object))
 }
 
 /// The group a rule acts on: what status recorded, else the spec.

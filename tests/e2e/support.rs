@@ -245,7 +245,11 @@ pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
         "5",
     ];
     all.extend_from_slice(args);
-    let mut all_envs = vec![("RUST_LOG", "info,secgroup_operator=debug")];
+    // A replica that loses its lease exits with an error by design: no backtrace.
+    let mut all_envs = vec![
+        ("RUST_LOG", "info,secgroup_operator=debug"),
+        ("RUST_LIB_BACKTRACE", "0"),
+    ];
     all_envs.extend_from_slice(envs);
     spawn_operator(&all, &all_envs, log)
 }
