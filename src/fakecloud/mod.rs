@@ -17,6 +17,8 @@ pub mod faults;
 mod idempotency;
 pub mod journal;
 mod pipeline;
+#[cfg(test)]
+mod properties;
 pub mod rule_json;
 pub mod state;
 pub mod tls;
