@@ -3,6 +3,7 @@
 //! Baidu BCC.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crds;

@@ -36,7 +36,7 @@ where
     fn wait_ready(&self) -> BoxFuture<'static, ()> {
         let store = self.clone();
         Box::pin(async move {
-            let _ = store.wait_until_ready().await;
+            crate::cache::synced(&store).await;
         })
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     api::{
         ProviderConfig, conditions::reasons, provider_config::ProviderType, rule::DeletionPolicy,
     },
+    cache::synced,
     metrics::Metrics,
     provider::{Provider, ProviderKind},
 };
@@ -142,12 +143,8 @@ impl Resolver {
     /// Waits until every cache `resolve` reads has its first full list, so a
     /// rule is never judged against an empty cache right after start.
     pub async fn caches_ready(&self) {
-        let secrets = futures::future::join_all(self.secrets.values().map(Store::wait_until_ready));
-        let _ = futures::join!(
-            self.configs.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            secrets
-        );
+        let secrets = futures::future::join_all(self.secrets.values().map(synced));
+        futures::join!(synced(&self.configs), synced(&self.namespaces), secrets);
     }
 
     /// Resolves the provider for a rule named `config_name` in `namespace`.

@@ -1,0 +1,56 @@
+//! Waiting for an informer cache's first full list.
+
+use std::time::Duration;
+
+use kube::{Resource, runtime::reflector::Store};
+
+/// How often a waiter looks again.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Returns once `store` has had its first full list (or its writer is gone).
+///
+/// kube-runtime's `Store::wait_until_ready` wakes only the task that polled
+/// it last: with several waiters on one store (the controller, `/readyz`,
+/// reconciles) the others slept forever when the first list had to be
+/// retried. Each wait is therefore bounded and repeated; once one waiter has
+/// seen the store ready, the next look of every other returns at once.
+pub async fn synced<K>(store: &Store<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
+    while tokio::time::timeout(RECHECK, store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher::Event};
+
+    use super::*;
+
+    /// Three tasks wait on one store; the store becomes ready once. Every
+    /// one of them must return, not only the one polled last.
+    #[tokio::test]
+    async fn every_waiter_sees_the_store_ready() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { synced(&store).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        let all = futures::future::join_all(waiters);
+        tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .expect("every waiter returns once the store is ready")
+            .into_iter()
+            .for_each(|joined| joined.expect("waiter task"));
+    }
+}
