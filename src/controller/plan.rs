@@ -51,6 +51,10 @@ pub struct PlanInput<'a> {
     /// Token of the last mutation that succeeded (or found the rule already
     /// there / already gone): an intent with this token is complete.
     pub completed_token: Option<&'a str>,
+    /// The spec's rule is known revoked at this generation (revoked as the
+    /// applied rule, or status says so): revoking it again by attributes
+    /// could only answer "already gone".
+    pub spec_revoked: bool,
 }
 
 /// Which recorded rule a revoke removes.
@@ -91,6 +95,7 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
         },
         Desired::Absent => match &input.applied {
             Some(applied) => revoke(input, applied, RevokeOf::Applied),
+            None if input.spec_revoked => Step::Revoked,
             None => {
                 let unrecorded = Applied {
                     rule: input.spec_rule.clone(),
@@ -183,6 +188,7 @@ mod tests {
             applied: None,
             superseded: None,
             completed_token: None,
+            spec_revoked: false,
         }
     }
 
@@ -277,6 +283,32 @@ mod tests {
         let token = call.client_token.clone();
         i.completed_token = Some(&token);
         assert!(matches!(plan(&i), Step::Revoked));
+    }
+
+    #[test]
+    fn absent_after_the_spec_rule_was_revoked_needs_no_second_revoke() {
+        let spec = rule(22);
+        let mut i = input(&spec, Desired::Absent);
+        i.spec_revoked = true;
+        assert!(matches!(plan(&i), Step::Revoked));
+    }
+
+    /// What status records may differ from the spec (a spec change whose
+    /// authorize never reached status): revoking it leaves the spec's rule
+    /// to be revoked by attributes.
+    #[test]
+    fn an_applied_rule_is_revoked_even_when_the_spec_rule_is_revoked() {
+        let spec = rule(22);
+        let mut i = input(&spec, Desired::Absent);
+        i.spec_revoked = true;
+        i.applied = applied(rule(443), Some("sgr-old"));
+        assert!(matches!(
+            plan(&i),
+            Step::Revoke {
+                of: RevokeOf::Applied,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct Record {
     pub superseded: Option<SupersededRule>,
     pub attempt_epoch: u32,
     pub last_operation: Option<LastOperation>,
+    /// The generation at which the spec's rule was last known revoked (status
+    /// `Ready=True` with reason `Revoked`, or a revoke in this pass).
+    pub spec_revoked_at: Option<i64>,
 }
 
 impl Record {
@@ -82,6 +85,9 @@ impl Record {
             superseded: s.superseded.clone(),
             attempt_epoch: s.attempt_epoch,
             last_operation: s.last_operation.clone(),
+            spec_revoked_at: conditions::find(&s.conditions, types::READY)
+                .filter(|c| c.status == "True" && c.reason == reasons::REVOKED)
+                .and_then(|c| c.observed_generation),
         }
     }
 }
@@ -229,6 +235,32 @@ mod tests {
             later,
         );
         assert_eq!(first, again);
+    }
+
+    #[test]
+    fn a_revoked_status_records_the_generation_it_was_revoked_at() {
+        let revoked = Standing::Settled {
+            reason: reasons::REVOKED,
+            message: "revoked".into(),
+        };
+        let at = |standing: &Standing| {
+            let s = build(
+                None,
+                &Record::default(),
+                standing,
+                &spec(),
+                Some(7),
+                Timestamp::UNIX_EPOCH,
+            );
+            Record::from_status(Some(&s)).spec_revoked_at
+        };
+        assert_eq!(at(&revoked), Some(7));
+        assert_eq!(at(&settled()), None);
+        let retrying = Standing::Progressing {
+            reason: reasons::REVOKED,
+            message: "not ready".into(),
+        };
+        assert_eq!(at(&retrying), None);
     }
 
     fn refused(generation: i64, at: i64) -> SecurityGroupRuleStatus {

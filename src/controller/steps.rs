@@ -75,6 +75,8 @@ impl Pass<'_> {
                     .map(|s| (&s.rule, s.rule_id.clone())),
                 self,
             )?;
+            // Revoking the applied rule revokes the spec's rule when they are one.
+            let applied_is_spec = applied.as_ref().is_some_and(|a| a.rule == spec_rule);
             let completed = record
                 .last_operation
                 .as_ref()
@@ -91,6 +93,7 @@ impl Pass<'_> {
                 applied,
                 superseded,
                 completed_token: completed.as_deref(),
+                spec_revoked: record.spec_revoked_at == Some(self.generation),
             });
             match step {
                 Step::Authorized => {
@@ -136,7 +139,12 @@ impl Pass<'_> {
                     self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
-                        RevokeOf::Applied => record.applied = None,
+                        RevokeOf::Applied => {
+                            record.applied = None;
+                            if applied_is_spec {
+                                record.spec_revoked_at = Some(self.generation);
+                            }
+                        }
                         RevokeOf::Unrecorded => {}
                     }
                 }
