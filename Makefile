@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test unit-test lint crds check-crds vectors conformance e2e cluster-up cluster-down demo fmt
+.PHONY: all build test unit-test lint crds check-crds vectors conformance e2e bench bench-smoke cluster-up cluster-down demo fmt
 
 all: build
 
@@ -27,7 +27,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test bench -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:
@@ -45,8 +45,16 @@ conformance:
 e2e:
 	tests/e2e.sh
 
+## Figures at scale, several minutes (BENCHMARKS.md); harness flags via ARGS="--rules 2000".
+bench:
+	tests/bench.sh $(ARGS)
+
+## Every benchmark phase at tiny sizes, so the harness keeps working.
+bench-smoke:
+	BENCH_PROFILE=debug tests/bench.sh --smoke
+
 ## Everything CI runs.
-test: lint check-crds unit-test vectors conformance e2e
+test: lint check-crds unit-test vectors conformance e2e bench-smoke
 
 cluster-up:
 	tests/cluster/testcluster.sh up
