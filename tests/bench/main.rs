@@ -317,9 +317,15 @@ impl Bench {
             .await?;
         self.admin.clear_calls().await?;
         let before = Writes::scrape(self.client()).await?;
+        // The API server takes deletes slower than Q when it is loaded: the
+        // operator is paused while they go in, so what is timed is its pace.
+        procfs::signal(self.pid(), "STOP")?;
         let started = Instant::now();
-        self.delete_rules(&names).await?;
+        let deleted = self.delete_rules(&names).await;
         let submitted = started.elapsed();
+        procfs::signal(self.pid(), "CONT")?;
+        deleted?;
+        let resumed = Instant::now();
         let floor = Duration::from_secs_f64(n as f64 / f64::from(qps));
         let gone = self
             .census
@@ -329,7 +335,7 @@ impl Bench {
                 |c| c.present == 0,
             )
             .await?
-            - started;
+            - resumed;
         let writes = Writes::scrape(self.client()).await?.since(&before);
         let calls = self.admin.calls(None).await?;
         let throttled = calls.iter().filter(|c| c.throttled()).count();
@@ -337,11 +343,11 @@ impl Bench {
         self.admin.set_faults(json!({"rules": []})).await?;
         self.set_bulk_rate(UNTHROTTLED).await?;
         self.report.info(
-            format!("delete {n} rules: API server accepted all deletes"),
+            format!("delete {n} rules, operator paused: API server accepted all deletes"),
             secs(submitted),
         );
         self.report.goal(
-            format!("… every rule gone at rateLimit {qps}/s (burst {burst}; fake cloud ceiling {ceiling:.0}/s), ÷ N/Q = {}", secs(floor)),
+            format!("… operator resumed: every rule gone at rateLimit {qps}/s (burst {burst}; fake cloud ceiling {ceiling:.0}/s), ÷ N/Q = {}", secs(floor)),
             format!("{} ({ratio:.3})", secs(gone)),
             "≤ 1.05",
             ratio <= 1.05,

@@ -1,6 +1,8 @@
 //! What /proc says about the operator process.
 
-use std::time::Duration;
+use std::{process::Command, time::Duration};
+
+use anyhow::{Context as _, bail};
 
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -47,4 +49,17 @@ pub async fn wait_idle(pid: u32, limit: Duration) {
         quiet = if now - last <= 1 { quiet + 1 } else { 0 };
         last = now;
     }
+}
+
+/// Sends `kill -SIGNAL pid` ("STOP", "CONT").
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
 }
