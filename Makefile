@@ -6,28 +6,43 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test unit-test lint crds check-crds vectors conformance e2e bench bench-smoke cluster-up cluster-down demo fmt
+.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short bench bench-smoke cluster-up cluster-down demo fmt
 
 all: build
 
 build:
 	$(CARGO) build --bins
 
-## Regenerate crds/ from the Rust types.
+## Regenerate crds/ from the Rust types, and the files derived from them.
 crds:
 	$(CARGO) run -q --bin secgroup-operator -- crds --out-dir crds
+	deploy/generate.sh
 
 ## Fail when crds/ differs from what the types generate.
 check-crds:
 	$(CARGO) run -q --bin secgroup-operator -- crds --out-dir crds
 	git diff --exit-code -- crds/
 
+## Regenerate what is rendered from the chart, crds/ and the Argo CD health
+## check: deploy/secgroup-operator.yaml, the chart's CRD copies, the argocd-cm patch.
+manifests:
+	deploy/generate.sh
+
+## helm lint (default and ci/ values), and fail when a rendered file is stale.
+check-chart:
+	charts/lint.sh
+	deploy/generate.sh --check
+
+## The Argo CD health check against its fixtures, in Argo CD's Lua interpreter.
+argocd-health:
+	cd tests/argocd && GOTOOLCHAIN=local go test -count=1 -v ./...
+
 fmt:
 	$(CARGO) fmt --all
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test bench -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart --test soak --test bench -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:
@@ -45,6 +60,15 @@ conformance:
 e2e:
 	tests/e2e.sh
 
+## Crashes, provider faults, an API server restart, credential rotation and
+## out-of-band changes with 1,000 rules; prints its figures (tests/soak/main.rs).
+soak:
+	tests/soak.sh
+
+## The soak shortened for `make test`: 100 rules, fewer kills.
+soak-short:
+	SOAK_RULES=100 SOAK_KILLS=8 SOAK_CREDENTIAL_SECS=20 SOAK_STEP_TIMEOUT_SECS=180 tests/soak.sh
+
 ## Figures at scale, several minutes (BENCHMARKS.md); harness flags via ARGS="--rules 2000".
 bench:
 	tests/bench.sh $(ARGS)
@@ -54,7 +78,7 @@ bench-smoke:
 	BENCH_PROFILE=debug tests/bench.sh --smoke
 
 ## Everything CI runs.
-test: lint check-crds unit-test vectors conformance e2e bench-smoke
+test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e soak-short bench-smoke
 
 cluster-up:
 	tests/cluster/testcluster.sh up

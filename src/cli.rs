@@ -1,8 +1,10 @@
 //! Command line of the `secgroup-operator` binary.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{leader, metrics::Metrics, server, server::Health};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,6 +75,25 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SECGROUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Run several replicas: only the holder of a coordination.k8s.io Lease
+    /// runs the controller and calls the providers; the others stand by.
+    #[arg(long, env = "SECGROUP_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the lease (default: the namespace of the kubeconfig
+    /// context, or of the Pod when running in a cluster).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the lease. Instances that split rules between them
+    /// (--namespace, --label-selector) each need their own.
+    #[arg(
+        long,
+        env = "SECGROUP_LEADER_ELECTION_LEASE_NAME",
+        default_value = "secgroup-operator"
+    )]
+    pub leader_election_lease_name: String,
 }
 
 /// Parses a duration given in seconds.
@@ -104,11 +125,52 @@ pub fn crds(args: &CrdsArgs) -> anyhow::Result<()> {
 /// `secgroup-operator run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
-    crate::controller::run(
-        args,
-        std::sync::Arc::new(crate::controller::connector::Clients),
-    )
-    .await
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    tokio::spawn(server::serve(
+        args.metrics_addr,
+        health.clone(),
+        metrics.clone(),
+    ));
+    let controller = crate::controller::run(
+        &args,
+        client.clone(),
+        Arc::new(crate::controller::connector::Clients),
+        metrics.clone(),
+        health.clone(),
+    );
+    if !args.leader_election {
+        metrics.set_leader(true);
+        return controller.await;
+    }
+    let candidate = leader::Candidate {
+        namespace: args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        lease_name: args.leader_election_lease_name.clone(),
+        identity: leader::identity(),
+    };
+    let mut elector = leader::Elector::new(client, candidate);
+    tokio::select! {
+        () = elector.acquire(|| health.standby()) => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    metrics.set_leader(true);
+    let led = leader::lead(elector, controller).await;
+    metrics.set_leader(false);
+    led
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +180,24 @@ mod tests {
     #[test]
     fn command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    /// The flag names a Deployment passes; the lease name has a default.
+    #[test]
+    fn leader_election_flags_parse() {
+        let cli = <super::Cli as clap::Parser>::try_parse_from([
+            "secgroup-operator",
+            "run",
+            "--secret-namespace=creds",
+            "--leader-election",
+            "--leader-election-namespace=ops",
+        ])
+        .expect("valid command line");
+        let super::Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.leader_election);
+        assert_eq!(args.leader_election_namespace.as_deref(), Some("ops"));
+        assert_eq!(args.leader_election_lease_name, "secgroup-operator");
     }
 }

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod controller;
 pub mod crds;
 pub mod fakecloud;
+pub mod leader;
+pub mod metrics;
 pub mod provider;
 pub mod server;
 pub mod sign;

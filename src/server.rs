@@ -1,18 +1,27 @@
-//! The operator's HTTP endpoints: `/healthz` (liveness) and `/readyz`
-//! (ready once every informer cache has synced).
+//! The operator's HTTP endpoints on `--metrics-addr`: `/metrics`
+//! (Prometheus text format), `/healthz` (liveness: the process serves) and
+//! `/readyz` (readiness, see [`Health`]).
 
 use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use futures::future::BoxFuture;
 use kube::{Resource, runtime::reflector::Store};
 use tracing::{error, info};
+
+use crate::metrics::Metrics;
 
 /// Something that becomes ready once, such as an informer cache.
 pub trait Readiness: Send + Sync + 'static {
@@ -32,32 +41,168 @@ where
     }
 }
 
-pub async fn serve(addr: SocketAddr, caches: Vec<Box<dyn Readiness>>) {
-    let ready = Arc::new(AtomicBool::new(false));
-    let flag = ready.clone();
-    tokio::spawn(async move {
-        futures::future::join_all(caches.iter().map(|c| c.wait_ready())).await;
-        flag.store(true, Ordering::Release);
-        info!("caches synced; ready");
-    });
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(ready);
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            if let Err(e) = axum::serve(listener, app).await {
-                error!(error = %e, "health server stopped");
-            }
-        }
-        Err(e) => error!(%addr, error = %e, "cannot bind the health server"),
+/// Where the instance stands, as `/readyz` reports it.
+///
+/// A standby answers ready: it is doing its job, which is to be able to take
+/// over, and it has shown that by reading the lease. Were it unready, a
+/// Deployment rollout would wait forever for a standby to become Ready, and
+/// nothing routes requests to the operator by readiness anyway. The leader
+/// (or the only instance, without leader election) is ready once every
+/// informer cache has synced.
+#[derive(Debug)]
+pub struct Health(AtomicU8);
+
+const STARTING: u8 = 0;
+const STANDBY: u8 = 1;
+const SYNCING: u8 = 2;
+const READY: u8 = 3;
+
+impl Default for Health {
+    fn default() -> Self {
+        Self(AtomicU8::new(STARTING))
     }
 }
 
-async fn readyz(State(ready): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
-    if ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+impl Health {
+    /// Another instance holds the lease, and this one can reach it.
+    pub fn standby(&self) {
+        self.0.store(STANDBY, Ordering::Release);
+    }
+
+    /// This instance runs the controller: ready once `caches` have synced.
+    pub fn leading(self: &Arc<Self>, caches: Vec<Box<dyn Readiness>>) {
+        self.0.store(SYNCING, Ordering::Release);
+        let health = self.clone();
+        tokio::spawn(async move {
+            futures::future::join_all(caches.iter().map(|c| c.wait_ready())).await;
+            health.0.store(READY, Ordering::Release);
+            info!("caches synced; ready");
+        });
+    }
+
+    fn readiness(&self) -> (StatusCode, &'static str) {
+        match self.0.load(Ordering::Acquire) {
+            READY => (StatusCode::OK, "ready"),
+            STANDBY => (StatusCode::OK, "standby: another instance holds the lease"),
+            SYNCING => (StatusCode::SERVICE_UNAVAILABLE, "caches not synced"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Shared { health, metrics })
+}
+
+pub async fn serve(addr: SocketAddr, health: Arc<Health>, metrics: Arc<Metrics>) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /readyz");
+            if let Err(e) = axum::serve(listener, router(health, metrics)).await {
+                error!(error = %e, "metrics and health server stopped");
+            }
+        }
+        Err(e) => error!(%addr, error = %e, "cannot bind the metrics and health server"),
+    }
+}
+
+async fn readyz(State(shared): State<Shared>) -> (StatusCode, &'static str) {
+    shared.health.readiness()
+}
+
+async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Becomes ready when its sender fires.
+    struct Gate(futures::future::Shared<tokio::sync::oneshot::Receiver<()>>);
+
+    impl Readiness for Gate {
+        fn wait_ready(&self) -> BoxFuture<'static, ()> {
+            let gate = self.0.clone();
+            Box::pin(async move {
+                let _ = gate.await;
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_lease_and_the_caches() {
+        use futures::FutureExt;
+        let health = Arc::new(Health::default());
+        let app = router(health.clone(), Arc::new(Metrics::new()));
+        assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        health.standby();
+        let (status, body) = get(&app, "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "standby: another instance holds the lease")
+        );
+        let (synced, gate) = tokio::sync::oneshot::channel();
+        health.leading(vec![Box::new(Gate(gate.shared()))]);
+        assert_eq!(
+            get(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        synced.send(()).expect("gate open");
+        for _ in 0..100 {
+            if get(&app, "/readyz").await.0 == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("not ready after the caches synced");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_the_text_format() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_leader(true);
+        let app = router(Arc::new(Health::default()), metrics);
+        let (status, body) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\nsecgroup_leader 1\n"), "{body}");
+        assert!(body.ends_with("# EOF\n"), "{body}");
     }
 }

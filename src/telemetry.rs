@@ -1,6 +1,8 @@
 //! Logging. Credentials never reach a log line: they live in types whose
 //! `Debug` redacts them, and no request URL or header is ever logged.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::cli::LogFormat;
@@ -8,7 +10,10 @@ use crate::cli::LogFormat;
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let builder = fmt().with_env_filter(filter);
+    // Colours only for a terminal: files and log collectors get plain text.
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -279,3 +279,89 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::provider::{
+        ProviderKind,
+        fixtures::{group, rule},
+    };
+
+    /// What an authorize request carries: two rules with the same key make
+    /// the same request, so they must get the same canonical text.
+    fn request_key(r: &Rule) -> impl PartialEq + std::fmt::Debug {
+        let mut r = r.clone();
+        r.ports = r.effective_ports();
+        r
+    }
+
+    fn authorize(group: &GroupRef, rule: &Rule) -> String {
+        canonical_authorize(&Authorize {
+            group: group.clone(),
+            rule: rule.clone(),
+            client_token: String::new(),
+        })
+    }
+
+    proptest! {
+        /// Any inputs at all give 64 ASCII characters: the prefix and lowercase hex.
+        #[test]
+        fn every_token_fits_every_provider(
+            uid in "\\PC{0,40}",
+            revoke in any::<bool>(),
+            generation in any::<i64>(),
+            epoch in any::<u32>(),
+            request in "\\PC{0,200}",
+        ) {
+            let token = client_token(&TokenInput {
+                uid: &uid,
+                intent: if revoke { Intent::Revoke } else { Intent::Authorize },
+                generation,
+                attempt_epoch: epoch,
+                canonical_request: &request,
+            });
+            prop_assert_eq!(token.len(), MAX_LEN);
+            prop_assert!(token.starts_with(PREFIX));
+            prop_assert!(token[PREFIX.len()..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        }
+
+        /// Two admitted rules give the same canonical request exactly when
+        /// the provider would receive the same rule: a new intent never
+        /// reuses an old token, and a retry always does.
+        #[test]
+        fn canonical_requests_tell_rules_apart(g in group(), a in rule(ProviderKind::Alibaba), b in rule(ProviderKind::Alibaba)) {
+            prop_assert_eq!(authorize(&g, &a) == authorize(&g, &b), request_key(&a) == request_key(&b));
+            prop_assert_eq!(authorize(&g, &a), authorize(&g, &a.clone()));
+        }
+
+        /// A rule changed in one field at a time always changes the request.
+        #[test]
+        fn one_changed_field_changes_the_request(g in group(), a in rule(ProviderKind::Alibaba), b in rule(ProviderKind::Alibaba), field in 0..9_usize) {
+            let mut changed = a.clone();
+            match field {
+                0 => changed.direction = b.direction,
+                1 => changed.protocol = b.protocol,
+                2 => changed.ports = b.ports,
+                3 => changed.source_ports = b.source_ports,
+                4 => changed.peer = b.peer.clone(),
+                5 => changed.policy = b.policy,
+                6 => changed.priority = b.priority,
+                7 => changed.nic_type = b.nic_type,
+                _ => changed.description = b.description.clone(),
+            }
+            prop_assume!(request_key(&changed) != request_key(&a));
+            prop_assert_ne!(authorize(&g, &a), authorize(&g, &changed));
+        }
+
+        /// A revoke by id and one by attributes are never the same request.
+        #[test]
+        fn revoke_by_id_never_looks_like_revoke_by_attributes(g in group(), r in rule(ProviderKind::Baidu), id in "\\PC{0,30}") {
+            let by_id = canonical_revoke(&Revoke { group: g.clone(), target: RevokeTarget::Id { rule_id: id, rule: r.clone() }, client_token: String::new() });
+            let by_attributes = canonical_revoke(&Revoke { group: g, target: RevokeTarget::Attributes(r), client_token: String::new() });
+            prop_assert_ne!(by_id, by_attributes);
+        }
+    }
+}

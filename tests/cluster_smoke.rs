@@ -1,8 +1,12 @@
 //! Smoke test against the real control plane from `tests/cluster/testcluster.sh`.
 //!
-//! `make e2e` runs it with the cluster's environment; `cargo test` alone
-//! leaves this target out. It refuses to run against any cluster but the
-//! test cluster.
+//! `make e2e` runs it with the cluster's environment (SECGROUP_E2E=1), and
+//! then a missing cluster is a failure. Plain `cargo test` has no cluster:
+//! this test then says, visibly, that it and the cluster suites (e2e, chart,
+//! soak, which `cargo test` leaves out) were skipped. It refuses to run
+//! against any cluster but the test cluster.
+
+use std::io::Write;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
@@ -25,6 +29,14 @@ fn require_test_cluster() {
 
 #[tokio::test]
 async fn lists_namespaces_of_the_test_cluster() -> anyhow::Result<()> {
+    if std::env::var_os("SECGROUP_E2E").is_none() {
+        // Straight to stderr: the harness captures the print macros of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: no test cluster, so neither this smoke test nor the e2e, chart and soak suites ran; `make e2e` runs them"
+        );
+        return Ok(());
+    }
     require_test_cluster();
     let client = kube::Client::try_default().await?;
 

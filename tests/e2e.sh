@@ -8,3 +8,5 @@ eval "$(tests/cluster/testcluster.sh up)"
 trap 'tests/cluster/testcluster.sh down' EXIT
 cargo build --bins
 SECGROUP_E2E=1 cargo test --test e2e --test cluster_smoke -- --test-threads=4
+# One at a time: the chart tests install and upgrade the cluster-wide CRDs.
+SECGROUP_E2E=1 cargo test --test chart -- --test-threads=1

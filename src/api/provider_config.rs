@@ -23,10 +23,10 @@ use super::rule::DeletionPolicy;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.type != 'apsarastack' || has(self.endpoint)").message("spec.endpoint is required when spec.type is apsarastack").reason(Reason::FieldValueRequired),
-    validation = Rule::new("!has(self.apsara) || self.type == 'apsarastack'").message("spec.apsara is allowed only when spec.type is apsarastack").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!has(self.signatureVersion) || self.type != 'baidu'").message("spec.signatureVersion applies to alibaba and apsarastack only; Baidu always signs with bce-auth-v1").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("self.type != 'apsarastack' || !has(self.signatureVersion) || self.signatureVersion == 'v2'").message("spec.signatureVersion must be v2 for apsarastack").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.type != 'apsarastack' || has(self.endpoint)").message("spec.endpoint is required when spec.type is apsarastack").field_path(".endpoint").reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.apsara) || self.type == 'apsarastack'").message("spec.apsara is allowed only when spec.type is apsarastack").field_path(".apsara").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.signatureVersion) || self.type != 'baidu'").message("spec.signatureVersion applies to alibaba and apsarastack only; Baidu always signs with bce-auth-v1").field_path(".signatureVersion").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.type != 'apsarastack' || !has(self.signatureVersion) || self.signatureVersion == 'v2'").message("spec.signatureVersion must be v2 for apsarastack").field_path(".signatureVersion").reason(Reason::FieldValueInvalid),
 )]
 pub struct ProviderConfigSpec {
     /// `alibaba` (Alibaba Cloud ECS), `apsarastack` (Alibaba Apsara Stack) or

@@ -32,10 +32,10 @@ use super::conditions::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.providerConfigRef == oldSelf.providerConfigRef").message("spec.providerConfigRef is immutable: create a new SecurityGroupRule to move a rule to other credentials").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("self.securityGroupId == oldSelf.securityGroupId").message("spec.securityGroupId is immutable: create a new SecurityGroupRule to move a rule to another group").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)").message("spec.region is immutable: create a new SecurityGroupRule to move a rule to another region").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("self.rule.direction == oldSelf.rule.direction").message("spec.rule.direction is immutable: create a new SecurityGroupRule for the other direction").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.providerConfigRef == oldSelf.providerConfigRef").message("spec.providerConfigRef is immutable: create a new SecurityGroupRule to move a rule to other credentials").field_path(".providerConfigRef").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.securityGroupId == oldSelf.securityGroupId").message("spec.securityGroupId is immutable: create a new SecurityGroupRule to move a rule to another group").field_path(".securityGroupId").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)").message("spec.region is immutable: create a new SecurityGroupRule to move a rule to another region").field_path(".region").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.rule.direction == oldSelf.rule.direction").message("spec.rule.direction is immutable: create a new SecurityGroupRule for the other direction").field_path(".rule.direction").reason(Reason::FieldValueForbidden),
 )]
 pub struct SecurityGroupRuleSpec {
     /// The cluster-scoped ProviderConfig whose cloud account and credentials
@@ -97,9 +97,9 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!has(self.ports) || self.protocol in ['TCP', 'UDP']").message("spec.rule.ports is allowed only with protocol TCP or UDP; omit it for ICMP, ICMPv6, GRE and ALL").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!has(self.sourcePorts) || self.protocol in ['TCP', 'UDP']").message("spec.rule.sourcePorts is allowed only with protocol TCP or UDP").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!has(self.nicType) || self.nicType == 'Intranet' || !has(self.peer.securityGroupId)").message("spec.rule.nicType must be Intranet when the peer is a security group").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.ports) || self.protocol in ['TCP', 'UDP']").message("spec.rule.ports is allowed only with protocol TCP or UDP; omit it for ICMP, ICMPv6, GRE and ALL").field_path(".ports").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.sourcePorts) || self.protocol in ['TCP', 'UDP']").message("spec.rule.sourcePorts is allowed only with protocol TCP or UDP").field_path(".sourcePorts").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.nicType) || self.nicType == 'Intranet' || !has(self.peer.securityGroupId)").message("spec.rule.nicType must be Intranet when the peer is a security group").field_path(".nicType").reason(Reason::FieldValueInvalid),
 )]
 pub struct RuleSpec {
     /// `Ingress` (traffic into the group) or `Egress`. Immutable.
@@ -192,7 +192,8 @@ pub struct PortRange {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("[has(self.cidr), has(self.ipv6Cidr), has(self.securityGroupId)].filter(x, x).size() == 1").message("spec.rule.peer must set exactly one of cidr, ipv6Cidr or securityGroupId").reason(Reason::FieldValueInvalid),
-    validation = Rule::new("!has(self.ownerAccount) && !has(self.ownerId) || has(self.securityGroupId)").message("spec.rule.peer.ownerAccount and ownerId are allowed only with securityGroupId").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.ownerAccount) || has(self.securityGroupId)").message("spec.rule.peer.ownerAccount is allowed only with securityGroupId").field_path(".ownerAccount").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.ownerId) || has(self.securityGroupId)").message("spec.rule.peer.ownerId is allowed only with securityGroupId").field_path(".ownerId").reason(Reason::FieldValueForbidden),
 )]
 pub struct Peer {
     /// An IPv4 network in CIDR form with its host bits zero, e.g. `10.0.0.0/8`.
@@ -257,9 +258,16 @@ pub struct SecurityGroupRuleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_rule: Option<RuleSpec>,
 
-    /// A rule replaced by a spec change that is still to be revoked.
+    /// A rule still to be revoked: replaced by a spec change, or on its way
+    /// out because the rule is `Absent` or being deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded: Option<SupersededRule>,
+
+    /// A rule whose authorize was sent and whose outcome is not recorded yet
+    /// (written before the call): it may exist at the provider. The next
+    /// pass authorizes it again if the spec still asks for it, else revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorizing: Option<RuleSpec>,
 
     /// Raised before a deliberate new attempt at the same generation (for
     /// example re-authorizing a rule deleted out of band), so the new attempt
@@ -280,7 +288,7 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A previously authorized rule that a spec change replaced.
+/// A previously authorized rule that is to be revoked.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupersededRule {

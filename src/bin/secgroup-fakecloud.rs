@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use secgroup_operator::fakecloud::{Config, FakeCloud, serve};
+use secgroup_operator::fakecloud::{Config, FakeCloud, serve, serve_tls, tls};
 
 /// Alibaba ECS, Apsara Stack and Baidu BCC security-group APIs on one port,
 /// for end-to-end tests and demos. Admin API under /_fake/.
@@ -26,6 +26,12 @@ struct Args {
     /// Create unknown security groups on first use instead of answering NotFound.
     #[arg(long, env = "FAKECLOUD_AUTO_CREATE_GROUPS")]
     auto_create_groups: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "FAKECLOUD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FAKECLOUD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_key(text: &str) -> Result<(String, String), String> {
@@ -48,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         access_keys,
         seed,
         auto_create_groups,
+        tls_cert,
+        tls_key,
     } = Args::parse();
     let cloud = FakeCloud::new(Config {
         access_keys,
@@ -59,9 +67,19 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    // Scripts wait for this line to learn the port.
-    println!("listening on http://{}", listener.local_addr()?);
-    serve(listener, cloud).await?;
+    let address = listener.local_addr()?;
+    match tls_cert.zip(tls_key) {
+        Some((cert, key)) => {
+            let acceptor = tls::acceptor(&cert, &key)?;
+            // Scripts wait for this line to learn the port.
+            println!("listening on https://{address}");
+            serve_tls(listener, cloud, acceptor).await?;
+        }
+        None => {
+            println!("listening on http://{address}");
+            serve(listener, cloud).await?;
+        }
+    }
     Ok(())
 }
 

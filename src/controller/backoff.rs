@@ -32,11 +32,19 @@ impl Exponential {
     }
 }
 
+/// Consecutive failures of one key, when it may go again, and why it failed.
+#[derive(Debug)]
+struct Failing {
+    count: u32,
+    until: Instant,
+    why: Option<String>,
+}
+
 /// Consecutive failures per key, turned into jittered delays.
 #[derive(Debug)]
 pub struct Backoff<K> {
     policy: Exponential,
-    failures: Mutex<HashMap<K, (u32, Instant)>>,
+    failures: Mutex<HashMap<K, Failing>>,
 }
 
 impl<K: Eq + Hash + Clone> Backoff<K> {
@@ -51,12 +59,26 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     /// uniformly random below the exponential ceiling ("full jitter"), so
     /// rules that failed together do not retry together.
     pub fn fail(&self, key: &K) -> Duration {
+        self.fail_with(key, None)
+    }
+
+    /// `fail`, remembering why (say, the provider's error code), for [`Self::why`].
+    pub fn fail_because(&self, key: &K, why: String) -> Duration {
+        self.fail_with(key, Some(why))
+    }
+
+    fn fail_with(&self, key: &K, why: Option<String>) -> Duration {
         let ceiling = {
             let mut map = self.lock();
-            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
-            entry.0 = entry.0.saturating_add(1);
-            let ceiling = self.policy.ceiling(entry.0);
-            entry.1 = Instant::now() + ceiling;
+            let entry = map.entry(key.clone()).or_insert(Failing {
+                count: 0,
+                until: Instant::now(),
+                why: None,
+            });
+            entry.count = entry.count.saturating_add(1);
+            let ceiling = self.policy.ceiling(entry.count);
+            entry.until = Instant::now() + ceiling;
+            entry.why = why;
             ceiling
         };
         let millis = u64::try_from(ceiling.as_millis())
@@ -65,13 +87,35 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
 
-    /// How long `key` must still wait, if it is backing off.
-    pub fn remaining(&self, key: &K) -> Option<Duration> {
-        let map = self.lock();
-        let (_, until) = map.get(key)?;
-        until
-            .checked_duration_since(Instant::now())
+    /// For a key that failed before: `Ok` lets one caller try again once the
+    /// pause is over (a probe) and keeps every other caller waiting another
+    /// `base` while the probe's answer resets or extends the pause; `Err`
+    /// says how long to wait. A key that never failed is always `Ok`.
+    ///
+    /// Without this, every rule of a ProviderConfig whose credentials were
+    /// rejected would try them at once each time the pause ends.
+    pub fn admit(&self, key: &K) -> Result<(), Duration> {
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(key) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        match entry
+            .until
+            .checked_duration_since(now)
             .filter(|d| !d.is_zero())
+        {
+            Some(wait) => Err(wait),
+            None => {
+                entry.until = now + self.policy.base;
+                Ok(())
+            }
+        }
+    }
+
+    /// Why `key` last failed, as `fail_because` said.
+    pub fn why(&self, key: &K) -> Option<String> {
+        self.lock().get(key)?.why.clone()
     }
 
     pub fn reset(&self, key: &K) {
@@ -87,7 +131,7 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u32, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Failing>> {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -124,11 +168,40 @@ mod tests {
         assert!(b.fail(&"rule") <= Duration::from_secs(1));
     }
 
+    /// When a pause ends, one caller probes; the others keep waiting for
+    /// its answer instead of all trying at once.
+    #[test]
+    fn one_caller_probes_when_a_pause_ends() {
+        let b = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        assert!(b.admit(&"config").is_ok(), "never failed: no pause");
+        assert!(b.admit(&"config").is_ok());
+        b.fail(&"config");
+        assert!(b.admit(&"config").is_err(), "paused");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.admit(&"config").is_ok(), "the probe");
+        assert!(b.admit(&"config").is_err(), "the others wait for the probe");
+        b.reset(&"config");
+        assert!(b.admit(&"config").is_ok(), "the probe succeeded");
+    }
+
+    /// A pause remembers the failure that caused it, until success resets it.
+    #[test]
+    fn a_pause_says_why_until_it_is_reset() {
+        let b = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+        b.fail_because(&"config", "SignatureDoesNotMatch".into());
+        assert_eq!(b.why(&"config").as_deref(), Some("SignatureDoesNotMatch"));
+        b.fail(&"config");
+        assert_eq!(b.why(&"config"), None, "a later failure without a reason");
+        b.fail_because(&"config", "InvalidAccessKeyId.NotFound".into());
+        b.reset(&"config");
+        assert_eq!(b.why(&"config"), None);
+    }
+
     #[test]
     fn keys_back_off_independently() {
         let b = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
         b.fail(&"a");
-        assert!(b.remaining(&"a").is_some());
-        assert!(b.remaining(&"b").is_none());
+        assert!(b.admit(&"a").is_err());
+        assert!(b.admit(&"b").is_ok());
     }
 }

@@ -33,7 +33,11 @@ impl DriftFindings {
         self.lock().insert(rule);
     }
 
-    /// Whether `rule` was flagged; clears the flag.
+    pub fn flagged(&self, rule: &ObjectRef<SecurityGroupRule>) -> bool {
+        self.lock().contains(rule)
+    }
+
+    /// Clears the flag, once the new attempt is recorded.
     pub fn take(&self, rule: &ObjectRef<SecurityGroupRule>) -> bool {
         self.lock().remove(rule)
     }

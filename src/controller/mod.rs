@@ -11,11 +11,14 @@ pub mod connector;
 pub mod convert;
 pub mod drift;
 pub mod events;
+pub mod persist;
 pub mod plan;
 pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod steps;
+#[cfg(test)]
+mod tests;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,7 +26,6 @@ use futures::channel::mpsc;
 use jiff::Timestamp;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
@@ -38,18 +40,20 @@ pub use run::run;
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
+    persist::StatusWriter,
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
     status::{Record, Standing},
-    steps::{Halt, Notice, Pass},
+    steps::{Halt, Notice, Pass, Stop},
 };
 use crate::{
     api::{
-        FIELD_MANAGER, FINALIZER, SecurityGroupRule,
+        FINALIZER, SecurityGroupRule,
         conditions::reasons,
         rule::{DeletionPolicy, Ensure},
     },
-    provider::{Authorize, GroupRef, Receipt, Revoke, Rule},
+    metrics::Metrics,
+    provider::{GroupRef, Rule},
 };
 
 /// Shared state of the controller.
@@ -62,6 +66,7 @@ pub struct Context {
     pub drift: DriftFindings,
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -70,6 +75,7 @@ impl Context {
         recorder: Recorder,
         resolver: Resolver,
         wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
@@ -79,23 +85,8 @@ impl Context {
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
             wake,
+            metrics,
         }
-    }
-
-    pub async fn call_authorize(
-        &self,
-        resolved: &Resolved,
-        call: &Authorize,
-    ) -> Result<Receipt, crate::provider::ProviderError> {
-        resolved.provider.authorize(call).await
-    }
-
-    pub async fn call_revoke(
-        &self,
-        resolved: &Resolved,
-        call: &Revoke,
-    ) -> Result<Receipt, crate::provider::ProviderError> {
-        resolved.provider.revoke(call).await
     }
 
     /// Authorize answers no rule id: describe the group to learn it. A failed
@@ -123,20 +114,42 @@ impl Context {
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[source] kube::Error),
+    /// The object changed since the pass read it (say, the watch cache did
+    /// not show the previous pass's status yet): run again on fresh data.
+    #[error("the object changed since this pass read it")]
+    Stale,
     #[error("the rule is not revoked yet")]
     CleanupPending { requeue: Option<Duration> },
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
 
-/// Reconciles one SecurityGroupRule.
+/// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let timer = ctx.metrics.reconcile_started(&object);
+    let result = reconcile_rule(rule, &ctx).await;
+    timer.finish(result.is_ok());
+    if let Ok(action) = &result {
+        ctx.metrics.next_action(object, action);
+    }
+    result
+}
+
+async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<Action, Error> {
+    // The caches fill while the controller runs (it drives their watches).
+    if tokio::time::timeout(Duration::from_secs(5), ctx.resolver.caches_ready())
+        .await
+        .is_err()
+    {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let ns = rule.namespace().unwrap_or_default();
     let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {
         match event {
-            Event::Apply(rule) => apply(&rule, &ctx, &api).await,
-            Event::Cleanup(rule) => cleanup(&rule, &ctx, &api).await,
+            Event::Apply(rule) => apply(&rule, ctx, &api).await,
+            Event::Cleanup(rule) => cleanup(&rule, ctx, &api).await,
         }
     })
     .await;
@@ -153,13 +166,29 @@ pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Resul
 /// inside `reconcile` (they return `Ok(requeue)`); what reaches here is a
 /// Kubernetes API failure or a cleanup that must keep the finalizer.
 pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Finalizer(boxed) = error
-        && let finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) = boxed.as_ref()
-    {
-        return requeue.map_or_else(Action::await_change, Action::requeue);
+    let object = ObjectRef::from_obj(rule.as_ref());
+    let action = retry_after(&object, error, &ctx);
+    ctx.metrics.next_action(object, &action);
+    action
+}
+
+fn retry_after(object: &ObjectRef<SecurityGroupRule>, error: &Error, ctx: &Context) -> Action {
+    if let Error::Finalizer(boxed) = error {
+        match boxed.as_ref() {
+            finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) => {
+                return requeue.map_or_else(Action::await_change, Action::requeue);
+            }
+            // The newer object's watch event starts the next pass; this is
+            // only a fallback, and no failure to back off from.
+            finalizer::Error::ApplyFailed(Error::Stale)
+            | finalizer::Error::CleanupFailed(Error::Stale) => {
+                return Action::requeue(Duration::from_secs(1));
+            }
+            _ => {}
+        }
     }
-    warn!(rule = %rule.name_any(), error = %error, "reconcile failed");
-    Action::requeue(ctx.object_backoff.fail(&ObjectRef::from_obj(rule.as_ref())))
+    warn!(rule = %object.name, error = %error, "reconcile failed");
+    Action::requeue(ctx.object_backoff.fail(object))
 }
 
 /// The group a rule acts on: what status recorded, else the spec.
@@ -181,18 +210,19 @@ async fn apply(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
+    let mut writer = StatusWriter::new(api, rule);
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
     ) {
         Ok(r) => r,
         Err(e) => {
-            return settle_unresolved(rule, ctx, api, &record, &e)
+            return settle_unresolved(rule, ctx, &mut writer, &record, &e)
                 .await
                 .map(|()| requeue_for(&e).into());
         }
     };
-    if ctx.drift.take(&object) && record.applied.is_some() {
+    if record.applied.is_some() && ctx.drift.flagged(&object) {
         // The cloud lost the rule: a new attempt at this generation needs a
         // new token, persisted before the call, or the provider would replay
         // the old authorize as a no-op.
@@ -202,7 +232,9 @@ async fn apply(
             reason: reasons::DRIFT_DETECTED,
             message: "the rule was missing at the provider; authorizing it again".into(),
         };
-        write_status(api, rule, &record, &standing).await?;
+        writer.write(&record, &standing).await?;
+        // Only now: had the write failed, the next pass must still know.
+        ctx.drift.take(&object);
         publish(
             ctx,
             rule,
@@ -224,27 +256,30 @@ async fn apply(
             Ok(r) => Desired::Present(r),
             Err(e) => {
                 let halt = steps::stalled(reasons::UNSUPPORTED, e.0);
-                write_status(api, rule, &record, &halt.standing).await?;
+                writer.write(&record, &halt.standing).await?;
                 return Ok(Action::await_change());
             }
         },
     };
     let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
     let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices).await;
+    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
     match outcome {
         Ok(standing) => {
+            // Reset only once recorded: a pass whose status write fails
+            // repeats its calls, so it must keep backing off.
+            writer.write(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
-            write_status(api, rule, &record, &standing).await?;
             Ok(Action::await_change())
         }
-        Err(halt) => {
-            write_status(api, rule, &record, &halt.standing).await?;
+        Err(Stop::Halt(halt)) => {
+            writer.write(&record, &halt.standing).await?;
             Ok(halt
                 .requeue
                 .map_or_else(Action::await_change, Action::requeue))
         }
+        Err(Stop::Unrecorded(e)) => Err(e),
     }
 }
 
@@ -255,25 +290,30 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
+    let mut writer = StatusWriter::new(api, rule);
     if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
         return orphan(rule, ctx, &object).await;
     }
+    let revoked = Standing::Settled {
+        reason: reasons::REVOKED,
+        message: "the rule is revoked at the provider".into(),
+    };
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
     ) {
         Ok(r) => r,
-        // Only a resolved config is ever called, so with nothing recorded
-        // there is nothing at the provider to revoke.
-        Err(e)
-            if record.applied.is_none() && record.last_operation.is_none() && !e.is_transient() =>
-        {
+        // Only a resolved config is ever called, and every call is recorded
+        // first, so with nothing recorded there is nothing to revoke; the
+        // conditional write proves that record current.
+        Err(e) if nothing_recorded(&record) && !e.is_transient() => {
             info!(rule = %rule.name_any(), reason = %e, "deleting a rule that never reached its provider");
+            writer.confirm(&record, &revoked).await?;
             ctx.object_backoff.reset(&object);
             return Ok(Action::await_change());
         }
         Err(e) => {
-            settle_unresolved(rule, ctx, api, &record, &e).await?;
+            settle_unresolved(rule, ctx, &mut writer, &record, &e).await?;
             return Err(Error::CleanupPending {
                 requeue: requeue_for(&e).into_requeue(),
             });
@@ -298,21 +338,31 @@ async fn cleanup(
         Desired::Absent,
     );
     let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices).await;
+    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
     match outcome {
-        Ok(_) => {
+        Ok(standing) => {
+            // Recorded before the finalizer goes, and only if this pass saw
+            // the latest record: an object that another finalizer keeps
+            // shows the revoke and its outcome, not a stale `Authorized`.
+            writer.confirm(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
             Ok(Action::await_change())
         }
-        Err(halt) => {
+        Err(Stop::Halt(halt)) => {
             let halt = with_deletion_advice(halt);
-            write_status(api, rule, &record, &halt.standing).await?;
+            writer.write(&record, &halt.standing).await?;
             Err(Error::CleanupPending {
                 requeue: halt.requeue,
             })
         }
+        Err(Stop::Unrecorded(e)) => Err(e),
     }
+}
+
+/// Whether status records no rule that may exist at the provider.
+fn nothing_recorded(record: &Record) -> bool {
+    record.applied.is_none() && record.superseded.is_none() && record.authorizing.is_none()
 }
 
 async fn orphan(
@@ -379,7 +429,7 @@ fn pass_for<'a>(
 async fn settle_unresolved(
     rule: &SecurityGroupRule,
     ctx: &Context,
-    api: &Api<SecurityGroupRule>,
+    writer: &mut StatusWriter<'_>,
     record: &Record,
     e: &ResolveError,
 ) -> Result<(), Error> {
@@ -394,7 +444,7 @@ async fn settle_unresolved(
             message: e.to_string(),
         }
     };
-    let changed = write_status(api, rule, record, &standing).await?;
+    let changed = writer.write(record, &standing).await?;
     if changed && !e.is_transient() {
         publish(
             ctx,
@@ -440,40 +490,6 @@ fn requeue_for(e: &ResolveError) -> ResolveRequeue {
     } else {
         ResolveRequeue::OnChange
     }
-}
-
-/// Server-side applies `/status` when it differs from what the object has.
-/// Returns whether it wrote.
-async fn write_status(
-    api: &Api<SecurityGroupRule>,
-    rule: &SecurityGroupRule,
-    record: &Record,
-    standing: &Standing,
-) -> Result<bool, Error> {
-    let next = status::build(
-        rule.status.as_ref(),
-        record,
-        standing,
-        &rule.spec.rule,
-        rule.meta().generation,
-        Timestamp::now(),
-    );
-    if rule.status.as_ref() == Some(&next) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": SecurityGroupRule::api_version(&()),
-        "kind": SecurityGroupRule::kind(&()),
-        "status": next,
-    });
-    api.patch_status(
-        &rule.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
-    Ok(true)
 }
 
 async fn publish(ctx: &Context, rule: &SecurityGroupRule, notices: &[Notice]) {

@@ -1,19 +1,26 @@
 //! Decides the next provider call for a rule. Pure: no client, no clock.
 //!
-//! One step at a time, each persisted in status before the next, so a crash
-//! between steps resumes where it stopped and a crash inside a step repeats
-//! it with the same ClientToken (the provider replays it).
+//! One step at a time. Status records every rule that may exist at the
+//! provider because of this object, before the call that could create it,
+//! so a crash at any point leaves nothing unaccounted for:
+//!
+//! - `applied`: authorized, and the declared state as far as status knows;
+//! - `superseded`: to be revoked (replaced by a spec change, or about to be
+//!   revoked because the rule is `Absent` or being deleted);
+//! - `authorizing`: an authorize was sent and its outcome is not recorded
+//!   yet, so the rule may or may not exist.
 //!
 //! Order of work:
-//! 1. a rule superseded by a spec change is revoked first (make-before-break
-//!    already authorized its replacement);
-//! 2. `Present`: authorize the desired rule unless it is what was applied. A
-//!    change that keeps the provider's rule identity (say, only Alibaba's
-//!    priority) cannot be authorized next to the old rule, so the old one is
-//!    revoked first;
-//! 3. `Absent` or deleting: revoke the applied rule, or — if status records
-//!    none, which includes a crash right after an authorize — revoke by the
-//!    spec's attributes, which answers "already gone" when nothing is there.
+//! 1. a superseded rule is revoked;
+//! 2. a rule left `authorizing` is authorized again if the spec still asks
+//!    for it (the provider replays the call or finds the rule), else revoked;
+//! 3. `Present`: authorize the desired rule unless it is what was applied.
+//!    The applied rule stays until its replacement exists (make before
+//!    break), then is superseded. A change that keeps the provider's rule
+//!    identity (say, only Alibaba's priority) cannot be authorized next to
+//!    the old rule, so the old one is superseded first;
+//! 4. `Absent` or deleting: the applied rule is superseded, then revoked.
+//!    With nothing recorded, nothing of this object is at the provider.
 
 use crate::{
     provider::{Authorize, GroupRef, ProviderKind, Revoke, RevokeTarget, Rule},
@@ -44,37 +51,32 @@ pub struct PlanInput<'a> {
     pub kind: ProviderKind,
     pub group: GroupRef,
     pub desired: Desired,
-    /// The spec's rule, for revoking by attributes when nothing is recorded.
-    pub spec_rule: &'a Rule,
     pub applied: Option<Applied>,
     pub superseded: Option<Applied>,
-    /// Token of the last mutation that succeeded (or found the rule already
-    /// there / already gone): an intent with this token is complete.
-    pub completed_token: Option<&'a str>,
-    /// The spec's rule is known revoked at this generation (revoked as the
-    /// applied rule, or status says so): revoking it again by attributes
-    /// could only answer "already gone".
-    pub spec_revoked: bool,
+    /// A rule whose authorize has no recorded outcome.
+    pub authorizing: Option<Rule>,
 }
 
 /// Which recorded rule a revoke removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevokeOf {
     Superseded,
-    Applied,
-    /// Nothing recorded: by the spec's attributes, in case an authorize
-    /// happened that status never recorded.
-    Unrecorded,
+    /// A rule left `authorizing` that the spec no longer asks for.
+    Authorizing,
 }
 
 /// The next step.
 #[derive(Clone, Debug)]
 pub enum Step {
+    /// Record the rule as `authorizing` first, unless it already is.
     Authorize(Authorize),
     Revoke {
         call: Revoke,
         of: RevokeOf,
     },
+    /// Record the applied rule as superseded (no call): a crash after its
+    /// revoke must not leave status claiming it is still authorized.
+    Supersede,
     /// Declared state holds: `Present` is authorized.
     Authorized,
     /// Declared state holds: nothing of this object remains at the provider.
@@ -85,32 +87,26 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
     if let Some(old) = &input.superseded {
         return revoke(input, old, RevokeOf::Superseded);
     }
-    match &input.desired {
-        Desired::Present(want) => match &input.applied {
-            Some(applied) if applied.rule == *want => Step::Authorized,
-            Some(applied) if input.kind.same_rule(want, &applied.rule) => {
-                revoke(input, applied, RevokeOf::Applied)
-            }
-            _ => authorize(input, want),
-        },
-        Desired::Absent => match &input.applied {
-            Some(applied) => revoke(input, applied, RevokeOf::Applied),
-            None if input.spec_revoked => Step::Revoked,
-            None => {
+    if let Some(maybe) = &input.authorizing {
+        return match &input.desired {
+            Desired::Present(want) if want == maybe => authorize(input, want),
+            _ => {
                 let unrecorded = Applied {
-                    rule: input.spec_rule.clone(),
+                    rule: maybe.clone(),
                     rule_id: None,
                 };
-                match revoke(input, &unrecorded, RevokeOf::Unrecorded) {
-                    Step::Revoke { call, .. }
-                        if input.completed_token == Some(call.client_token.as_str()) =>
-                    {
-                        Step::Revoked
-                    }
-                    step => step,
-                }
+                revoke(input, &unrecorded, RevokeOf::Authorizing)
             }
-        },
+        };
+    }
+    match (&input.desired, &input.applied) {
+        (Desired::Present(want), Some(applied)) if applied.rule == *want => Step::Authorized,
+        (Desired::Present(want), Some(applied)) if input.kind.same_rule(want, &applied.rule) => {
+            Step::Supersede
+        }
+        (Desired::Present(want), _) => authorize(input, want),
+        (Desired::Absent, Some(_)) => Step::Supersede,
+        (Desired::Absent, None) => Step::Revoked,
     }
 }
 
@@ -173,7 +169,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(spec_rule: &'a Rule, desired: Desired) -> PlanInput<'a> {
+    fn input(desired: Desired) -> PlanInput<'static> {
         PlanInput {
             uid: "uid-1",
             generation: 1,
@@ -184,11 +180,9 @@ mod tests {
                 security_group_id: "sg-1".into(),
             },
             desired,
-            spec_rule,
             applied: None,
             superseded: None,
-            completed_token: None,
-            spec_revoked: false,
+            authorizing: None,
         }
     }
 
@@ -199,123 +193,125 @@ mod tests {
         })
     }
 
+    fn revoke_of(step: Step) -> (Revoke, RevokeOf) {
+        match step {
+            Step::Revoke { call, of } => (call, of),
+            other => panic!("expected a revoke, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_new_present_rule_is_authorized() {
         let want = rule(22);
-        let step = plan(&input(&want, Desired::Present(want.clone())));
+        let step = plan(&input(Desired::Present(want.clone())));
         assert!(matches!(step, Step::Authorize(ref call) if call.rule == want));
     }
 
     #[test]
     fn an_applied_rule_that_matches_needs_nothing() {
         let want = rule(22);
-        let mut i = input(&want, Desired::Present(want.clone()));
-        i.applied = applied(want.clone(), Some("sgr-1"));
+        let mut i = input(Desired::Present(want.clone()));
+        i.applied = applied(want, Some("sgr-1"));
         assert!(matches!(plan(&i), Step::Authorized));
     }
 
     #[test]
     fn a_changed_identity_is_authorized_before_the_old_rule_is_revoked() {
         let want = rule(443);
-        let mut i = input(&want, Desired::Present(want.clone()));
+        let mut i = input(Desired::Present(want.clone()));
         i.applied = applied(rule(22), Some("sgr-old"));
         assert!(matches!(plan(&i), Step::Authorize(ref call) if call.rule == want));
 
         // After the authorize, status holds the old rule as superseded.
         i.applied = applied(want.clone(), Some("sgr-new"));
         i.superseded = applied(rule(22), Some("sgr-old"));
-        match plan(&i) {
-            Step::Revoke { call, of } => {
-                assert_eq!(of, RevokeOf::Superseded);
-                assert!(
-                    matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-old")
-                );
-            }
-            other => panic!("expected a revoke of the superseded rule, got {other:?}"),
-        }
+        let (call, of) = revoke_of(plan(&i));
+        assert_eq!(of, RevokeOf::Superseded);
+        assert!(
+            matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-old")
+        );
     }
 
     #[test]
-    fn a_change_that_keeps_the_identity_revokes_first() {
+    fn a_change_that_keeps_the_identity_supersedes_the_old_rule_first() {
         let mut want = rule(22);
         want.priority = 5;
-        let mut i = input(&want, Desired::Present(want.clone()));
+        let mut i = input(Desired::Present(want.clone()));
         i.applied = applied(rule(22), Some("sgr-1"));
-        assert!(matches!(
-            plan(&i),
-            Step::Revoke {
-                of: RevokeOf::Applied,
-                ..
-            }
-        ));
+        assert!(matches!(plan(&i), Step::Supersede));
+        i.superseded = i.applied.take();
+        assert_eq!(revoke_of(plan(&i)).1, RevokeOf::Superseded);
+        i.superseded = None;
+        assert!(matches!(plan(&i), Step::Authorize(ref call) if call.rule == want));
     }
 
+    /// `Absent` first records the applied rule as superseded, so a crash
+    /// right after its revoke cannot leave status claiming it authorized.
     #[test]
-    fn absent_revokes_the_applied_rule_by_id() {
-        let spec = rule(22);
-        let mut i = input(&spec, Desired::Absent);
-        i.applied = applied(spec.clone(), Some("sgr-1"));
-        match plan(&i) {
-            Step::Revoke {
-                call,
-                of: RevokeOf::Applied,
-            } => {
-                assert!(
-                    matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-1")
-                );
-            }
-            other => panic!("expected revoke by id, got {other:?}"),
+    fn absent_supersedes_the_applied_rule_then_revokes_it_by_id() {
+        let mut i = input(Desired::Absent);
+        i.applied = applied(rule(22), Some("sgr-1"));
+        assert!(matches!(plan(&i), Step::Supersede));
+        i.superseded = i.applied.take();
+        let (call, of) = revoke_of(plan(&i));
+        assert_eq!(of, RevokeOf::Superseded);
+        assert!(matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-1"));
+        i.superseded = None;
+        assert!(matches!(plan(&i), Step::Revoked));
+    }
+
+    /// With nothing recorded nothing of this object is at the provider:
+    /// every authorize is recorded before it is sent.
+    #[test]
+    fn absent_with_nothing_recorded_needs_no_call() {
+        assert!(matches!(plan(&input(Desired::Absent)), Step::Revoked));
+    }
+
+    /// An authorize whose outcome was never recorded (a crash, a lost
+    /// answer) is sent again while the spec asks for that rule: with the
+    /// intent's token, so the provider replays it rather than acting twice.
+    #[test]
+    fn an_unrecorded_authorize_is_sent_again_while_the_spec_wants_it() {
+        let want = rule(22);
+        let Step::Authorize(first) = plan(&input(Desired::Present(want.clone()))) else {
+            panic!("expected an authorize")
+        };
+        let mut i = input(Desired::Present(want.clone()));
+        i.authorizing = Some(want);
+        let Step::Authorize(again) = plan(&i) else {
+            panic!("expected the authorize again")
+        };
+        assert_eq!(first.client_token, again.client_token);
+    }
+
+    /// The spec moved on before the authorize's outcome was recorded: the
+    /// rule it may have created is revoked by its attributes, whatever the
+    /// spec asks now, before anything else happens.
+    #[test]
+    fn an_unrecorded_authorize_the_spec_no_longer_wants_is_revoked() {
+        for desired in [Desired::Present(rule(443)), Desired::Absent] {
+            let mut i = input(desired);
+            i.authorizing = Some(rule(22));
+            i.applied = applied(rule(80), Some("sgr-80"));
+            let (call, of) = revoke_of(plan(&i));
+            assert_eq!(of, RevokeOf::Authorizing);
+            assert!(matches!(call.target, RevokeTarget::Attributes(ref r) if *r == rule(22)));
         }
     }
 
     #[test]
-    fn absent_without_a_record_revokes_by_attributes_once() {
-        let spec = rule(22);
-        let mut i = input(&spec, Desired::Absent);
-        let Step::Revoke {
-            call,
-            of: RevokeOf::Unrecorded,
-        } = plan(&i)
-        else {
-            panic!("expected a revoke by attributes");
-        };
-        assert!(matches!(call.target, RevokeTarget::Attributes(ref r) if *r == spec));
-        let token = call.client_token.clone();
-        i.completed_token = Some(&token);
-        assert!(matches!(plan(&i), Step::Revoked));
-    }
-
-    #[test]
-    fn absent_after_the_spec_rule_was_revoked_needs_no_second_revoke() {
-        let spec = rule(22);
-        let mut i = input(&spec, Desired::Absent);
-        i.spec_revoked = true;
-        assert!(matches!(plan(&i), Step::Revoked));
-    }
-
-    /// What status records may differ from the spec (a spec change whose
-    /// authorize never reached status): revoking it leaves the spec's rule
-    /// to be revoked by attributes.
-    #[test]
-    fn an_applied_rule_is_revoked_even_when_the_spec_rule_is_revoked() {
-        let spec = rule(22);
-        let mut i = input(&spec, Desired::Absent);
-        i.spec_revoked = true;
-        i.applied = applied(rule(443), Some("sgr-old"));
-        assert!(matches!(
-            plan(&i),
-            Step::Revoke {
-                of: RevokeOf::Applied,
-                ..
-            }
-        ));
+    fn a_superseded_rule_goes_before_anything_else() {
+        let mut i = input(Desired::Present(rule(22)));
+        i.authorizing = Some(rule(22));
+        i.superseded = applied(rule(80), None);
+        assert_eq!(revoke_of(plan(&i)).1, RevokeOf::Superseded);
     }
 
     #[test]
     fn a_retry_of_the_same_intent_reuses_its_token() {
         let want = rule(22);
-        let a = plan(&input(&want, Desired::Present(want.clone())));
-        let b = plan(&input(&want, Desired::Present(want.clone())));
+        let a = plan(&input(Desired::Present(want.clone())));
+        let b = plan(&input(Desired::Present(want)));
         let (Step::Authorize(a), Step::Authorize(b)) = (a, b) else {
             panic!("expected authorizes")
         };
@@ -325,8 +321,8 @@ mod tests {
     #[test]
     fn a_new_epoch_gives_a_new_token() {
         let want = rule(22);
-        let a = plan(&input(&want, Desired::Present(want.clone())));
-        let mut i = input(&want, Desired::Present(want.clone()));
+        let a = plan(&input(Desired::Present(want.clone())));
+        let mut i = input(Desired::Present(want));
         i.attempt_epoch = 1;
         let (Step::Authorize(a), Step::Authorize(b)) = (a, plan(&i)) else {
             panic!("expected authorizes")

@@ -18,6 +18,7 @@ use crate::{
     api::{
         ProviderConfig, conditions::reasons, provider_config::ProviderType, rule::DeletionPolicy,
     },
+    metrics::Metrics,
     provider::{Provider, ProviderKind},
 };
 
@@ -109,6 +110,8 @@ pub struct Resolver {
     pub secrets: HashMap<String, Store<Secret>>,
     pub namespaces: Store<Namespace>,
     connector: Arc<dyn Connector>,
+    /// Every client is wrapped to count and time its calls.
+    metrics: Arc<Metrics>,
     clients: Mutex<HashMap<String, CachedClient>>,
 }
 
@@ -124,14 +127,27 @@ impl Resolver {
         secrets: HashMap<String, Store<Secret>>,
         namespaces: Store<Namespace>,
         connector: Arc<dyn Connector>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             configs,
             secrets,
             namespaces,
             connector,
+            metrics,
             clients: Mutex::default(),
         }
+    }
+
+    /// Waits until every cache `resolve` reads has its first full list, so a
+    /// rule is never judged against an empty cache right after start.
+    pub async fn caches_ready(&self) {
+        let secrets = futures::future::join_all(self.secrets.values().map(Store::wait_until_ready));
+        let _ = futures::join!(
+            self.configs.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            secrets
+        );
     }
 
     /// Resolves the provider for a rule named `config_name` in `namespace`.
@@ -220,6 +236,7 @@ impl Resolver {
                 reason,
             }
         })?;
+        let provider = self.metrics.meter(provider);
         clients.insert(
             name,
             CachedClient {

@@ -1,4 +1,4 @@
-//! Wires the controller: informers, triggers, drift detection, health.
+//! Wires the controller: informers, triggers, drift detection, readiness.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -11,6 +11,7 @@ use kube::{
         controller::Config as ControllerConfig,
         events::Recorder,
         reflector::{self, ObjectRef, Store},
+        utils::Backoff,
         watcher,
     },
 };
@@ -20,11 +21,20 @@ use super::{Context, drift, error_policy, reconcile, resolve::Connector, resolve
 use crate::{
     api::{ProviderConfig, SecurityGroupRule},
     cli::RunArgs,
-    server,
+    metrics::Metrics,
+    server::{self, Health},
 };
 
-pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+/// Runs the controller until SIGTERM or Ctrl-C, then lets running
+/// reconciles finish. Dropping the future stops everything at once,
+/// drift detection included.
+pub async fn run(
+    args: &RunArgs,
+    client: Client,
+    connector: Arc<dyn Connector>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
     let rules: Api<SecurityGroupRule> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -81,19 +91,23 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
         .reflect(rule_writer)
         .applied_objects();
     let controller = Controller::for_stream(rule_events, rule_store.clone())
-        .with_config(ControllerConfig::default().concurrency(args.concurrency));
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .trigger_backoff(NoPause);
     let resolver = Resolver::new(
         configs.clone(),
         secret_stores.clone(),
         namespaces.clone(),
         connector,
+        metrics.clone(),
     );
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client, super::events::reporter()),
         resolver,
         wake,
+        metrics.clone(),
     ));
+    metrics.observe_rules(rule_store.clone());
 
     let mut caches: Vec<Box<dyn server::Readiness>> = vec![
         Box::new(rule_store.clone()),
@@ -106,12 +120,12 @@ pub async fn run(args: RunArgs, connector: Arc<dyn Connector>) -> anyhow::Result
             .cloned()
             .map(|s| Box::new(s) as Box<dyn server::Readiness>),
     );
-    tokio::spawn(server::serve(args.metrics_addr, caches));
-    tokio::spawn(drift::run(
+    health.leading(caches);
+    let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
         rule_store.clone(),
         args.resync_interval,
-    ));
+    )));
 
     info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -146,6 +160,33 @@ fn slim(rule: &mut SecurityGroupRule) {
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every watch backs off on its own errors (`default_backoff`). The
+/// controller's own backoff over all of them together would pause every
+/// trigger on any one watch's error, and after an API server restart the
+/// watches' errors kept all reconciles waiting for minutes.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl Backoff for NoPause {
+    fn reset(&mut self) {}
+}
 
 fn rules_using_config(
     rules: Store<SecurityGroupRule>,
@@ -201,6 +242,11 @@ fn rules_in_namespace(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use futures::stream;
+    use kube::runtime::utils::StreamBackoff;
+
     use super::*;
 
     #[test]
@@ -227,5 +273,20 @@ mod tests {
         assert_eq!(rule.finalizers(), before.finalizers());
         assert_eq!(rule.spec, before.spec);
         assert_eq!(rule.status, before.status);
+    }
+
+    /// Errors from one watch must not hold back what the others deliver:
+    /// the merged triggers go on at once, however many errors come first.
+    #[tokio::test(start_paused = true)]
+    async fn watch_errors_do_not_pause_the_triggers() {
+        let mut events = vec![Err("apiserver unreachable"); 50];
+        events.push(Ok("rule changed"));
+        let started = tokio::time::Instant::now();
+        let delivered: Vec<_> = StreamBackoff::new(stream::iter(events), NoPause)
+            .collect()
+            .await;
+        assert_eq!(delivered.len(), 51, "the stream must not end on errors");
+        assert_eq!(delivered.last(), Some(&Ok("rule changed")));
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

@@ -61,11 +61,9 @@ pub struct Record {
     pub group: Option<GroupRef>,
     pub applied: Option<(RuleSpec, Option<String>)>,
     pub superseded: Option<SupersededRule>,
+    pub authorizing: Option<RuleSpec>,
     pub attempt_epoch: u32,
     pub last_operation: Option<LastOperation>,
-    /// The generation at which the spec's rule was last known revoked (status
-    /// `Ready=True` with reason `Revoked`, or a revoke in this pass).
-    pub spec_revoked_at: Option<i64>,
 }
 
 impl Record {
@@ -83,11 +81,9 @@ impl Record {
             },
             applied: s.applied_rule.clone().map(|r| (r, s.rule_id.clone())),
             superseded: s.superseded.clone(),
+            authorizing: s.authorizing.clone(),
             attempt_epoch: s.attempt_epoch,
             last_operation: s.last_operation.clone(),
-            spec_revoked_at: conditions::find(&s.conditions, types::READY)
-                .filter(|c| c.status == "True" && c.reason == reasons::REVOKED)
-                .and_then(|c| c.observed_generation),
         }
     }
 }
@@ -113,6 +109,7 @@ pub fn build(
         region: record.group.as_ref().map(|g| g.region.clone()),
         applied_rule: record.applied.as_ref().map(|(r, _)| r.clone()),
         superseded: record.superseded.clone(),
+        authorizing: record.authorizing.clone(),
         attempt_epoch: record.attempt_epoch,
         last_operation: record.last_operation.clone(),
         summary: Some(spec_rule.summary()),
@@ -235,32 +232,6 @@ mod tests {
             later,
         );
         assert_eq!(first, again);
-    }
-
-    #[test]
-    fn a_revoked_status_records_the_generation_it_was_revoked_at() {
-        let revoked = Standing::Settled {
-            reason: reasons::REVOKED,
-            message: "revoked".into(),
-        };
-        let at = |standing: &Standing| {
-            let s = build(
-                None,
-                &Record::default(),
-                standing,
-                &spec(),
-                Some(7),
-                Timestamp::UNIX_EPOCH,
-            );
-            Record::from_status(Some(&s)).spec_revoked_at
-        };
-        assert_eq!(at(&revoked), Some(7));
-        assert_eq!(at(&settled()), None);
-        let retrying = Standing::Progressing {
-            reason: reasons::REVOKED,
-            message: "not ready".into(),
-        };
-        assert_eq!(at(&retrying), None);
     }
 
     fn refused(generation: i64, at: i64) -> SecurityGroupRuleStatus {

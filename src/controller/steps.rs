@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use kube::runtime::{events::EventType, reflector::ObjectRef};
 
 use super::{
-    Context, convert,
+    Context, Error, convert,
+    persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
     resolve::Resolved,
     status::{Record, Standing},
@@ -23,9 +24,10 @@ use crate::{
     provider::{ErrorKind, GroupRef, ProviderError, Receipt, Rule},
 };
 
-/// More steps than any path needs (revoke superseded, revoke, authorize),
-/// so a bug can never turn into a loop of provider calls.
-const MAX_STEPS: usize = 4;
+/// More steps than any path needs (revoke superseded, revoke a rule left
+/// authorizing, supersede, revoke, authorize, revoke the replaced rule), so
+/// a bug can never turn into a loop of provider calls.
+const MAX_STEPS: usize = 8;
 
 /// A provider outcome worth an Event.
 #[derive(Clone, Debug)]
@@ -45,6 +47,22 @@ pub struct Halt {
     pub requeue: Option<Duration>,
 }
 
+/// How a pass ends early.
+#[derive(Debug)]
+pub enum Stop {
+    /// A call failed or cannot be made yet; the record says what happened.
+    Halt(Halt),
+    /// Recording an intent before its call failed (say, status changed
+    /// since the pass read it): nothing more may be called in this pass.
+    Unrecorded(Error),
+}
+
+impl From<Halt> for Stop {
+    fn from(halt: Halt) -> Self {
+        Self::Halt(halt)
+    }
+}
+
 /// Everything one pass needs that does not change between steps.
 pub struct Pass<'a> {
     pub ctx: &'a Context,
@@ -58,14 +76,16 @@ pub struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Runs steps until settled or halted; appends an Event notice per call.
+    /// Runs steps until settled or stopped; appends an Event notice per call.
+    /// Records in status, through `writer`, every rule a call may create or
+    /// revoke before making that call.
     pub async fn run(
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-    ) -> Result<Standing, Halt> {
-        let spec_rule = convert::rule(self.spec_rule, self.resolved.kind)
-            .map_err(|e| stalled(reasons::UNSUPPORTED, e.0))?;
+        writer: &mut StatusWriter<'_>,
+    ) -> Result<Standing, Stop> {
+        let kind = self.resolved.kind;
         for _ in 0..MAX_STEPS {
             let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
             let superseded = recorded(
@@ -75,25 +95,17 @@ impl Pass<'_> {
                     .map(|s| (&s.rule, s.rule_id.clone())),
                 self,
             )?;
-            // Revoking the applied rule revokes the spec's rule when they are one.
-            let applied_is_spec = applied.as_ref().is_some_and(|a| a.rule == spec_rule);
-            let completed = record
-                .last_operation
-                .as_ref()
-                .filter(|op| op.result != OperationResult::Failed)
-                .and_then(|op| op.client_token.clone());
+            let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
             let step = plan::plan(&PlanInput {
                 uid: self.uid,
                 generation: self.generation,
                 attempt_epoch: record.attempt_epoch,
-                kind: self.resolved.kind,
+                kind,
                 group: self.group.clone(),
                 desired: self.desired.clone(),
-                spec_rule: &spec_rule,
                 applied,
                 superseded,
-                completed_token: completed.as_deref(),
-                spec_revoked: record.spec_revoked_at == Some(self.generation),
+                authorizing: authorizing.map(|a| a.rule),
             });
             match step {
                 Step::Authorized => {
@@ -108,9 +120,27 @@ impl Pass<'_> {
                         message: "the rule is revoked at the provider".into(),
                     });
                 }
+                Step::Supersede => {
+                    if let Some((rule, rule_id)) = record.applied.take() {
+                        record.superseded = Some(SupersededRule { rule_id, rule });
+                    }
+                    record_intent(writer, record, "revoking the rule at the provider").await?;
+                }
                 Step::Authorize(call) => {
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_authorize(self.resolved, &call).await;
+                    if record.authorizing.as_ref() == Some(self.spec_rule) {
+                        current(writer).await?;
+                    } else {
+                        record.authorizing = Some(self.spec_rule.clone());
+                        record.group = Some(call.group.clone());
+                        record_intent(writer, record, "authorizing the rule at the provider")
+                            .await?;
+                    }
+                    let result = self.resolved.provider.authorize(&call).await;
+                    if result.as_ref().is_err_and(|e| refused(e.kind)) {
+                        // A refused request had no effect.
+                        record.authorizing = None;
+                    }
                     self.fold(
                         record,
                         notices,
@@ -131,56 +161,52 @@ impl Pass<'_> {
                         });
                     }
                     record.applied = Some((self.spec_rule.clone(), rule_id));
+                    record.authorizing = None;
                     record.group = Some(call.group.clone());
                 }
                 Step::Revoke { call, of } => {
+                    // Superseded and authorizing rules are recorded already:
+                    // a crash after this call only repeats it.
                     self.check_credentials_pause()?;
-                    let result = self.ctx.call_revoke(self.resolved, &call).await;
+                    current(writer).await?;
+                    let result = self.resolved.provider.revoke(&call).await;
                     self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
-                        RevokeOf::Applied => {
-                            record.applied = None;
-                            if applied_is_spec {
-                                record.spec_revoked_at = Some(self.generation);
-                            }
-                        }
-                        RevokeOf::Unrecorded => {}
+                        RevokeOf::Authorizing => record.authorizing = None,
                     }
                 }
             }
         }
-        Err(Halt {
+        Err(Stop::Halt(Halt {
             standing: Standing::Progressing {
                 reason: reasons::PROGRESSING,
                 message: "more steps remain".into(),
             },
             requeue: Some(Duration::ZERO),
-        })
+        }))
     }
 
     /// Every rule of a ProviderConfig whose credentials were rejected waits
-    /// out the same pause instead of trying them again one by one.
+    /// out the same pause instead of trying them again one by one; when it
+    /// ends, one rule probes them.
     fn check_credentials_pause(&self) -> Result<(), Halt> {
-        match self
-            .ctx
-            .config_backoff
-            .remaining(&self.resolved.credentials_key)
-        {
-            Some(wait) => Err(Halt {
+        let key = &self.resolved.credentials_key;
+        match self.ctx.config_backoff.admit(key) {
+            Err(wait) => Err(Halt {
                 standing: stalled_standing(
                     reasons::CREDENTIALS_REJECTED,
-                    // No countdown in the message: a message that changes on
-                    // every pass would rewrite status, and each write wakes
-                    // the rule again.
-                    format!(
-                        "the provider rejected the credentials of ProviderConfig {}; fix its Secret, it is retried after a pause",
-                        self.resolved.config_name,
+                    // The provider's code says what to fix; no countdown: a
+                    // message that changes on every pass would rewrite status,
+                    // and each write wakes the rule again.
+                    credentials_paused(
+                        &self.resolved.config_name,
+                        self.ctx.config_backoff.why(key).as_deref(),
                     ),
                 ),
                 requeue: Some(wait),
             }),
-            None => Ok(()),
+            Ok(()) => Ok(()),
         }
     }
 
@@ -260,7 +286,10 @@ impl Pass<'_> {
             ErrorKind::Unauthorized => {
                 // Rejected requests had no effect: the next attempt is a new one.
                 record.attempt_epoch += 1;
-                let wait = self.ctx.config_backoff.fail(&self.resolved.credentials_key);
+                let wait = self
+                    .ctx
+                    .config_backoff
+                    .fail_because(&self.resolved.credentials_key, e.code.clone());
                 Halt {
                     standing: stalled_standing(reasons::CREDENTIALS_REJECTED, what.clone()),
                     requeue: Some(wait),
@@ -282,6 +311,33 @@ impl Pass<'_> {
         });
         halt
     }
+}
+
+/// Whether the provider refused a request outright, so it had no effect
+/// (unlike a 5xx or a lost answer, after which it may have).
+fn refused(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Invalid | ErrorKind::Unauthorized)
+}
+
+/// Writes status before a step whose outcome status must know about even
+/// if the operator stops right after it.
+async fn record_intent(
+    writer: &mut StatusWriter<'_>,
+    record: &Record,
+    message: &str,
+) -> Result<(), Stop> {
+    let standing = progressing(reasons::PROGRESSING, message.to_owned());
+    writer
+        .write(record, &standing)
+        .await
+        .map(drop)
+        .map_err(Stop::Unrecorded)
+}
+
+/// Makes sure the record a call relies on is the latest (see
+/// `StatusWriter::ensure_current`).
+async fn current(writer: &mut StatusWriter<'_>) -> Result<(), Stop> {
+    writer.ensure_current().await.map_err(Stop::Unrecorded)
 }
 
 /// Converts a recorded API rule into the provider model for planning.
@@ -315,6 +371,15 @@ fn operation(
     }
 }
 
+/// Why a rule waits without calling: the ProviderConfig's credentials were
+/// rejected (with the provider's code, when known) and are paused.
+fn credentials_paused(config: &str, code: Option<&str>) -> String {
+    let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
+    format!(
+        "the provider rejected the credentials of ProviderConfig {config}{code}; fix its Secret, it is retried after a pause"
+    )
+}
+
 fn progressing(reason: &'static str, message: String) -> Standing {
     Standing::Progressing { reason, message }
 }
@@ -335,5 +400,25 @@ pub fn reason_of(standing: &Standing) -> &'static str {
         Standing::Settled { reason, .. }
         | Standing::Progressing { reason, .. }
         | Standing::Stalled { reason, .. } => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rules that wait out a credentials pause say the provider's code, so
+    /// the Stalled condition tells what to fix; the text stays the same for
+    /// the whole pause, so it does not rewrite status on every pass.
+    #[test]
+    fn a_credentials_pause_names_the_provider_code() {
+        let message = credentials_paused("alibaba-prod", Some("SignatureDoesNotMatch"));
+        assert!(message.contains("(SignatureDoesNotMatch)"), "{message}");
+        assert!(message.contains("ProviderConfig alibaba-prod"), "{message}");
+        assert_eq!(
+            message,
+            credentials_paused("alibaba-prod", Some("SignatureDoesNotMatch"))
+        );
+        assert!(!credentials_paused("alibaba-prod", None).contains('('));
     }
 }

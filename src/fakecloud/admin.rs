@@ -1,4 +1,4 @@
-//! The admin API under `/_fake/` (JSON), documented in `docs/fakecloud.md`:
+//! The admin API under `/_fake/` (JSON), documented in README.md ("The fake cloud"):
 //! groups and out-of-band rules, the call journal, token effects, faults,
 //! behaviour switches, access keys, and reset.
 

@@ -569,7 +569,7 @@ fn rule_json(group_id: &str, rule_id: &str, rule: &Rule, created_time: &str) -> 
         "direction": rule.direction.as_wire(),
         "ethertype": ethertype,
         "portRange": port_range,
-        "protocol": super::rule_json::protocol_name(rule.protocol).to_ascii_lowercase(),
+        "protocol": rule.protocol.name().to_ascii_lowercase(),
         "sourceIp": source.0,
         "sourceGroupId": source.1,
         "destIp": dest.0,

@@ -14,7 +14,6 @@ use serde_json::{Map, Value, json};
 use super::{
     MissingRuleByAttributes, MissingRuleById, World,
     pipeline::{ApiError, Outcome},
-    rule_json::protocol_name,
     state::{Group, GroupKey},
 };
 use crate::provider::{Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule};
@@ -558,7 +557,7 @@ fn permission_json(id: &str, rule: &Rule, created_time: &str) -> Value {
     json!({
         "SecurityGroupRuleId": id,
         "Direction": rule.direction.as_wire(),
-        "IpProtocol": protocol_name(rule.protocol),
+        "IpProtocol": rule.protocol.name(),
         "PortRange": rule.effective_ports().map_or_else(|| "-1/-1".to_owned(), range),
         "SourceCidrIp": src_cidr,
         "Ipv6SourceCidrIp": src_v6,

@@ -5,10 +5,14 @@
 //! only rules without one). For every
 //! matching call a rule draws one number from its own seeded generator and
 //! turns it into at most one fault: `drop`, `throttle`, `error500`,
-//! `error503` are consecutive slices of [0, 1). `qps` throttles calls beyond
-//! that many per second, `latencyMs` delays every matching call, and `times`
-//! limits how many calls the rule may fault before it goes quiet. The same
-//! seed and the same sequence of calls give the same faults.
+//! `error503`, `dropAfter` are consecutive slices of [0, 1). `dropAfter`
+//! carries the call out and then closes the connection unanswered, so the
+//! client cannot tell whether it acted. `qps` throttles calls beyond that
+//! many per second, `latencyMs` delays every matching call before it is
+//! carried out and `holdResponseMs` after (the effect is visible, the answer
+//! not yet sent), and `times` limits how many calls the rule may fault
+//! before it goes quiet. The same seed and the same sequence of calls give
+//! the same faults.
 
 use std::{
     collections::VecDeque,
@@ -58,7 +62,12 @@ pub struct FaultRule {
     #[serde(default)]
     pub error503: f64,
     #[serde(default)]
+    pub drop_after: f64,
+    #[serde(default)]
     pub latency_ms: u64,
+    /// Holds the answer this long after the call was carried out and journaled.
+    #[serde(default)]
+    pub hold_response_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +104,8 @@ pub enum Fault {
     },
     InternalError,
     ServiceUnavailable,
+    /// Carry the call out, then close the connection without answering.
+    DropAfter,
 }
 
 impl Fault {
@@ -104,6 +115,7 @@ impl Fault {
             Self::Throttle { .. } => "throttle",
             Self::InternalError => "error500",
             Self::ServiceUnavailable => "error503",
+            Self::DropAfter => "dropAfter",
         }
     }
 }
@@ -112,6 +124,7 @@ impl Fault {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     pub latency: Duration,
+    pub hold: Duration,
     pub fault: Option<Fault>,
 }
 
@@ -137,8 +150,14 @@ impl Faults {
     /// Replaces every rule; counters and windows start afresh.
     pub fn set(&mut self, plan: FaultPlan, fallback_seed: Option<u64>) -> Result<(), String> {
         for (i, rule) in plan.rules.iter().enumerate() {
-            let total = rule.drop + rule.throttle + rule.error500 + rule.error503;
-            let fractions = [rule.drop, rule.throttle, rule.error500, rule.error503];
+            let fractions = [
+                rule.drop,
+                rule.throttle,
+                rule.error500,
+                rule.error503,
+                rule.drop_after,
+            ];
+            let total: f64 = fractions.iter().sum();
             if fractions.iter().any(|f| !(0.0..=1.0).contains(f)) || total > 1.0 + 1e-9 {
                 return Err(format!(
                     "rules[{i}]: fractions must be in [0, 1] and add up to at most 1"
@@ -181,6 +200,9 @@ impl Faults {
                 continue;
             }
             decision.latency = decision.latency.max(Duration::from_millis(rule.latency_ms));
+            decision.hold = decision
+                .hold
+                .max(Duration::from_millis(rule.hold_response_ms));
             let exhausted = rule.times.is_some_and(|t| active.faulted >= t);
             let draw: f64 = active.rng.random();
             if decision.fault.is_some() || exhausted {
@@ -207,6 +229,7 @@ fn pick(rule: &FaultRule, draw: f64) -> Option<Fault> {
         ),
         (rule.error500, Fault::InternalError),
         (rule.error503, Fault::ServiceUnavailable),
+        (rule.drop_after, Fault::DropAfter),
     ];
     let mut upper = 0.0;
     for (fraction, fault) in slices {
@@ -317,9 +340,37 @@ mod tests {
     }
 
     #[test]
+    fn drop_after_is_a_fault_and_a_hold_applies_to_every_matching_call() {
+        let mut faults = Faults::default();
+        let p = plan(r#"{"rules":[{"action":"X","dropAfter":1,"times":1,"holdResponseMs":250}]}"#);
+        faults.set(p, None).expect("valid");
+        let now = Instant::now();
+        let held = Duration::from_millis(250);
+        let mut decide = |action| faults.decide(ProviderKind::Baidu, action, None, now);
+        assert_eq!(
+            [decide("X"), decide("X"), decide("Y")],
+            [
+                Decision {
+                    latency: Duration::ZERO,
+                    hold: held,
+                    fault: Some(Fault::DropAfter)
+                },
+                Decision {
+                    latency: Duration::ZERO,
+                    hold: held,
+                    fault: None
+                },
+                Decision::default(),
+            ]
+        );
+    }
+
+    #[test]
     fn impossible_fractions_are_refused() {
         let mut faults = Faults::default();
         let bad = plan(r#"{"rules":[{"drop":0.6,"throttle":0.6}]}"#);
+        assert!(faults.set(bad, None).is_err());
+        let bad = plan(r#"{"rules":[{"error503":0.5,"dropAfter":0.6}]}"#);
         assert!(faults.set(bad, None).is_err());
     }
 }

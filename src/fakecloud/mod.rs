@@ -5,7 +5,7 @@
 //! Apsara's `x-acs-organizationid`/`x-acs-asapi-product` headers), Apsara
 //! Stack at `/asapi/v3` and `/apsara/route/Ecs/<Action>`, Baidu BCC under
 //! `/v2/securityGroup`, and the admin API under `/_fake/` (see
-//! `docs/fakecloud.md`). Tests run it in-process with [`serve`].
+//! README.md, "The fake cloud"). Tests run it in-process with [`serve`].
 
 mod admin;
 mod alibaba;
@@ -17,8 +17,11 @@ pub mod faults;
 mod idempotency;
 pub mod journal;
 mod pipeline;
+#[cfg(test)]
+mod properties;
 pub mod rule_json;
 pub mod state;
+pub mod tls;
 
 use std::{
     convert::Infallible,
@@ -233,13 +236,29 @@ struct DropConnection;
 #[error("connection dropped by fault injection")]
 struct DroppedOnPurpose;
 
-/// Serves the fake cloud on `listener` until the task is dropped.
+/// Serves the fake cloud over plain HTTP on `listener` until the task is dropped.
 ///
 /// Tests bind `127.0.0.1:0`, read the address, and `tokio::spawn` this.
 /// Connections are served by hyper directly (not `axum::serve`) so that a
 /// "drop" fault can close a connection without writing any response.
 pub async fn serve(listener: TcpListener, cloud: FakeCloud) -> std::io::Result<()> {
-    let router = cloud.router();
+    accept_loop(listener, cloud.router(), None).await
+}
+
+/// Like `serve`, over HTTPS with the certificate of `tls`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    cloud: FakeCloud,
+    tls: tls::TlsAcceptor,
+) -> std::io::Result<()> {
+    accept_loop(listener, cloud.router(), Some(tls)).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tls::TlsAcceptor>,
+) -> std::io::Result<()> {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -250,25 +269,39 @@ pub async fn serve(listener: TcpListener, cloud: FakeCloud) -> std::io::Result<(
             }
         };
         let router = router.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: http::Request<_>| {
-                let router = router.clone();
-                async move {
-                    let response = router
-                        .oneshot(request.map(Body::new))
-                        .await
-                        .unwrap_or_else(|never: Infallible| match never {});
-                    if response.extensions().get::<DropConnection>().is_some() {
-                        return Err(DroppedOnPurpose);
-                    }
-                    Ok(response)
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended");
+            match tls {
+                None => serve_connection(stream, router).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, router).await,
+                    Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, router: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: http::Request<_>| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(request.map(Body::new))
+                .await
+                .unwrap_or_else(|never: Infallible| match never {});
+            if response.extensions().get::<DropConnection>().is_some() {
+                return Err(DroppedOnPurpose);
+            }
+            Ok(response)
+        }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "connection ended");
     }
 }

@@ -162,7 +162,7 @@ impl Dialect {
                 "ServiceUnavailable",
                 "Service is temporarily unavailable, please try again later.",
             ),
-            (_, Fault::Drop) => unreachable!("a dropped call has no answer"),
+            (_, Fault::Drop | Fault::DropAfter) => unreachable!("a dropped call has no answer"),
         }
     }
 }
@@ -243,40 +243,81 @@ pub async fn run(
         tokio::time::sleep(decision.latency).await;
     }
 
-    let mut world = cloud.world();
-    let now = Timestamp::now();
-    let answer = match decision.fault {
-        Some(Fault::Drop) => {
-            let dropped = Answer {
-                code: "Dropped".into(),
-                fault: Some(Fault::Drop),
-                ..Answer::ok(String::new(), false)
-            };
-            record(&mut world, &call, &request_id, &dropped);
-            let mut response = Response::new(Body::empty());
-            response.extensions_mut().insert(DropConnection);
-            return response;
-        }
-        Some(fault) => Answer {
-            fault: Some(fault),
-            ..Answer::error(call.dialect, &request_id, &call.dialect.fault_error(fault))
-        },
-        None => match authenticate(&mut world, now) {
-            Err(error) => Answer::error(call.dialect, &request_id, &error),
-            Ok(()) => answer_with_replay(cloud, &mut world, &call, &request_id, execute, now),
-        },
+    let Some(answer) = carry_out(
+        cloud,
+        &call,
+        &request_id,
+        decision.fault,
+        authenticate,
+        execute,
+    ) else {
+        return dropped_connection();
     };
-    record(&mut world, &call, &request_id, &answer);
-    if answer.effect {
-        cloud.persist(&world);
+    // Held after the journal entry, so a test can see the effect while the
+    // client still waits for the answer.
+    if !decision.hold.is_zero() {
+        tokio::time::sleep(decision.hold).await;
     }
-    drop(world);
+    if answer.fault == Some(Fault::DropAfter) {
+        return dropped_connection();
+    }
     call.dialect.response(
         &request_id,
         answer.status,
         answer.body,
         answer.retry_after_ms,
     )
+}
+
+/// Answers the call under the world lock and journals it; `None` when a
+/// `drop` fault closes the connection before anything happens.
+fn carry_out(
+    cloud: &FakeCloud,
+    call: &Call,
+    request_id: &str,
+    fault: Option<Fault>,
+    authenticate: Step<'_, ()>,
+    execute: Step<'_, Outcome>,
+) -> Option<Answer> {
+    let mut world = cloud.world();
+    let now = Timestamp::now();
+    let answer = match fault {
+        Some(Fault::Drop) => {
+            let dropped = Answer {
+                code: "Dropped".into(),
+                fault,
+                ..Answer::ok(String::new(), false)
+            };
+            record(&mut world, call, request_id, &dropped);
+            return None;
+        }
+        None | Some(Fault::DropAfter) => {
+            let carried_out = match authenticate(&mut world, now) {
+                Err(error) => Answer::error(call.dialect, request_id, &error),
+                Ok(()) => answer_with_replay(cloud, &mut world, call, request_id, execute, now),
+            };
+            Answer {
+                fault,
+                ..carried_out
+            }
+        }
+        Some(fault) => Answer {
+            fault: Some(fault),
+            ..Answer::error(call.dialect, request_id, &call.dialect.fault_error(fault))
+        },
+    };
+    record(&mut world, call, request_id, &answer);
+    if answer.effect {
+        cloud.persist(&world);
+    }
+    Some(answer)
+}
+
+/// A response the server turns into a closed connection.
+fn dropped_connection() -> Response {
+    let mut response = Response::new(Body::empty());
+    response.extensions_mut().insert(DropConnection);
+    response
 }
 
 fn answer_with_replay(

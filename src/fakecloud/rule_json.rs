@@ -178,7 +178,7 @@ impl From<&Rule> for RuleJson {
                 Direction::Egress => "Egress",
             }
             .into(),
-            protocol: protocol_name(rule.protocol).into(),
+            protocol: rule.protocol.name().into(),
             ports: rule.effective_ports().map(ports),
             source_ports: rule.source_ports.map(ports),
             peer,
@@ -195,18 +195,6 @@ impl From<&Rule> for RuleJson {
             .into(),
             description: rule.description.clone(),
         }
-    }
-}
-
-/// The CRD's (and Alibaba's) spelling of a protocol.
-pub fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Icmp => "ICMP",
-        Protocol::Icmpv6 => "ICMPv6",
-        Protocol::Gre => "GRE",
-        Protocol::All => "ALL",
     }
 }
 

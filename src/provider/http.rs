@@ -150,10 +150,16 @@ pub fn attempt_timestamp() -> String {
         .to_string()
 }
 
-/// `Retry-After`-style header value as a duration, in the unit the provider uses.
+/// The longest wait a throttled answer is honoured with: a gateway asking
+/// for hours (or years, as a `Retry-After` in seconds can) would otherwise
+/// park the rule as "Throttled" for that long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// `Retry-After`-style header value as a duration, in the unit the provider
+/// uses, at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(response: &HttpResponse, header: &str, unit: Duration) -> Option<Duration> {
     let value: u32 = response.header(header)?.trim().parse().ok()?;
-    Some(unit * value)
+    Some((unit * value).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -271,5 +277,35 @@ mod tests {
             (ErrorKind::Transient, "RequestTimeout")
         );
         hold.abort();
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::provider::fixtures::response;
+
+    /// A `Retry-After: 99999999` (seconds, as Baidu sends it) asked for three
+    /// years of waiting; the rule would have sat "Throttled" all that time.
+    #[test]
+    fn an_absurd_retry_after_is_cut_to_the_cap() {
+        let answer = response(429, "", &[("retry-after", "99999999")]);
+        let wait = retry_after(&answer, "retry-after", Duration::from_secs(1));
+        assert_eq!(wait, Some(MAX_RETRY_AFTER));
+    }
+
+    proptest! {
+        /// Whatever a server puts in the header, the wait is either absent or at most the cap.
+        #[test]
+        fn a_retry_after_never_exceeds_the_cap(
+            value in "[0-9]{1,12}|[ -~]{0,16}",
+            unit_ms in 1..=1000_u64,
+        ) {
+            let answer = response(429, "", &[("retry-after", value.as_str())]);
+            let wait = retry_after(&answer, "retry-after", Duration::from_millis(unit_ms));
+            prop_assert!(wait.is_none_or(|w| w <= MAX_RETRY_AFTER), "{wait:?}");
+        }
     }
 }

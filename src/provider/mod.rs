@@ -13,7 +13,9 @@ pub mod model;
 pub mod settings;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod properties;
 
 use async_trait::async_trait;
 

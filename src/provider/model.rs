@@ -31,12 +31,14 @@ impl ProviderKind {
     ///
     /// Alibaba matches on peer, ports, protocol, policy, NIC type and source
     /// ports; priority and description are not part of its identity. Baidu's
-    /// identity is remark, protocol, direction, port range and peer.
+    /// identity is remark, protocol, direction, port range and peer; the
+    /// remark without leading and trailing blanks, which BCC drops, or a
+    /// declared " web " would never match the "web" it describes.
     pub fn same_rule(self, want: &Rule, have: &Rule) -> bool {
         let common = want.direction == have.direction
             && want.protocol == have.protocol
             && want.effective_ports() == have.effective_ports()
-            && want.peer == have.peer;
+            && want.peer.same_as(&have.peer);
         match self {
             Self::Alibaba | Self::Apsara => {
                 common
@@ -44,7 +46,7 @@ impl ProviderKind {
                     && want.nic_type == have.nic_type
                     && want.source_ports == have.source_ports
             }
-            Self::Baidu => common && want.description == have.description,
+            Self::Baidu => common && want.description.trim() == have.description.trim(),
         }
     }
 }
@@ -82,6 +84,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The spelling of the CRD and of Alibaba's `IpProtocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Icmp => "ICMP",
+            Self::Icmpv6 => "ICMPv6",
+            Self::Gre => "GRE",
+            Self::All => "ALL",
+        }
+    }
+
     /// Whether the protocol carries ports (only then may a rule name them).
     pub fn has_ports(self) -> bool {
         matches!(self, Self::Tcp | Self::Udp)
@@ -139,6 +153,35 @@ impl Peer {
             IpNet::V4(v4) => Self::Cidr(v4),
             IpNet::V6(v6) => Self::Ipv6Cidr(v6),
         })
+    }
+}
+
+impl Peer {
+    /// Whether two peers name the same thing. A group's owner account and
+    /// owner id count only where both sides state them: Alibaba describes a
+    /// rule with the owner account and never the owner id, so a rule
+    /// declared with `ownerId` would otherwise never match what it became.
+    pub fn same_as(&self, other: &Self) -> bool {
+        let agree = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+        match (self, other) {
+            (
+                Self::Group {
+                    id,
+                    owner_account,
+                    owner_id,
+                },
+                Self::Group {
+                    id: other_id,
+                    owner_account: other_account,
+                    owner_id: other_owner_id,
+                },
+            ) => {
+                id == other_id
+                    && agree(owner_account, other_account)
+                    && agree(owner_id, other_owner_id)
+            }
+            _ => self == other,
+        }
     }
 }
 
@@ -295,6 +338,31 @@ mod tests {
         let mut other = tcp(22, 22);
         other.description = "changed".into();
         assert!(!ProviderKind::Baidu.same_rule(&tcp(22, 22), &other));
+    }
+
+    /// Alibaba describes a cross-account peer by its owner account only.
+    #[test]
+    fn a_peer_owner_counts_only_where_both_sides_state_it() {
+        let group = |account: Option<&str>, id: Option<&str>| Peer::Group {
+            id: "sg-peer".into(),
+            owner_account: account.map(str::to_owned),
+            owner_id: id.map(str::to_owned),
+        };
+        assert!(group(None, Some("123")).same_as(&group(Some("acct"), None)));
+        assert!(group(Some("acct"), Some("123")).same_as(&group(Some("acct"), None)));
+        assert!(!group(Some("acct"), None).same_as(&group(Some("other"), None)));
+        assert!(!group(None, Some("1")).same_as(&group(None, Some("2"))));
+    }
+
+    /// BCC keeps the remark without surrounding blanks: the rule it
+    /// describes is still the one declared, so drift is not reported for it.
+    #[test]
+    fn baidu_identity_ignores_blanks_around_the_remark() {
+        let mut declared = tcp(22, 22);
+        declared.description = "\t web https ".into();
+        let mut described = tcp(22, 22);
+        described.description = "web https".into();
+        assert!(ProviderKind::Baidu.same_rule(&declared, &described));
     }
 
     #[test]

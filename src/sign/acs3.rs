@@ -260,3 +260,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(("x-acs-[a-z]{1,10}", "[ -~]{0,20}"), 0..6)
+    }
+
+    proptest! {
+        /// Header order, name case and surrounding blanks do not change what is signed.
+        #[test]
+        fn header_order_and_case_do_not_matter(headers in pairs(), query in prop::collection::vec(("\\PC{1,8}", "\\PC{0,12}"), 0..5)) {
+            let names = required_signed_headers(&headers);
+            let request = SignedRequest { method: "POST", path: "/", query: &query, headers: &headers, signed_headers: &names };
+            let shuffled: Vec<(String, String)> = headers.iter().rev()
+                .map(|(n, v)| (format!(" {} ", n.to_ascii_uppercase()), format!("  {v}")))
+                .collect();
+            let mut reversed_query = query.clone();
+            reversed_query.reverse();
+            let again = SignedRequest { method: "post", path: "/", query: &reversed_query, headers: &shuffled, signed_headers: &names };
+            prop_assert_eq!(canonical_request(&request), canonical_request(&again));
+        }
+
+        /// What `authorization` writes, `parse_authorization` reads back.
+        #[test]
+        fn an_authorization_header_reads_back(id in "[A-Za-z0-9]{1,30}", headers in pairs()) {
+            let names = required_signed_headers(&headers);
+            let request = SignedRequest { method: "POST", path: "/", query: &[], headers: &headers, signed_headers: &names };
+            let header = authorization(&id, "secret", &request);
+            let parsed = parse_authorization(&header).expect("own header parses");
+            prop_assert_eq!(parsed.credential, id);
+            prop_assert_eq!(&parsed.signed_headers, &names);
+            prop_assert_eq!(parsed.signature, signature("secret", &request));
+        }
+
+        /// Any text as an `Authorization` header is read or refused; never a panic.
+        #[test]
+        fn any_header_is_read_or_refused(header in "\\PC{0,80}|ACS3-HMAC-SHA256 [ -~]{0,60}") {
+            if let Ok(parsed) = parse_authorization(&header) {
+                prop_assert!(!parsed.credential.is_empty() && !parsed.signature.is_empty());
+            }
+        }
+    }
+}

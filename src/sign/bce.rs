@@ -339,3 +339,52 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn context(id: &str) -> AuthContext<'_> {
+        AuthContext {
+            access_key_id: id,
+            timestamp: "2025-01-02T03:04:05Z",
+            expiration_seconds: 1800,
+        }
+    }
+
+    proptest! {
+        /// Query and header order, and header name case, do not change what is signed.
+        #[test]
+        fn order_and_case_do_not_matter(
+            query in prop::collection::vec(("\\PC{1,8}", "\\PC{0,12}"), 0..5),
+            headers in prop::collection::vec(("x-bce-[a-z]{1,8}|host|content-type", "[!-~]{1,20}"), 0..5),
+        ) {
+            let request = SignedRequest { method: "PUT", path: "/v2/securityGroup/g-1", query: &query, headers: &headers, signed_headers: &[] };
+            let (mut q, mut h) = (query.clone(), headers.iter().map(|(n, v)| (n.to_ascii_uppercase(), v.clone())).collect::<Vec<_>>());
+            q.reverse();
+            h.reverse();
+            let again = SignedRequest { method: "put", path: "/v2/securityGroup/g-1", query: &q, headers: &h, signed_headers: &[] };
+            prop_assert_eq!(canonical_request(&request), canonical_request(&again));
+        }
+
+        /// What `authorization` writes, `parse_authorization` reads back.
+        #[test]
+        fn an_authorization_header_reads_back(id in "[A-Za-z0-9]{1,30}", signed in prop::collection::vec("[a-z-]{1,12}", 0..4)) {
+            let request = SignedRequest { method: "GET", path: "/", query: &[], headers: &[], signed_headers: &signed };
+            let header = authorization("secret", &context(&id), &request);
+            let parsed = parse_authorization(&header).expect("own header parses");
+            prop_assert_eq!(&parsed.access_key_id, &id);
+            prop_assert_eq!(parsed.expiration_seconds, 1800);
+            prop_assert_eq!(parsed.signed_headers, header_names(signed.iter().map(String::as_str)));
+            prop_assert_eq!(parsed.signature, signature(&signing_key("secret", &context(&id)), &request));
+        }
+
+        /// Any text as an `Authorization` header is read or refused; never a panic.
+        #[test]
+        fn any_header_is_read_or_refused(header in "\\PC{0,80}|bce-auth-v1/[ -~]{0,60}") {
+            let _ = parse_authorization(&header);
+        }
+    }
+}

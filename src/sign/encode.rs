@@ -115,3 +115,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use percent_encoding::percent_decode_str;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Only unreserved characters and `%XY` escapes with upper-case hex.
+    fn well_formed(encoded: &str, keep: &[u8]) -> bool {
+        let bytes = encoded.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+                if i + 2 >= bytes.len() || !hex(bytes[i + 1]) || !hex(bytes[i + 2]) {
+                    return false;
+                }
+                i += 3;
+            } else if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
+                i += 1;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+
+    proptest! {
+        /// Any text encodes to the RFC 3986 form and decodes back to itself.
+        #[test]
+        fn any_text_encodes_and_decodes_back(text in "\\PC{0,60}|[ -~]{0,60}") {
+            for (encoded, keep) in [(percent_encode(&text), &b""[..]), (uri_encode_except_slash(&text), &b"/"[..])] {
+                prop_assert!(well_formed(&encoded, keep), "{encoded}");
+                prop_assert_eq!(percent_decode_str(&encoded).decode_utf8().expect("UTF-8"), text.as_str());
+            }
+        }
+    }
+}

@@ -120,3 +120,39 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn params() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(("\\PC{1,12}", "\\PC{0,24}"), 1..8)
+    }
+
+    proptest! {
+        /// The order parameters arrive in never changes the signature, and a
+        /// received `Signature` is never part of what is signed.
+        #[test]
+        fn order_and_a_received_signature_do_not_matter(mut p in params(), seed in any::<u64>(), sig in "\\PC{0,30}") {
+            let signed = signature("secret", "POST", &p);
+            let len = p.len();
+            p.rotate_left(usize::try_from(seed % len as u64).unwrap_or(0));
+            p.reverse();
+            p.push((SIGNATURE_PARAM.to_owned(), sig));
+            prop_assert_eq!(signature("secret", "POST", &p), signed);
+        }
+
+        /// Any change to one value changes the string to sign: nothing a
+        /// request says can be altered under the same signature.
+        #[test]
+        fn every_value_is_signed(p in params(), index in any::<prop::sample::Index>(), other in "\\PC{0,24}") {
+            let mut changed = p.clone();
+            let i = index.index(changed.len());
+            prop_assume!(changed[i].1 != other && changed[i].0 != SIGNATURE_PARAM);
+            changed[i].1 = other;
+            prop_assert_ne!(string_to_sign("POST", &p), string_to_sign("POST", &changed));
+        }
+    }
+}

@@ -11,6 +11,8 @@
 #   testcluster.sh env      print the `export ...` lines of a running cluster again
 #   testcluster.sh status   show the processes and /readyz of a running cluster
 #   testcluster.sh down     stop the processes `up` started (by pid), remove the state
+#   testcluster.sh restart-apiserver [seconds]
+#                           stop kube-apiserver, wait, start it on the same port and etcd
 #
 # Typical use (assign first: `eval "$(... up)"` would hide a failed `up`):
 #   env=$(tests/cluster/testcluster.sh up) && eval "$env"
@@ -180,7 +182,7 @@ free_port() {
 start_bg() { # name cmd...
 	local name=$1
 	shift
-	"$@" </dev/null >"$STATE/$name.log" 2>&1 &
+	"$@" </dev/null >>"$STATE/$name.log" 2>&1 &
 	echo "$!" >"$STATE/$name.pid"
 }
 
@@ -231,6 +233,29 @@ print_env() {
 	cat "$STATE/env"
 }
 
+# kube-apiserver on `port` against the etcd `up` started; its pid and
+# executable are recorded like every other component's
+start_apiserver() { # bin port
+	local bin=$1 port=$2
+	readlink -f "$bin" >"$STATE/apiserver.exe"
+	start_bg apiserver "$bin" kube-apiserver \
+		--etcd-servers="$(cat "$STATE/etcd.url")" \
+		--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
+		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+		--client-ca-file="$PKI/ca.crt" \
+		--token-auth-file="$PKI/tokens.csv" \
+		--authorization-mode=RBAC \
+		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file="$PKI/sa.pub" \
+		--service-account-signing-key-file="$PKI/sa.key" \
+		--service-cluster-ip-range=10.0.0.0/24 \
+		--disable-admission-plugins=ServiceAccount \
+		--endpoint-reconciler-type=none \
+		--allow-privileged=true \
+		--profiling=false
+	wait_for apiserver api_get /readyz
+}
+
 up() {
 	need curl openssl python3 base64 awk
 	[[ -e "$STATE/etcd.pid" ]] && die "$STATE is in use; run '$0 down' first (or set TESTCLUSTER_DIR)"
@@ -272,23 +297,8 @@ up() {
 		--log-level=warn
 	wait_for etcd curl -fsS --max-time 2 "http://127.0.0.1:$etcd_port/health"
 
-	echo "$exe" >"$STATE/apiserver.exe"
-	start_bg apiserver "$bin" kube-apiserver \
-		--etcd-servers="http://127.0.0.1:$etcd_port" \
-		--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-		--client-ca-file="$PKI/ca.crt" \
-		--token-auth-file="$PKI/tokens.csv" \
-		--authorization-mode=RBAC \
-		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
-		--service-account-key-file="$PKI/sa.pub" \
-		--service-account-signing-key-file="$PKI/sa.key" \
-		--service-cluster-ip-range=10.0.0.0/24 \
-		--disable-admission-plugins=ServiceAccount \
-		--endpoint-reconciler-type=none \
-		--allow-privileged=true \
-		--profiling=false
-	wait_for apiserver api_get /readyz
+	echo "http://127.0.0.1:$etcd_port" >"$STATE/etcd.url"
+	start_apiserver "$bin" "$api_port"
 
 	write_kubeconfig "$STATE/admin.kubeconfig" "https://127.0.0.1:$api_port" admin
 
@@ -324,8 +334,8 @@ up() {
 	print_env
 }
 
-stop() { # component...: SIGTERM them all, wait, SIGKILL what is left after 20 s
-	local p pid names=() pids=() i
+stop() { # component...: SIGTERM them all, wait, SIGKILL what is left after STOP_GRACE (20) s
+	local p pid names=() pids=() i grace=${STOP_GRACE:-20}
 	for p in "$@"; do
 		if pid=$(pid_of "$p"); then
 			kill -TERM "$pid" 2>/dev/null || true
@@ -333,12 +343,12 @@ stop() { # component...: SIGTERM them all, wait, SIGKILL what is left after 20 s
 			pids+=("$pid")
 		fi
 	done
-	local deadline=$((SECONDS + 20))
+	local deadline=$((SECONDS + grace))
 	for i in "${!pids[@]}"; do
 		pid=${pids[i]}
 		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
 		if kill -0 "$pid" 2>/dev/null; then
-			log "${names[i]} (pid $pid) ignored SIGTERM for 20s; sending SIGKILL"
+			log "${names[i]} (pid $pid) ignored SIGTERM for ${grace}s; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done
@@ -369,6 +379,24 @@ status() {
 	return "$rc"
 }
 
+# Stops kube-apiserver, keeps it down for `seconds` (default 0), and starts it
+# again on the same port against the same etcd: clients keep their kubeconfig
+# and must reconnect on their own.
+restart_apiserver() { # [seconds]
+	local down=${1:-0} port bin
+	[[ -s "$STATE/etcd.url" && -s "$STATE/server" ]] || die "no cluster in $STATE"
+	alive etcd || die "etcd is not running (log: $STATE/etcd.log)"
+	port=$(sed 's/.*://' "$STATE/server")
+	bin=$(cat "$STATE/apiserver.exe")
+	local t0=$SECONDS
+	# with the controller-manager still connected it lingers after it stopped
+	# listening; a short grace keeps the outage close to `seconds`
+	STOP_GRACE=3 stop apiserver
+	sleep "$down"
+	start_apiserver "$bin" "$port"
+	log "kube-apiserver restarted on port $port after $((SECONDS - t0))s"
+}
+
 down() {
 	# The state is thrown away, so the controller-manager and the apiserver
 	# stop together; etcd goes last, because an apiserver whose etcd is gone
@@ -396,8 +424,9 @@ env)
 	;;
 status) status ;;
 down) down ;;
+restart-apiserver) restart_apiserver "${2:-0}" ;;
 *)
-	echo "usage: $0 {build|tools|up|env|status|down}" >&2
+	echo "usage: $0 {build|tools|up|env|status|down|restart-apiserver [seconds]}" >&2
 	exit 2
 	;;
 esac

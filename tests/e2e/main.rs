@@ -2,6 +2,10 @@
 //! tests/cluster) and the fake cloud over HTTP. `make e2e` starts the
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
+mod admission;
+mod kstatus;
+mod operations;
+mod recovery;
 mod support;
 
 use std::time::Duration;
@@ -11,24 +15,10 @@ use secgroup_operator::api::SecurityGroupRule;
 use serde_json::json;
 use support::*;
 
-async fn setup(prefix: &str) -> (Api<SecurityGroupRule>, String) {
-    env();
-    let client = Client::try_default().await.expect("kubeconfig");
-    let ns = namespace(&client, prefix, json!({})).await;
-    (Api::namespaced(client, &ns), ns)
-}
-
-fn group_id(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
-
 /// Present → authorized and Ready; Absent → revoked, object kept; Present
 /// again → authorized; delete → revoked, then the finalizer is removed.
 async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &str) {
-    let (api, _ns) = setup("e2e-life").await;
+    let (api, _) = setup("e2e-life").await;
     let group = group_id(group_prefix);
     create_group(provider, region, &group).await;
     let rule = json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443},
@@ -125,7 +115,7 @@ async fn baidu_rule_lifecycle() {
 /// `deletionPolicy: Orphan` deletes the object without any provider call.
 #[tokio::test]
 async fn orphan_leaves_the_cloud_rule() {
-    let (api, _ns) = setup("e2e-orphan").await;
+    let (api, _) = setup("e2e-orphan").await;
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
     let mut manifest = rule_manifest(
@@ -156,7 +146,7 @@ async fn orphan_leaves_the_cloud_rule() {
 /// the provider's code; deleting keeps the finalizer until Orphan is set.
 #[tokio::test]
 async fn permanent_error_stalls_and_orphan_unblocks_deletion() {
-    let (api, _ns) = setup("e2e-stall").await;
+    let (api, _) = setup("e2e-stall").await;
     let group = group_id("sg");
     create_group("alibaba", "cn-hangzhou", &group).await;
     apply(
@@ -246,23 +236,44 @@ async fn namespace_not_allowed_is_stalled_without_calls() {
     gone(&api, "nope").await;
 }
 
-/// Throttling and 5xx at the provider: the rule still converges, and no
-/// ClientToken causes more than one effect.
+/// Throttling, 5xx, and an authorize whose answer is lost after it was
+/// carried out: the rule still converges, the lost answer is recovered by a
+/// retry with the same ClientToken, and no ClientToken has two effects.
 #[tokio::test]
 async fn converges_through_throttling_and_server_errors() {
-    let (api, _ns) = setup("e2e-faults").await;
+    let (api, _) = setup("e2e-faults").await;
     let group = group_id("g");
     create_group("baidu", "bj", &group).await;
-    set_faults(json!({"rules": [{"provider": "baidu", "group": group, "throttle": 0.15, "retryAfterMs": 200, "error500": 0.1, "error503": 0.05}]})).await;
+    set_group_faults(
+        &group,
+        &[
+            json!({"provider": "baidu", "throttle": 0.15, "retryAfterMs": 200, "error500": 0.1, "error503": 0.05}),
+            json!({"provider": "baidu", "action": "AuthorizeSecurityGroupRule", "dropAfter": 1.0, "times": 1}),
+        ],
+    )
+    .await;
     apply(&api, "flaky", &rule_manifest("flaky", "e2e-baidu", &group, json!({"direction": "Egress", "protocol": "TCP", "ports": {"from": 80, "to": 80}, "peer": {"cidr": "0.0.0.0/0"}}))).await;
     let result = tokio::time::timeout(
         Duration::from_secs(90),
         condition(&api, "flaky", "Ready", "True"),
     )
     .await;
-    set_faults(json!({"rules": []})).await;
+    set_group_faults(&group, &[]).await;
     result.expect("converged");
     assert_eq!(cloud_rules("baidu", "bj", &group).await.len(), 1);
     delete(&api, "flaky").await;
     gone(&api, "flaky").await;
+
+    let calls = cloud_calls(&group).await;
+    let lost = calls
+        .iter()
+        .find(|c| c["fault"] == "dropAfter")
+        .expect("an authorize was carried out and its answer lost");
+    assert_eq!(lost["effect"], true);
+    let token = lost["clientToken"].as_str().expect("a ClientToken");
+    let record = one_effect_per_token(&calls, token).await;
+    assert!(
+        record["calls"].as_u64() >= Some(2) && record["effects"] == 1,
+        "the retry of the lost authorize was replayed: {record}"
+    );
 }

@@ -10,12 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use secgroup_operator::api::{SecurityGroupRule, conditions};
+use secgroup_operator::api::{ProviderConfig, SecurityGroupRule, conditions};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "e2e-access-key";
@@ -31,13 +31,63 @@ pub const PROVIDERS: [(&str, &str, &str); 3] = [
 
 pub struct Env {
     pub fakecloud: String,
+    /// Where the shared operator serves /metrics, /healthz and /readyz.
+    pub operator_metrics: String,
     _processes: Vec<Tied>,
 }
 
 /// A process tied to this test process: a shell holds it and stops it when
 /// its stdin, a pipe from here, closes, which happens however this process
 /// ends. (A `static` is never dropped, so `Drop` cannot do it.)
-struct Tied(Child);
+pub struct Tied(Child);
+
+impl Tied {
+    /// Kills the program (not the shell holding it) with SIGKILL, as a crash
+    /// would: no shutdown handler runs, nothing is flushed. Returns once it is gone.
+    pub fn crash(&self) {
+        let pid = self.signal("KILL");
+        while process_state(pid).is_some_and(|state| state != 'Z') {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`) to the program; returns its pid.
+    pub fn signal(&self, signal: &str) -> u32 {
+        let pid = child_of(self.0.id()).expect("the tied program runs");
+        // The shell's builtin: a `kill` program is not on every machine.
+        let sent = Command::new("bash")
+            .args(["-c", r#"kill -"$1" "$2""#, "kill", signal, &pid.to_string()])
+            .status()
+            .expect("bash runs");
+        assert!(sent.success(), "kill -{signal} {pid}");
+        pid
+    }
+}
+
+/// The process whose parent is `parent` (a tied program's shell has one child).
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid: u32 = stat_fields(&stat)?.nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+}
+
+/// The state letter of a process (`Z` for a zombie), `None` once it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.next()?.chars().next()
+}
+
+/// The fields of /proc/PID/stat after the command name, which is in
+/// parentheses and may itself hold spaces: state, ppid, ...
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.rsplit_once(')')?.1.split_whitespace())
+}
 
 fn spawn_tied(
     program: &Path,
@@ -61,7 +111,7 @@ fn spawn_tied(
 }
 
 /// The suite runs only against the test cluster; anything else is a mistake.
-fn require_cluster() {
+pub fn require_cluster() {
     assert!(
         std::env::var_os("SECGROUP_E2E").is_some() && std::env::var_os("KUBECONFIG").is_some(),
         "the end-to-end suite needs the test cluster: run `make e2e` \
@@ -78,7 +128,7 @@ fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-fn log_dir() -> PathBuf {
+pub fn log_dir() -> PathBuf {
     let dir = std::env::var_os("SECGROUP_E2E_LOGS").map_or_else(
         || std::env::temp_dir().join("secgroup-e2e-logs"),
         PathBuf::from,
@@ -87,23 +137,29 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-fn kubectl(args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new("kubectl")
-        .args(args)
+/// Runs `command` with `input` on stdin and waits for it; stdout and
+/// stderr go where `command` says (inherited unless set).
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
         .stdin(Stdio::piped())
         .spawn()
-        .expect("kubectl on PATH");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-    }
-    let status = child.wait().expect("kubectl runs");
-    assert!(status.success(), "kubectl {args:?} failed");
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+pub fn kubectl(args: &[&str], stdin: Option<&str>) {
+    let out = with_input(
+        Command::new("kubectl").args(args),
+        stdin.unwrap_or_default(),
+    );
+    assert!(out.status.success(), "kubectl {args:?} failed");
 }
 
 /// Starts (once per test binary) the fake cloud and the operator, installs
@@ -112,53 +168,236 @@ pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         require_cluster();
-        let logs = log_dir();
-        let mut fake = spawn_tied(
-            &target_dir().join("secgroup-fakecloud"),
-            &["--listen", "127.0.0.1:0", "--access-key", &format!("{ACCESS_KEY}:{SECRET_KEY}")],
-            &[],
-            Stdio::piped(),
-            std::fs::File::create(logs.join("fakecloud.log")).expect("log").into(),
-        );
-        let mut line = String::new();
-        BufReader::new(fake.0.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let fakecloud = line.trim().trim_start_matches("listening on ").to_owned();
-        assert!(fakecloud.starts_with("http://127.0.0.1:"), "unexpected fake cloud banner {line:?}");
+        let fake = start_fakecloud("fakecloud.log");
+        let fakecloud = fake.url.clone();
 
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        kubectl(&["apply", "--server-side", "-f", crds.to_str().expect("utf-8")], None);
+        kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().expect("utf-8")], None);
         kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
-        let mut setup = format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SECRET_NAMESPACE}}}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: {SECRET_NAMESPACE}}}\n\
-             stringData: {{accessKeyId: {ACCESS_KEY}, accessKeySecret: {SECRET_KEY}}}\n"
-        );
-        for (name, provider, region) in PROVIDERS {
-            let kind = if provider == "apsara" { "apsarastack" } else { provider };
-            let extra = if provider == "apsara" { "  signatureVersion: v2\n  apsara: {organizationId: \"1\", resourceGroupId: \"2\"}\n" } else { "" };
-            setup.push_str(&format!(
-                "---\napiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n  endpoint: {fakecloud}\n  region: {region}\n  credentialsSecretRef: {{namespace: {SECRET_NAMESPACE}, name: cloud-credentials}}\n  rateLimit: {{qps: 200, burst: 50}}\n  allowedNamespaces: {{matchExpressions: [{{key: secgroup-e2e/denied, operator: DoesNotExist}}]}}\n{extra}"
-            ));
+        let mut setup = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SECRET_NAMESPACE}}),
+            secret_manifest(SHARED_SECRET),
+        ];
+        for (name, provider, _) in PROVIDERS {
+            setup.push(config_manifest(&fakecloud, name, provider, SHARED_SECRET));
         }
-        kubectl(&["apply", "--server-side", "-f", "-"], Some(&setup));
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": setup});
+        kubectl(&["apply", "--server-side", "-f", "-"], Some(&list.to_string()));
 
-        let operator = spawn_tied(
-            &target_dir().join("secgroup-operator"),
-            &["run", "--secret-namespace", SECRET_NAMESPACE, "--metrics-addr", "127.0.0.1:0", "--resync-interval", "5"],
-            &[("RUST_LOG", "info,secgroup_operator=debug")],
-            std::fs::File::create(logs.join("operator.log")).expect("log").into(),
-            Stdio::inherit(),
+        // Rules with OWN_OPERATOR_LABEL belong to operators that tests start themselves.
+        let operator_metrics = free_addr();
+        let selector = format!("!{OWN_OPERATOR_LABEL}");
+        let operator = start_operator(
+            &["--metrics-addr", &operator_metrics, "--label-selector", &selector],
+            &[],
+            "operator.log",
         );
-        Env { fakecloud, _processes: vec![operator, fake] }
+        Env { fakecloud, operator_metrics, _processes: vec![operator, fake.process] }
     })
+}
+
+/// A rule with this label is left alone by the shared operator; a test
+/// starts its own operator for it (one it may kill).
+pub const OWN_OPERATOR_LABEL: &str = "secgroup-e2e/own-operator";
+
+/// A fake cloud on a free loopback port, stopped with the test process.
+pub struct FakeCloud {
+    pub url: String,
+    process: Tied,
+}
+
+/// Starts a fake cloud of its own that accepts the shared test credentials.
+pub fn start_fakecloud(log: &str) -> FakeCloud {
+    let mut fake = spawn_tied(
+        &target_dir().join("secgroup-fakecloud"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--access-key",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+        ],
+        &[],
+        Stdio::piped(),
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+    );
+    let mut line = String::new();
+    BufReader::new(fake.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {line:?}"
+    );
+    FakeCloud { url, process: fake }
+}
+
+/// An operator for the tests (`secgroup-operator run` with the shared
+/// Secret namespace, a 5 s resync and debug logs, plus `args`), logging to `log`.
+pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
+    let mut all = vec![
+        "run",
+        "--secret-namespace",
+        SECRET_NAMESPACE,
+        "--resync-interval",
+        "5",
+    ];
+    all.extend_from_slice(args);
+    // A replica that loses its lease exits with an error by design: no backtrace.
+    let mut all_envs = vec![
+        ("RUST_LOG", "info,secgroup_operator=debug"),
+        ("RUST_LIB_BACKTRACE", "0"),
+    ];
+    all_envs.extend_from_slice(envs);
+    spawn_operator(&all, &all_envs, log)
+}
+
+/// The operator binary with exactly `args` and `envs`, logging to `log`.
+pub fn spawn_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
+    spawn_tied(
+        &target_dir().join("secgroup-operator"),
+        args,
+        envs,
+        std::fs::File::create(log_dir().join(log))
+            .expect("log")
+            .into(),
+        Stdio::inherit(),
+    )
+}
+
+/// A loopback address nothing listens on right now.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// Applies manifests (YAML or JSON) with kubectl.
+pub fn kubectl_apply(manifests: &str) {
+    kubectl(&["apply", "--server-side", "-f", "-"], Some(manifests));
+}
+
+/// The text of `/metrics` (or another path) at `addr`.
+pub async fn scrape(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let response = http()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(|e| e.to_string())?))
+}
+
+/// The sum of every sample whose line starts with `prefix`.
+pub fn sample_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The Secret every shared ProviderConfig uses.
+const SHARED_SECRET: &str = "cloud-credentials";
+
+fn secret_manifest(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": SECRET_NAMESPACE},
+        "stringData": {"accessKeyId": ACCESS_KEY, "accessKeySecret": SECRET_KEY},
+    })
+}
+
+/// A ProviderConfig for `provider` (one of PROVIDERS) at the fake cloud.
+/// Namespaces labelled `secgroup-e2e/denied` may not use it.
+pub fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str) -> Value {
+    let (_, _, region) = PROVIDERS
+        .into_iter()
+        .find(|(_, p, _)| *p == provider)
+        .expect("a known provider");
+    let mut spec = json!({
+        "type": if provider == "apsara" { "apsarastack" } else { provider },
+        "endpoint": fakecloud,
+        "region": region,
+        "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": secret},
+        "rateLimit": {"qps": 200, "burst": 50},
+        "allowedNamespaces": {"matchExpressions": [{"key": "secgroup-e2e/denied", "operator": "DoesNotExist"}]},
+    });
+    if provider == "apsara" {
+        spec["signatureVersion"] = json!("v2");
+        spec["apsara"] = json!({"organizationId": "1", "resourceGroupId": "2"});
+    }
+    json!({"apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A ProviderConfig of a test's own, named `prefix-<random>`, whose
+/// credentials are the Secret `secret` (which may not exist yet). Drift
+/// checks run once a day, so they never race the test's own moves.
+pub async fn own_provider_config(
+    client: &Client,
+    prefix: &str,
+    provider: &str,
+    secret: &str,
+) -> String {
+    let name = format!("{prefix}-{}", suffix());
+    let mut manifest = config_manifest(&env().fakecloud, &name, provider, secret);
+    manifest["spec"]["defaults"] = json!({"resyncIntervalSeconds": 86400});
+    let config: ProviderConfig = serde_json::from_value(manifest).expect("a ProviderConfig");
+    Api::<ProviderConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("create ProviderConfig");
+    name
+}
+
+pub async fn delete_provider_config(client: &Client, name: &str) {
+    Api::<ProviderConfig>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete ProviderConfig");
+}
+
+/// Creates the credentials Secret `name` next to the shared one.
+pub async fn create_secret(client: &Client, name: &str) {
+    let secret: Secret = serde_json::from_value(secret_manifest(name)).expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), SECRET_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+}
+
+pub async fn delete_secret(client: &Client, name: &str) {
+    Api::<Secret>::namespaced(client.clone(), SECRET_NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete Secret");
+}
+
+/// A short random suffix for names that must not collide across runs.
+pub fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// A client and a fresh namespace for one test.
+pub async fn setup(prefix: &str) -> (Api<SecurityGroupRule>, Client) {
+    env();
+    let client = Client::try_default().await.expect("kubeconfig");
+    let ns = namespace(&client, prefix, json!({})).await;
+    (Api::namespaced(client.clone(), &ns), client)
+}
+
+/// A security group id no other test or run uses.
+pub fn group_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// A fresh namespace for one test, with a random suffix.
 pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
-    let name = format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let name = format!("{prefix}-{}", suffix());
     let ns: Namespace =
         serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("ns");
     Api::<Namespace>::all(client.clone())
@@ -168,10 +407,15 @@ pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
     name
 }
 
-/// Creates a security group in the fake cloud.
+/// Creates a security group in the shared fake cloud.
 pub async fn create_group(provider: &str, region: &str, id: &str) {
+    create_group_at(&env().fakecloud, provider, region, id).await;
+}
+
+/// Creates a security group in the fake cloud at `fakecloud`.
+pub async fn create_group_at(fakecloud: &str, provider: &str, region: &str, id: &str) {
     let res = http()
-        .post(format!("{}/_fake/groups", env().fakecloud))
+        .post(format!("{fakecloud}/_fake/groups"))
         .json(&json!({"provider": provider, "region": region, "id": id}))
         .send()
         .await
@@ -183,35 +427,73 @@ pub async fn create_group(provider: &str, region: &str, id: &str) {
     );
 }
 
-/// Rules the fake cloud holds in a group.
-pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+/// A GET of the fake cloud's admin API, as JSON.
+async fn admin_get(path: &str, query: &[(&str, &str)]) -> Value {
+    admin_get_at(&env().fakecloud, path, query).await
+}
+
+/// A GET of the admin API of the fake cloud at `url`, as JSON.
+async fn admin_get_at(url: &str, path: &str, query: &[(&str, &str)]) -> Value {
     http()
-        .get(format!("{}/_fake/rules", env().fakecloud))
-        .query(&[("provider", provider), ("region", region), ("group", group)])
+        .get(format!("{url}/_fake/{path}"))
+        .query(query)
         .send()
         .await
         .expect("fake cloud reachable")
         .json()
         .await
-        .expect("rules JSON")
+        .unwrap_or_else(|e| panic!("/_fake/{path} answers JSON: {e}"))
+}
+
+fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+/// Rules the shared fake cloud holds in a group.
+pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value> {
+    cloud_rules_at(&env().fakecloud, provider, region, group).await
+}
+
+/// Rules the fake cloud at `url` holds in a group.
+pub async fn cloud_rules_at(url: &str, provider: &str, region: &str, group: &str) -> Vec<Value> {
+    let query = [("provider", provider), ("region", region), ("group", group)];
+    array(admin_get_at(url, "rules", &query).await)
 }
 
 /// Calls the fake cloud saw for a group.
 pub async fn cloud_calls(group: &str) -> Vec<Value> {
-    let calls: Vec<Value> = http()
-        .get(format!("{}/_fake/calls", env().fakecloud))
-        .send()
-        .await
-        .expect("fake cloud reachable")
-        .json()
-        .await
-        .expect("calls JSON");
+    let calls = array(admin_get("calls", &[]).await);
     calls.into_iter().filter(|c| c["group"] == group).collect()
 }
 
-pub async fn set_faults(faults: Value) {
+/// Sets the fault rules for one group, leaving other groups' rules (other
+/// tests') in place. The plan is one document, so changes take turns.
+pub async fn set_group_faults(group: &str, rules: &[Value]) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let plan = admin_get("faults", &[]).await;
+    let mut kept: Vec<Value> = plan["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["group"] != group)
+        .cloned()
+        .collect();
+    kept.extend(rules.iter().map(|r| {
+        let mut r = r.clone();
+        r["group"] = json!(group);
+        r
+    }));
+    set_faults_at(&env().fakecloud, json!({ "rules": kept })).await;
+}
+
+/// Replaces the whole fault plan of the fake cloud at `fakecloud`.
+pub async fn set_faults_at(fakecloud: &str, faults: Value) {
     let res = http()
-        .put(format!("{}/_fake/faults", env().fakecloud))
+        .put(format!("{fakecloud}/_fake/faults"))
         .json(&faults)
         .send()
         .await
@@ -222,6 +504,58 @@ pub async fn set_faults(faults: Value) {
         res.status(),
         res.text().await.unwrap_or_default()
     );
+}
+
+/// Deletes a rule in the fake cloud out of band, as someone in the console would.
+pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_id: &str) {
+    let res = http()
+        .delete(format!(
+            "{}/_fake/rules/{provider}/{region}/{group}/{rule_id}",
+            env().fakecloud
+        ))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::NO_CONTENT,
+        "deleting {rule_id}"
+    );
+}
+
+/// Asserts that no ClientToken of `calls` had more than one effect, by the
+/// journal and by the fake cloud's token records, and returns the record of
+/// `token`: how many calls presented it and how many changed the cloud.
+pub async fn one_effect_per_token(calls: &[Value], token: &str) -> Value {
+    let mut effects: std::collections::BTreeMap<&str, u32> = Default::default();
+    for call in calls {
+        if let Some(token) = call["clientToken"].as_str() {
+            *effects.entry(token).or_default() += u32::from(call["effect"] == true);
+        }
+    }
+    let twice: Vec<_> = effects.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "tokens with more than one effect in the journal: {twice:?}"
+    );
+    let records: Vec<Value> = array(admin_get("tokens", &[]).await)
+        .into_iter()
+        .filter(|t| {
+            t["clientToken"]
+                .as_str()
+                .is_some_and(|t| effects.contains_key(t))
+        })
+        .collect();
+    for record in &records {
+        assert!(
+            record["effects"].as_u64().is_some_and(|n| n <= 1),
+            "token with more than one effect: {record}"
+        );
+    }
+    records
+        .into_iter()
+        .find(|t| t["clientToken"] == token)
+        .unwrap_or_else(|| panic!("the fake cloud remembers no token {token}"))
 }
 
 fn http() -> reqwest::Client {
@@ -321,4 +655,24 @@ pub async fn gone(api: &Api<SecurityGroupRule>, name: &str) {
         },
     )
     .await;
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`: objects merge, `null` removes.
+pub fn merge_json(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                fields.remove(key);
+            } else {
+                merge_json(fields.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
 }

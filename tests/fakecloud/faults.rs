@@ -1,14 +1,36 @@
-//! Injected faults: throttling with retry-after, 5xx, dropped connections,
-//! a QPS ceiling and latency, each set over the admin API.
+//! Injected faults: throttling with retry-after, 5xx, dropped connections
+//! (before or after the call is carried out), a QPS ceiling, latency and
+//! held answers, each set over the admin API.
 
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{REGION, alibaba, baidu, pairs, start};
+use crate::support::{Fake, REGION, V3, alibaba, baidu, pairs, start};
 
 const DESCRIBE: [(&str, &str); 2] = [("RegionId", REGION), ("SecurityGroupId", "sg-1")];
+
+const AUTHORIZE: [(&str, &str); 6] = [
+    ("RegionId", REGION),
+    ("SecurityGroupId", "sg-1"),
+    ("Permissions.1.IpProtocol", "TCP"),
+    ("Permissions.1.PortRange", "22/22"),
+    ("Permissions.1.SourceCidrIp", "10.0.0.0/8"),
+    ("ClientToken", "sgo-held-or-lost"),
+];
+
+async fn authorize_faulted(fault: serde_json::Value) -> Fake {
+    let fake = start().await;
+    fake.create_group("alibaba", REGION, "sg-1").await;
+    let mut rule =
+        json!({"provider": "alibaba", "action": "AuthorizeSecurityGroup", "group": "sg-1"});
+    rule.as_object_mut()
+        .expect("object")
+        .extend(fault.as_object().cloned().unwrap_or_default());
+    fake.set("/faults", json!({"rules": [rule]})).await;
+    fake
+}
 
 /// Throttling answers Alibaba's code with `x-acs-retry-after` in ms, for
 /// exactly the calls the rule names, and is journaled as a fault.
@@ -156,5 +178,75 @@ async fn impossible_fault_plans_are_refused() {
         answer.status,
         StatusCode::BAD_REQUEST,
         "unknown fields are typos"
+    );
+}
+
+/// A held answer comes only after the call was carried out and journaled:
+/// the rule and the call are visible while the client still waits.
+#[tokio::test]
+async fn a_held_answer_follows_a_visible_effect() {
+    let hold = Duration::from_millis(1500);
+    let fake = authorize_faulted(json!({"holdResponseMs": 1500})).await;
+    let started = Instant::now();
+    let (answer, seen) = tokio::join!(
+        alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE),
+        async {
+            loop {
+                let effects = fake.calls("action=AuthorizeSecurityGroup").await;
+                if effects.iter().any(|c| c["effect"] == true)
+                    && fake.rules("alibaba", "sg-1").await.len() == 1
+                {
+                    return started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    );
+    let answered = started.elapsed();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answered >= hold, "answered after {answered:?}");
+    assert!(
+        seen < answered,
+        "effect seen at {seen:?}, answer at {answered:?}"
+    );
+}
+
+/// `dropAfter` carries the call out and closes the connection; the retry
+/// with the same ClientToken is replayed, so the token has one effect.
+#[tokio::test]
+async fn a_lost_answer_is_replayed_to_the_retry() {
+    let fake = authorize_faulted(json!({"dropAfter": 1.0, "times": 1})).await;
+    let call = V3::new(&fake, "AuthorizeSecurityGroup", &AUTHORIZE);
+    assert!(
+        call.try_send(&fake).await.is_err(),
+        "expected a closed connection"
+    );
+    assert_eq!(fake.rules("alibaba", "sg-1").await.len(), 1, "carried out");
+    let retry = V3::new(&fake, "AuthorizeSecurityGroup", &AUTHORIZE)
+        .send(&fake)
+        .await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    let calls = fake.calls("action=AuthorizeSecurityGroup").await;
+    let seen: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["fault"].clone(),
+                c["effect"].clone(),
+                c["replayed"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (json!("dropAfter"), json!(true), json!(false)),
+            (json!(null), json!(false), json!(true)),
+        ]
+    );
+    let tokens = fake.admin(Method::GET, "/tokens", None).await.body;
+    assert_eq!(
+        (tokens[0]["calls"].as_u64(), tokens[0]["effects"].as_u64()),
+        (Some(2), Some(1))
     );
 }

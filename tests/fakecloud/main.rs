@@ -6,4 +6,5 @@ mod alibaba;
 mod apsara;
 mod baidu;
 mod faults;
+mod https;
 mod support;

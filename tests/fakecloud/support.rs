@@ -149,14 +149,30 @@ impl V3 {
     }
 
     pub async fn send_signed_as(&self, fake: &Fake, authorization: &str) -> Answer {
+        self.try_send_signed_as(fake, authorization)
+            .await
+            .expect("the fake cloud answers")
+    }
+
+    async fn try_send_signed_as(
+        &self,
+        fake: &Fake,
+        authorization: &str,
+    ) -> reqwest::Result<Answer> {
         let mut headers = self.headers.clone();
         headers.push(("authorization".into(), authorization.into()));
         let url = format!("/?{}", query_string(&self.query));
-        fake.send(Method::POST, &url, &headers, Vec::new()).await
+        fake.try_send(Method::POST, &url, &headers, Vec::new())
+            .await
     }
 
     pub async fn send(&self, fake: &Fake) -> Answer {
         self.send_signed_as(fake, &self.authorization()).await
+    }
+
+    /// Sends the request; an error when the connection closed unanswered.
+    pub async fn try_send(&self, fake: &Fake) -> reqwest::Result<Answer> {
+        self.try_send_signed_as(fake, &self.authorization()).await
     }
 }
 

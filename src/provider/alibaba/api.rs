@@ -101,17 +101,6 @@ pub fn describe_call(group: &GroupRef, region: &str, next_token: Option<&str>) -
     }
 }
 
-pub fn protocol_wire(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Icmp => "ICMP",
-        Protocol::Icmpv6 => "ICMPv6",
-        Protocol::Gre => "GRE",
-        Protocol::All => "ALL",
-    }
-}
-
 /// `from/to`; `-1/-1` for protocols without ports.
 fn port_range_wire(rule: &Rule) -> String {
     match rule.effective_ports() {
@@ -128,7 +117,7 @@ fn rule_params(rule: &Rule, form: RuleForm, with_description: bool) -> Vec<(Stri
         Direction::Egress => "Dest",
     };
     let mut fields: Vec<(String, String)> = vec![
-        ("IpProtocol".into(), protocol_wire(rule.protocol).into()),
+        ("IpProtocol".into(), rule.protocol.name().into()),
         ("PortRange".into(), port_range_wire(rule)),
     ];
     match &rule.peer {

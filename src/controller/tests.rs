@@ -1,0 +1,582 @@
+//! Reconcile decisions, end to end inside the process: `reconcile` against
+//! kube-rs's tower-test mock API server and a provider double. What is
+//! checked is what reaches the outside: provider calls, status patches,
+//! finalizer patches and events.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures::channel::mpsc;
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Client, Resource,
+    client::Body,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde_json::{Value, json};
+
+use super::{Context, Error, reconcile, resolve::Connector, resolve::Resolver};
+use crate::{
+    api::{FINALIZER, ProviderConfig, SecurityGroupRule},
+    metrics::Metrics,
+    provider::{
+        Authorize, DescribedRule, ErrorKind, GroupRef, Provider, ProviderError, ProviderKind,
+        Receipt, Revoke, RevokeTarget,
+    },
+};
+
+/// What the provider double was asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Authorize { token: String },
+    RevokeById { rule_id: String, token: String },
+    RevokeByAttributes { token: String },
+    Describe,
+}
+
+/// A provider that records calls and answers from a script (default: success).
+#[derive(Default)]
+struct ProviderDouble {
+    calls: Mutex<Vec<Call>>,
+    answers: Mutex<VecDeque<Result<Receipt, ProviderError>>>,
+}
+
+impl ProviderDouble {
+    fn answering(answers: Vec<Result<Receipt, ProviderError>>) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::default(),
+            answers: Mutex::new(answers.into()),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    fn answer(&self, call: Call) -> Result<Receipt, ProviderError> {
+        self.calls.lock().expect("lock").push(call);
+        self.answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or(Ok(Receipt {
+                request_id: Some("req-1".into()),
+            }))
+    }
+}
+
+#[async_trait]
+impl Provider for ProviderDouble {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Alibaba
+    }
+
+    async fn authorize(&self, call: &Authorize) -> Result<Receipt, ProviderError> {
+        self.answer(Call::Authorize {
+            token: call.client_token.clone(),
+        })
+    }
+
+    async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
+        let token = call.client_token.clone();
+        self.answer(match &call.target {
+            RevokeTarget::Id { rule_id, .. } => Call::RevokeById {
+                rule_id: rule_id.clone(),
+                token,
+            },
+            RevokeTarget::Attributes(_) => Call::RevokeByAttributes { token },
+        })
+    }
+
+    async fn describe(&self, _group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
+        self.calls.lock().expect("lock").push(Call::Describe);
+        Ok(Vec::new())
+    }
+}
+
+struct Connects(Arc<ProviderDouble>);
+
+impl Connector for Connects {
+    fn connect(&self, _: &ProviderConfig, _: &Secret) -> Result<Arc<dyn Provider>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// One request the mock API server received.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+impl Seen {
+    fn is_status_patch(&self) -> bool {
+        self.method == "PATCH" && self.path.ends_with("/status")
+    }
+
+    fn is_finalizer_patch(&self) -> bool {
+        self.method == "PATCH"
+            && self.path.contains("/securitygrouprules/")
+            && !self.is_status_patch()
+    }
+
+    fn is_event(&self) -> bool {
+        self.path.contains("/events")
+    }
+}
+
+/// Serves the API requests of one reconcile: answers every request with the
+/// rule (or echoes an event) and returns what it saw once the client is gone.
+fn api_server(rule: SecurityGroupRule) -> (Client, tokio::task::JoinHandle<Vec<Seen>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let object = serde_json::to_value(&rule).expect("rule serialises");
+        while let Some((request, respond)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_owned();
+            let bytes = request.into_body().collect_bytes().await.expect("body");
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = if path.contains("/events") {
+                body.clone()
+            } else {
+                object.clone()
+            };
+            seen.push(Seen { method, path, body });
+            respond.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                    .expect("response"),
+            );
+        }
+        seen
+    });
+    (Client::new(service, "default"), server)
+}
+
+fn store_of<K>(objects: Vec<K>) -> Store<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+fn config(allowed: Option<Value>) -> ProviderConfig {
+    let mut spec = json!({
+        "type": "alibaba",
+        "region": "cn-hangzhou",
+        "credentialsSecretRef": {"namespace": "system", "name": "creds"},
+    });
+    if let Some(selector) = allowed {
+        spec["allowedNamespaces"] = selector;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
+        "metadata": {"name": "cloud", "resourceVersion": "1"},
+        "spec": spec,
+    }))
+    .expect("valid ProviderConfig")
+}
+
+fn world(provider: Arc<ProviderDouble>, config: ProviderConfig) -> Resolver {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds", "namespace": "system", "resourceVersion": "7"},
+        "stringData": {"accessKeyId": "AK", "accessKeySecret": "SK"},
+    }))
+    .expect("valid Secret");
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": "team", "labels": {"tier": "web"}},
+    }))
+    .expect("valid Namespace");
+    Resolver::new(
+        store_of(vec![config]),
+        HashMap::from([("system".to_owned(), store_of(vec![secret]))]),
+        store_of(vec![namespace]),
+        Arc::new(Connects(provider)),
+        Arc::new(Metrics::new()),
+    )
+}
+
+/// A rule in namespace `team`, with `extra` merged into it.
+fn rule(extra: Value) -> SecurityGroupRule {
+    let mut object = json!({
+        "apiVersion": "secgroup.dev/v1alpha1", "kind": "SecurityGroupRule",
+        "metadata": {"name": "web", "namespace": "team", "uid": "uid-1", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {"providerConfigRef": {"name": "cloud"}, "securityGroupId": "sg-1",
+                 "rule": {"direction": "Ingress", "protocol": "TCP",
+                          "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}},
+    });
+    merge(&mut object, extra);
+    serde_json::from_value(object).expect("valid rule")
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (k, v) in from {
+                merge(into.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// The status a rule has once `web` was authorized with rule id `sgr-1`.
+fn authorized_status() -> Value {
+    json!({"status": {
+        "securityGroupId": "sg-1", "region": "cn-hangzhou", "ruleId": "sgr-1",
+        "appliedRule": {"direction": "Ingress", "protocol": "TCP",
+                        "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}},
+        "attemptEpoch": 0,
+    }})
+}
+
+fn deleting() -> Value {
+    json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}})
+}
+
+struct Outcome {
+    result: Result<Action, Error>,
+    seen: Vec<Seen>,
+}
+
+impl Outcome {
+    fn status_patches(&self) -> Vec<&Value> {
+        self.seen
+            .iter()
+            .filter(|s| s.is_status_patch())
+            .map(|s| &s.body["status"])
+            .collect()
+    }
+
+    fn last_status(&self) -> &Value {
+        self.status_patches().pop().expect("a status patch")
+    }
+
+    fn condition(&self, type_: &str) -> (String, String, String) {
+        let c = self.last_status()["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == type_)
+            .expect("condition present");
+        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+        (text("status"), text("reason"), text("message"))
+    }
+
+    fn finalizer_patches(&self) -> Vec<&Value> {
+        self.seen
+            .iter()
+            .filter(|s| s.is_finalizer_patch())
+            .map(|s| &s.body)
+            .collect()
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|s| s.is_event() && s.method == "POST")
+            .filter_map(|s| s.body["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn context(client: Client, resolver: Resolver) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: "secgroup-operator".into(),
+        instance: None,
+    };
+    Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client, reporter),
+        resolver,
+        mpsc::unbounded().0,
+        Arc::new(Metrics::new()),
+    ))
+}
+
+async fn reconcile_with(
+    object: SecurityGroupRule,
+    provider: &Arc<ProviderDouble>,
+    config: ProviderConfig,
+) -> Outcome {
+    let (client, server) = api_server(object.clone());
+    let ctx = context(client, world(provider.clone(), config));
+    let result = reconcile(Arc::new(object), ctx).await;
+    let seen = server.await.expect("mock API server");
+    Outcome { result, seen }
+}
+
+fn refused(kind: ErrorKind, code: &str) -> Result<Receipt, ProviderError> {
+    Err(ProviderError::new(kind, code, "refused by the double"))
+}
+
+#[tokio::test]
+async fn a_new_rule_gets_the_finalizer_before_any_provider_call() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut object = rule(json!({}));
+    object.metadata.finalizers = None;
+    let out = reconcile_with(object, &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    let patches = out.finalizer_patches();
+    assert_eq!(patches.len(), 1, "{:?}", out.seen);
+    assert!(patches[0].to_string().contains(FINALIZER));
+}
+
+#[tokio::test]
+async fn a_present_rule_is_authorized_once_and_reported_ready_with_its_token() {
+    let provider = ProviderDouble::answering(vec![]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    assert!(matches!(out.result, Ok(ref a) if *a == Action::await_change()));
+    let calls = provider.calls();
+    let Some(Call::Authorize { token }) = calls.first() else {
+        panic!("first call is an authorize: {calls:?}");
+    };
+    assert_eq!(
+        calls.len(),
+        2,
+        "authorize, then describe for the rule id: {calls:?}"
+    );
+    assert_eq!(calls[1], Call::Describe);
+    // Written ahead: the rule the call may create, then the outcome.
+    let patches = out.status_patches();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert_eq!(patches[0]["authorizing"]["ports"]["from"], 443);
+    assert_eq!(patches[1]["authorizing"], Value::Null);
+    assert_eq!(out.condition("Ready").0, "True");
+    assert_eq!(out.condition("Ready").1, "Authorized");
+    let op = &out.last_status()["lastOperation"];
+    assert_eq!(op["clientToken"], token.as_str());
+    assert_eq!(op["requestId"], "req-1");
+    assert_eq!(out.event_reasons(), vec!["Authorized"]);
+}
+
+#[tokio::test]
+async fn the_same_object_asks_with_the_same_token_every_time() {
+    let first = ProviderDouble::answering(vec![]);
+    reconcile_with(rule(json!({})), &first, config(None)).await;
+    let second = ProviderDouble::answering(vec![]);
+    reconcile_with(rule(json!({})), &second, config(None)).await;
+    let changed = ProviderDouble::answering(vec![]);
+    reconcile_with(
+        rule(json!({"metadata": {"generation": 2}})),
+        &changed,
+        config(None),
+    )
+    .await;
+    assert_eq!(first.calls()[0], second.calls()[0]);
+    assert_ne!(first.calls()[0], changed.calls()[0]);
+}
+
+#[tokio::test]
+async fn an_authorized_rule_is_left_alone() {
+    let provider = ProviderDouble::answering(vec![]);
+    let out = reconcile_with(rule(authorized_status()), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    assert_eq!(out.condition("Ready").0, "True");
+}
+
+#[tokio::test]
+async fn absent_revokes_the_recorded_rule_by_id_and_keeps_the_object() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut extra = authorized_status();
+    merge(&mut extra, json!({"spec": {"ensure": "Absent"}}));
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    let calls = provider.calls();
+    assert!(
+        matches!(calls.as_slice(), [Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
+        "{calls:?}"
+    );
+    assert_eq!(out.condition("Ready").1, "Revoked");
+    assert_eq!(out.last_status()["ruleId"], Value::Null);
+    assert!(out.finalizer_patches().is_empty(), "the object is kept");
+}
+
+#[tokio::test]
+async fn deleting_revokes_then_releases_the_finalizer() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let calls = provider.calls();
+    assert!(
+        matches!(calls.as_slice(), [Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
+        "{calls:?}"
+    );
+    let patches = out.finalizer_patches();
+    assert_eq!(patches.len(), 1, "finalizer removed: {:?}", out.seen);
+    assert!(patches[0].to_string().contains("remove"));
+}
+
+#[tokio::test]
+async fn deleting_a_rule_already_gone_at_the_provider_succeeds() {
+    let provider = ProviderDouble::answering(vec![refused(
+        ErrorKind::AlreadyGone,
+        "InvalidSecurityGroupRule.NotFound",
+    )]);
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    assert_eq!(out.finalizer_patches().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_revoke_on_delete_keeps_the_finalizer_and_says_how_to_proceed() {
+    let provider = ProviderDouble::answering(vec![refused(
+        ErrorKind::Invalid,
+        "InvalidSecurityGroupId.Malformed",
+    )]);
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(matches!(out.result, Err(Error::Finalizer(_))));
+    assert!(out.finalizer_patches().is_empty(), "the finalizer stays");
+    let (stalled, reason, message) = out.condition("Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "ProviderError")
+    );
+    assert!(
+        message.contains("InvalidSecurityGroupId.Malformed"),
+        "{message}"
+    );
+    assert!(message.contains("deletionPolicy"), "{message}");
+    assert_eq!(
+        out.last_status()["lastOperation"]["code"],
+        "InvalidSecurityGroupId.Malformed"
+    );
+    assert!(out.event_reasons().contains(&"ProviderError".to_owned()));
+}
+
+#[tokio::test]
+async fn a_refused_rule_is_not_called_again_at_the_same_generation() {
+    let provider = ProviderDouble::answering(vec![refused(
+        ErrorKind::Invalid,
+        "InvalidSecurityGroupId.NotFound",
+    )]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    assert_eq!(out.condition("Stalled").0, "True");
+    // The status the refusal wrote wakes the rule again: no second call.
+    let mut again = rule(json!({}));
+    again.status = Some(serde_json::from_value(out.last_status().clone()).expect("status"));
+    let out = reconcile_with(again, &provider, config(None)).await;
+    assert_eq!(provider.calls().len(), 1, "{:?}", provider.calls());
+    assert!(matches!(out.result, Ok(ref a) if *a != Action::await_change()));
+}
+
+#[tokio::test]
+async fn orphan_releases_the_finalizer_without_calls() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    merge(&mut extra, json!({"spec": {"deletionPolicy": "Orphan"}}));
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    assert_eq!(out.finalizer_patches().len(), 1);
+    assert_eq!(out.event_reasons(), vec!["Orphaned"]);
+}
+
+#[tokio::test]
+async fn a_namespace_the_config_does_not_allow_is_stalled_without_calls() {
+    let provider = ProviderDouble::answering(vec![]);
+    let only_db = json!({"matchLabels": {"tier": "db"}});
+    let out = reconcile_with(rule(json!({})), &provider, config(Some(only_db))).await;
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    let (stalled, reason, message) = out.condition("Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "NamespaceNotAllowed")
+    );
+    assert!(message.contains("allowedNamespaces"), "{message}");
+}
+
+#[tokio::test]
+async fn throttling_waits_for_the_providers_retry_after() {
+    let mut throttled = ProviderError::new(ErrorKind::Throttled, "Throttling.User", "slow down");
+    throttled.retry_after = Some(Duration::from_millis(1500));
+    let provider = ProviderDouble::answering(vec![Err(throttled)]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    assert!(matches!(out.result, Ok(ref a) if *a == Action::requeue(Duration::from_millis(1500))));
+    assert_eq!(out.condition("Reconciling").0, "True");
+    assert_eq!(out.condition("Reconciling").1, "Throttled");
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_per_object() {
+    let provider = ProviderDouble::answering(vec![refused(ErrorKind::Transient, "InternalError")]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    let Ok(action) = &out.result else {
+        panic!("a provider failure is handled in reconcile");
+    };
+    assert_ne!(*action, Action::await_change());
+    assert_eq!(out.condition("Stalled").0, "False");
+    assert_eq!(out.condition("Reconciling").1, "Retrying");
+}
+
+#[tokio::test]
+async fn rejected_credentials_pause_every_rule_of_the_config() {
+    let provider = ProviderDouble::answering(vec![refused(
+        ErrorKind::Unauthorized,
+        "InvalidAccessKeyId.NotFound",
+    )]);
+    let (client, _server) = api_server(rule(json!({})));
+    let ctx = context(client, world(provider.clone(), config(None)));
+    let first = reconcile(Arc::new(rule(json!({}))), ctx.clone()).await;
+    let mut other = rule(json!({}));
+    other.metadata.name = Some("db".into());
+    other.metadata.uid = Some("uid-2".into());
+    let second = reconcile(Arc::new(other), ctx).await;
+    assert_eq!(provider.calls().len(), 1, "{:?}", provider.calls());
+    for result in [first, second] {
+        assert!(matches!(result, Ok(ref a) if *a != Action::await_change()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_judged_before_the_caches_are_filled() {
+    let provider = ProviderDouble::answering(vec![]);
+    let (client, server) = api_server(rule(json!({})));
+    let (unfilled, _writer) = reflector::store::<Namespace>();
+    let resolver = Resolver::new(
+        store_of(vec![config(None)]),
+        HashMap::new(),
+        unfilled,
+        Arc::new(Connects(provider.clone())),
+        Arc::new(Metrics::new()),
+    );
+    let ctx = context(client, resolver);
+    let result = reconcile(Arc::new(rule(json!({}))), ctx).await;
+    assert!(matches!(result, Ok(ref a) if *a == Action::requeue(Duration::from_secs(1))));
+    assert_eq!(provider.calls(), vec![]);
+    assert!(
+        server.await.expect("mock API server").is_empty(),
+        "no status written"
+    );
+}

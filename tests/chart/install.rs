@@ -1,0 +1,667 @@
+//! The chart installed by helm into the test control plane. No kubelet runs
+//! its pod, so the operator binary runs here with the Deployment's arguments
+//! and a TokenRequest token of the chart's ServiceAccount: every call it
+//! makes is authorized by the chart's RBAC, as in the cluster.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use k8s_openapi::api::events::v1::Event;
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams},
+};
+use secgroup_operator::api::SecurityGroupRule;
+use serde_json::{Value, json};
+
+use crate::{helm, support::*};
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} on PATH: {e}"))
+}
+
+fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
+fn can_i(
+    kubeconfig: Option<&Path>,
+    as_user: Option<&str>,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+) -> bool {
+    let mut args = vec!["auth", "can-i", verb, resource];
+    if namespace.is_empty() {
+        args.push("--all-namespaces");
+    } else {
+        args.extend(["-n", namespace]);
+    }
+    let config;
+    if let Some(path) = kubeconfig {
+        config = path.display().to_string();
+        args.extend(["--kubeconfig", &config]);
+    }
+    if let Some(user) = as_user {
+        args.extend(["--as", user]);
+    }
+    let out = run("kubectl", &args);
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        answer == "yes" || answer == "no",
+        "can-i {args:?}: {answer:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer == "yes"
+}
+
+/// A kubeconfig for the test cluster that authenticates with `token` only.
+fn token_kubeconfig(token: &str, path: &Path) {
+    let admin_path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let admin: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(admin_path).expect("kubeconfig"))
+            .expect("YAML");
+    let cluster = admin["clusters"][0].clone();
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+        "current-context": "operator",
+    });
+    std::fs::write(path, serde_yaml::to_string(&config).expect("YAML")).expect("write kubeconfig");
+}
+
+/// Args and env of the installed Deployment's container, as the kubelet would pass them.
+fn deployment_command(namespace: &str, name: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let deployment: Value = serde_json::from_str(&ok(
+        "kubectl",
+        &["get", "deployment", name, "-n", namespace, "-o", "json"],
+    ))
+    .expect("JSON");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg").to_owned())
+        .collect();
+    let env = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("name").to_owned();
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => format!("{name}-pod-0").to_lowercase(),
+                Some("metadata.namespace") => namespace.to_owned(),
+                Some(other) => panic!("unexpected fieldRef {other}"),
+                None => e["value"].as_str().expect("value").to_owned(),
+            };
+            (name, value)
+        })
+        .collect();
+    (args, env)
+}
+
+fn with_metrics_addr(args: &[String], port: u16) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            if a.starts_with("--metrics-addr=") {
+                format!("--metrics-addr=127.0.0.1:{port}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
+}
+
+async fn readyz(port: u16) -> Result<u16, String> {
+    reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+fn log_path(name: &str) -> PathBuf {
+    log_dir().join(name)
+}
+
+#[tokio::test]
+async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
+    require_cluster();
+    let id = suffix();
+    let system = format!("chart-system-{id}");
+    let elsewhere = format!("chart-elsewhere-{id}");
+    let rules_ns = format!("chart-rules-{id}");
+    let release = format!("sgo-{id}");
+    let shard = format!("secgroup-chart-e2e={id}");
+
+    // The CRDs may already be in the cluster, applied by kubectl: the chart takes them over.
+    helm::install(
+        &release,
+        &system,
+        &[
+            "--take-ownership",
+            "--set",
+            &format!("labelSelector={shard}"),
+        ],
+    );
+    let sa = format!("{release}-secgroup-operator");
+    let sa_user = format!("system:serviceaccount:{system}:{sa}");
+
+    // A Secret the operator must not be able to read.
+    for ns in [&elsewhere, &rules_ns] {
+        ok("kubectl", &["create", "namespace", ns]);
+    }
+    ok(
+        "kubectl",
+        &[
+            "create",
+            "secret",
+            "generic",
+            "not-yours",
+            "-n",
+            &elsewhere,
+            "--from-literal=accessKeyId=x",
+        ],
+    );
+    ok(
+        "kubectl",
+        &[
+            "create",
+            "secret",
+            "generic",
+            "cloud-credentials",
+            "-n",
+            &system,
+            &format!("--from-literal=accessKeyId={ACCESS_KEY}"),
+            &format!("--from-literal=accessKeySecret={SECRET_KEY}"),
+        ],
+    );
+
+    // The ServiceAccount's token, as a Pod would get it.
+    let token = ok(
+        "kubectl",
+        &["create", "token", &sa, "-n", &system, "--duration=1h"],
+    );
+    let kubeconfig = log_path(&format!("chart-{id}.kubeconfig"));
+    token_kubeconfig(token.trim(), &kubeconfig);
+
+    // kubectl auth can-i, as the admin asking for the ServiceAccount and as
+    // the ServiceAccount itself, agrees with the chart: Secrets in the secret
+    // namespace only; rules patched, never read one by one or deleted.
+    for view in [
+        (None, Some(sa_user.as_str())),
+        (Some(kubeconfig.as_path()), None),
+    ] {
+        let can = |verb: &str, resource: &str, ns: &str| can_i(view.0, view.1, verb, resource, ns);
+        assert!(can("list", "secrets", &system));
+        assert!(can("watch", "secrets", &system));
+        assert!(!can("get", "secrets", &elsewhere), "Secrets elsewhere");
+        assert!(!can("list", "secrets", ""), "Secrets cluster-wide");
+        assert!(!can("create", "secrets", &system));
+        assert!(can("patch", "securitygrouprules.secgroup.dev", &rules_ns));
+        assert!(can(
+            "patch",
+            "securitygrouprules.secgroup.dev/status",
+            &rules_ns
+        ));
+        assert!(!can("delete", "securitygrouprules.secgroup.dev", &rules_ns));
+        assert!(!can("update", "securitygrouprules.secgroup.dev", &rules_ns));
+        assert!(can("watch", "providerconfigs.secgroup.dev", ""));
+        assert!(!can("patch", "providerconfigs.secgroup.dev", ""));
+        assert!(can("create", "events.events.k8s.io", &rules_ns));
+        assert!(
+            !can("create", "leases.coordination.k8s.io", &system),
+            "no Lease with one replica"
+        );
+    }
+    let denied = run(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "get",
+            "secret",
+            "not-yours",
+            "-n",
+            &elsewhere,
+        ],
+    );
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    // The fake cloud and a ProviderConfig pointing at it.
+    let cloud = start_fakecloud(&format!("chart-{id}-fakecloud.log"));
+    let group = format!("sg-chart{id}");
+    create_group_at(&cloud.url, "alibaba", "cn-hangzhou", &group).await;
+    let config = format!("chart-{id}");
+    let provider_config = format!(
+        "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
+         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
+        cloud.url
+    );
+    kubectl(&["apply", "-f", "-"], Some(&provider_config));
+
+    // The operator as the Deployment would run it, with the ServiceAccount's token.
+    let (args, env) = deployment_command(&system, &sa);
+    assert!(
+        args.contains(&format!("--secret-namespace={system}")),
+        "{args:?}"
+    );
+    let port = free_port();
+    let args = with_metrics_addr(&args, port);
+    let mut envs: Vec<(String, String)> = env;
+    envs.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env_refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _operator = spawn_operator(&arg_refs, &env_refs, &format!("chart-{id}-operator.log"));
+    eventually(
+        "the operator ready (every cache synced under the chart's RBAC)",
+        Duration::from_secs(60),
+        || async {
+            match readyz(port).await? {
+                200 => Ok(()),
+                code => Err(format!("/readyz {code}")),
+            }
+        },
+    )
+    .await;
+
+    // It reconciles a rule against the fake cloud: finalizer, status, events.
+    let client = Client::try_default().await.expect("kubeconfig");
+    let rules: Api<SecurityGroupRule> = Api::namespaced(client.clone(), &rules_ns);
+    let (label_key, label_value) = shard.split_once('=').expect("selector");
+    let mut manifest = rule_manifest(
+        "https",
+        &config,
+        &group,
+        json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}),
+    );
+    manifest["metadata"]["labels"] = json!({label_key: label_value});
+    rules
+        .patch(
+            "https",
+            &PatchParams::apply("chart-e2e").force(),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .expect("apply rule");
+    let ready = condition(&rules, "https", "Ready", "True").await;
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"secgroup.dev/revoke".to_owned())
+    );
+    assert_eq!(
+        cloud_rules_at(&cloud.url, "alibaba", "cn-hangzhou", &group)
+            .await
+            .len(),
+        1
+    );
+    let events: Api<Event> = Api::namespaced(client, &rules_ns);
+    let reported = events.list(&ListParams::default()).await.expect("events");
+    assert!(
+        reported
+            .items
+            .iter()
+            .any(
+                |e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("https")
+                    && e.reporting_controller.as_deref() == Some("secgroup-operator")
+            ),
+        "an Event from the operator on the rule"
+    );
+    rules
+        .delete("https", &Default::default())
+        .await
+        .expect("delete");
+    gone(&rules, "https").await;
+    assert!(
+        cloud_rules_at(&cloud.url, "alibaba", "cn-hangzhou", &group)
+            .await
+            .is_empty(),
+        "revoked on delete"
+    );
+    let log = std::fs::read_to_string(log_path(&format!("chart-{id}-operator.log"))).expect("log");
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused a call:\n{log}"
+    );
+
+    // Started to read Secrets in a namespace the chart did not grant, the
+    // operator is refused by the API server and never becomes ready.
+    let denied_port = free_port();
+    let mut denied_args = with_metrics_addr(&args, denied_port);
+    denied_args.extend([
+        format!("--secret-namespace={elsewhere}"),
+        format!("--namespace={elsewhere}"),
+    ]);
+    let denied_refs: Vec<&str> = denied_args.iter().map(String::as_str).collect();
+    let denied_log = log_path(&format!("chart-{id}-operator-denied.log"));
+    let _denied = spawn_operator(
+        &denied_refs,
+        &env_refs,
+        denied_log
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name"),
+    );
+    eventually(
+        "the API server refusing Secrets elsewhere",
+        Duration::from_secs(60),
+        || async {
+            let log = std::fs::read_to_string(&denied_log).map_err(|e| e.to_string())?;
+            log.lines()
+                .find(|l| {
+                    l.contains("forbidden") && l.contains(&elsewhere) && l.contains("secrets")
+                })
+                .map(str::to_owned)
+                .ok_or_else(|| "no refusal logged yet".to_owned())
+        },
+    )
+    .await;
+    assert_eq!(
+        readyz(denied_port).await,
+        Ok(503),
+        "not ready without its Secrets cache"
+    );
+}
+
+/// `kubectl ARGS` with `input` on stdin: (success, stderr).
+fn kubectl_with_input(args: &[&str], input: &str) -> (bool, String) {
+    let out = with_input(
+        Command::new("kubectl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+        input,
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The Deployment's pod template as a Pod: admission judges it as it would
+/// judge the pods the Deployment creates.
+fn pod_of(deployment: &serde_yaml::Value, name: &str) -> String {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": serde_json::to_value(&deployment["spec"]["template"]["spec"]).expect("JSON"),
+    });
+    pod.to_string()
+}
+
+#[tokio::test]
+async fn leader_election_rights_and_restricted_pods_hold_in_the_cluster() {
+    require_cluster();
+    let id = suffix();
+    let ns = format!("chart-ha-{id}");
+    let release = format!("sgo-ha-{id}");
+    // A second release next to the first: the CRDs belong to that one.
+    helm::install(
+        &release,
+        &ns,
+        &[
+            "--set",
+            "crds.install=false",
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.egress.restrict=true",
+        ],
+    );
+    let user = format!("system:serviceaccount:{ns}:{release}-secgroup-operator");
+    let can = |verb: &str, resource: &str, namespace: &str| {
+        can_i(None, Some(&user), verb, resource, namespace)
+    };
+    assert!(can("create", "leases.coordination.k8s.io", &ns));
+    assert!(can(
+        "update",
+        "leases.coordination.k8s.io/secgroup-operator",
+        &ns
+    ));
+    assert!(can(
+        "get",
+        "leases.coordination.k8s.io/secgroup-operator",
+        &ns
+    ));
+    assert!(
+        !can("update", "leases.coordination.k8s.io/someone-elses", &ns),
+        "only its own Lease"
+    );
+    assert!(
+        !can("create", "leases.coordination.k8s.io", "default"),
+        "Leases in its namespace only"
+    );
+    assert!(!can(
+        "delete",
+        "leases.coordination.k8s.io/secgroup-operator",
+        &ns
+    ));
+    ok(
+        "kubectl",
+        &[
+            "get",
+            "poddisruptionbudget,networkpolicy",
+            &format!("{release}-secgroup-operator"),
+            "-n",
+            &ns,
+        ],
+    );
+
+    // Pod Security admission, enforcing `restricted`, admits the pod...
+    ok(
+        "kubectl",
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    );
+    let create = ["create", "--dry-run=server", "-n", ns.as_str(), "-f", "-"];
+    let rendered = helm::template(&[]);
+    let (admitted, why) = kubectl_with_input(
+        &create,
+        &pod_of(helm::one(&rendered, "Deployment"), "restricted"),
+    );
+    assert!(admitted, "the chart's pod is refused: {why}");
+    // ...and would refuse it with privilege escalation allowed, so the check can fail.
+    let loosened = helm::template(&["--set", "securityContext.allowPrivilegeEscalation=true"]);
+    let (admitted, why) = kubectl_with_input(
+        &create,
+        &pod_of(helm::one(&loosened, "Deployment"), "loosened"),
+    );
+    assert!(!admitted && why.contains("PodSecurity"), "{why}");
+}
+
+#[tokio::test]
+async fn examples_and_plain_manifests_are_accepted_by_the_api_server() {
+    require_cluster();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The CRDs must be there for the examples. Another test may own them
+    // (and be changing them), so apply them only when they are missing.
+    let crds = [
+        "crd",
+        "securitygrouprules.secgroup.dev",
+        "providerconfigs.secgroup.dev",
+    ];
+    if !run("kubectl", &[&["get"], &crds[..]].concat())
+        .status
+        .success()
+    {
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                root.join("crds").to_str().expect("utf-8"),
+            ],
+            None,
+        );
+    }
+    kubectl(
+        &[
+            &["wait", "--for=condition=Established", "--timeout=60s"],
+            &crds[..],
+        ]
+        .concat(),
+        None,
+    );
+    let examples = root.join("deploy/examples");
+    kubectl(
+        &[
+            "apply",
+            "-f",
+            examples.join("namespaces.yaml").to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let ns = ok(
+        "kubectl",
+        &[
+            "create",
+            "namespace",
+            "secgroup-system",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    );
+    kubectl(&["apply", "-f", "-"], Some(&ns));
+    kubectl(
+        &[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            examples.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let manifest = root.join("deploy/secgroup-operator.yaml");
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+}
+
+/// The printer columns of the SecurityGroupRule CRD in the cluster.
+fn printer_columns() -> String {
+    ok(
+        "kubectl",
+        &[
+            "get",
+            "crd",
+            "securitygrouprules.secgroup.dev",
+            "-o",
+            "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
+        ],
+    )
+}
+
+/// The documented reason for templated CRDs: `helm upgrade` changes their
+/// schema. A copy of the chart whose CRD has one more printer column is
+/// installed, then the chart as it is: the column comes and goes.
+#[tokio::test]
+async fn helm_upgrade_upgrades_the_crds() {
+    require_cluster();
+    let id = suffix();
+    let release = format!("sgo-crds-{id}");
+    let ns = format!("chart-crds-{id}");
+    let copy = log_path(&format!("chart-copy-{id}"));
+    ok(
+        "cp",
+        &[
+            "-r",
+            helm::chart_dir().to_str().expect("utf-8"),
+            copy.to_str().expect("utf-8"),
+        ],
+    );
+    let crd = copy.join("files/crds/securitygrouprules.secgroup.dev.yaml");
+    let text = std::fs::read_to_string(&crd).expect("CRD");
+    let column = "  - additionalPrinterColumns:\n";
+    assert!(text.contains(column), "layout of the generated CRD changed");
+    let probe = format!(
+        "{column}    - jsonPath: .metadata.uid\n      name: UpgradeProbe{id}\n      type: string\n"
+    );
+    std::fs::write(&crd, text.replacen(column, &probe, 1)).expect("write CRD");
+
+    let copy_arg = copy.to_str().expect("utf-8");
+    ok(
+        "helm",
+        &[
+            "install",
+            &release,
+            copy_arg,
+            "-n",
+            &ns,
+            "--create-namespace",
+            // kubectl applied these CRDs server-side before: take its fields.
+            "--take-ownership",
+            "--force-conflicts",
+        ],
+    );
+    assert!(
+        printer_columns().contains(&format!("UpgradeProbe{id}")),
+        "installed"
+    );
+    let chart = helm::chart_dir();
+    ok(
+        "helm",
+        &[
+            "upgrade",
+            &release,
+            chart.to_str().expect("utf-8"),
+            "-n",
+            &ns,
+            "--take-ownership",
+        ],
+    );
+    assert!(
+        !printer_columns().contains(&format!("UpgradeProbe{id}")),
+        "upgraded back"
+    );
+}

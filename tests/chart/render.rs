@@ -1,0 +1,352 @@
+//! What the chart renders for a given set of values.
+
+use std::collections::BTreeSet;
+
+use clap::Parser;
+use secgroup_operator::cli::{Cli, Command};
+use serde_yaml::Value;
+
+use crate::helm::*;
+
+/// (apiGroup, resource, verbs, resourceNames) of every rule of a Role or ClusterRole.
+fn rights(role: &Value) -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let mut verbs = strings(&rule["verbs"]);
+        verbs.sort();
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                out.insert((
+                    group.clone(),
+                    resource,
+                    verbs.clone(),
+                    strings(&rule["resourceNames"]),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn right(
+    group: &str,
+    resource: &str,
+    verbs: &[&str],
+) -> (String, String, Vec<String>, Vec<String>) {
+    let mut verbs: Vec<String> = verbs.iter().map(|v| v.to_string()).collect();
+    verbs.sort();
+    (group.into(), resource.into(), verbs, vec![])
+}
+
+fn rule_rights() -> Vec<(String, String, Vec<String>, Vec<String>)> {
+    vec![
+        right(
+            "secgroup.dev",
+            "securitygrouprules",
+            &["list", "watch", "patch"],
+        ),
+        right("secgroup.dev", "securitygrouprules/status", &["patch"]),
+        right("events.k8s.io", "events", &["create", "patch"]),
+    ]
+}
+
+fn roles_named<'a>(objects: &'a [Value], suffix: &str) -> Vec<&'a Value> {
+    of_kind(objects, "Role")
+        .into_iter()
+        .filter(|r| str_of(&r["metadata"]["name"]).ends_with(suffix))
+        .collect()
+}
+
+/// Helm's YAML round trip writes `minimum: 1.0` as `1`; for a schema both
+/// are the same JSON number.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => Value::from(n.as_f64().expect("number")),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(numbers_as_floats).collect()),
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn crds_are_the_generated_files_and_kept_on_uninstall() {
+    let objects = template(&[]);
+    let crds = of_kind(&objects, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 2);
+    for crd in crds {
+        let name = str_of(&crd["metadata"]["name"]);
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("crds/{name}.yaml"));
+        let generated: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).expect("crds/ file"))
+                .expect("YAML");
+        assert_eq!(
+            numbers_as_floats(&crd["spec"]),
+            numbers_as_floats(&generated["spec"]),
+            "{name}: the chart's schema differs from crds/"
+        );
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    let unkept = template(&["--set", "crds.keep=false"]);
+    assert!(
+        of_kind(&unkept, "CustomResourceDefinition")
+            .iter()
+            .all(|c| c["metadata"]["annotations"]
+                .get("helm.sh/resource-policy")
+                .is_none())
+    );
+    assert!(
+        of_kind(
+            &template(&["--set", "crds.install=false"]),
+            "CustomResourceDefinition"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn cluster_role_grants_only_what_the_operator_calls() {
+    let objects = template(&[]);
+    let mut expected: BTreeSet<_> = rule_rights().into_iter().collect();
+    expected.insert(right("secgroup.dev", "providerconfigs", &["list", "watch"]));
+    expected.insert(right("", "namespaces", &["list", "watch"]));
+    assert_eq!(rights(one(&objects, "ClusterRole")), expected);
+    let binding = one(&objects, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        one(&objects, "ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+}
+
+#[test]
+fn secrets_are_readable_in_the_secret_namespaces_only() {
+    let default = template(&[]);
+    let roles = roles_named(&default, "-secrets");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(
+        roles[0]["metadata"]["namespace"], NAMESPACE,
+        "default: the release namespace"
+    );
+    assert_eq!(
+        args(&default)
+            .iter()
+            .filter(|a| a.starts_with("--secret-namespace="))
+            .count(),
+        1
+    );
+
+    let two = template(&["--set", "secretNamespaces={team-a,team-b}"]);
+    let roles = roles_named(&two, "-secrets");
+    let namespaces: BTreeSet<&str> = roles
+        .iter()
+        .map(|r| str_of(&r["metadata"]["namespace"]))
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["team-a", "team-b"]));
+    for role in &roles {
+        assert_eq!(
+            rights(role),
+            BTreeSet::from([right("", "secrets", &["get", "list", "watch"])])
+        );
+    }
+    let bindings: BTreeSet<&str> = of_kind(&two, "RoleBinding")
+        .iter()
+        .filter(|b| {
+            b["roleRef"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-secrets"))
+        })
+        .map(|b| str_of(&b["metadata"]["namespace"]))
+        .collect();
+    assert_eq!(bindings, namespaces);
+    let flags: Vec<String> = args(&two)
+        .into_iter()
+        .filter(|a| a.starts_with("--secret-namespace="))
+        .collect();
+    assert_eq!(
+        flags,
+        ["--secret-namespace=team-a", "--secret-namespace=team-b"]
+    );
+}
+
+#[test]
+fn leader_election_follows_replicas_or_the_force_value() {
+    let single = template(&[]);
+    assert!(!args(&single).contains(&"--leader-election".to_owned()));
+    assert_eq!(
+        one(&single, "Deployment")["spec"]["strategy"]["type"],
+        "Recreate"
+    );
+    assert!(roles_named(&single, "-leader-election").is_empty());
+    assert!(of_kind(&single, "PodDisruptionBudget").is_empty());
+
+    let ha = template(&["--set", "replicaCount=3"]);
+    assert!(args(&ha).contains(&"--leader-election".to_owned()));
+    assert!(args(&ha).contains(&"--leader-election-lease-name=secgroup-operator".to_owned()));
+    assert_eq!(
+        one(&ha, "Deployment")["spec"]["strategy"]["type"],
+        "RollingUpdate"
+    );
+    let lease = roles_named(&ha, "-leader-election");
+    assert_eq!(lease.len(), 1);
+    assert_eq!(lease[0]["metadata"]["namespace"], NAMESPACE);
+    let mut update = right("coordination.k8s.io", "leases", &["get", "update", "patch"]);
+    update.3 = vec!["secgroup-operator".into()];
+    assert_eq!(
+        rights(lease[0]),
+        BTreeSet::from([right("coordination.k8s.io", "leases", &["create"]), update])
+    );
+    assert_eq!(one(&ha, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
+
+    let forced = template(&[
+        "--set",
+        "leaderElection.force=true",
+        "--set",
+        "leaderElection.leaseName=shard-a",
+    ]);
+    assert!(args(&forced).contains(&"--leader-election-lease-name=shard-a".to_owned()));
+    assert_eq!(roles_named(&forced, "-leader-election").len(), 1);
+    assert!(
+        of_kind(&forced, "PodDisruptionBudget").is_empty(),
+        "no budget for one pod"
+    );
+}
+
+#[test]
+fn watch_namespace_moves_the_rights_on_rules_into_a_role() {
+    let objects = template(&["--set", "watchNamespace=web"]);
+    let cluster = rights(one(&objects, "ClusterRole"));
+    assert!(cluster.iter().all(|(g, _, _, _)| g != "events.k8s.io"));
+    assert!(
+        cluster
+            .iter()
+            .all(|(_, r, _, _)| !r.starts_with("securitygrouprules"))
+    );
+    let roles = roles_named(&objects, "-rules");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["namespace"], "web");
+    assert_eq!(rights(roles[0]), rule_rights().into_iter().collect());
+    assert!(args(&objects).contains(&"--namespace=web".to_owned()));
+}
+
+#[test]
+fn the_pod_meets_the_restricted_pod_security_standard() {
+    let objects = template(&[]);
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(&objects);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"].get("add").is_none());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let env = c["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == name);
+        assert_eq!(
+            env.expect(name)["valueFrom"]["fieldRef"]["fieldPath"],
+            field
+        );
+    }
+}
+
+#[test]
+fn metrics_service_targets_the_pods_port() {
+    let objects = template(&[]);
+    let service = one(&objects, "Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(container(&objects)["ports"][0]["name"], "metrics");
+    assert_eq!(
+        service["spec"]["selector"],
+        one(&objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    assert!(args(&objects).contains(&"--metrics-addr=0.0.0.0:8080".to_owned()));
+}
+
+#[test]
+fn optional_objects_render_only_when_enabled() {
+    let default = template(&[]);
+    assert!(of_kind(&default, "ServiceMonitor").is_empty());
+    assert!(of_kind(&default, "NetworkPolicy").is_empty());
+    let values = chart_dir().join("ci/ha-values.yaml");
+    let all = template(&["--values", values.to_str().expect("utf-8")]);
+    let monitor = one(&all, "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let policy = one(&all, "NetworkPolicy");
+    assert_eq!(
+        strings(&policy["spec"]["policyTypes"]),
+        ["Ingress", "Egress"]
+    );
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], "metrics");
+}
+
+/// The Deployment's arguments are a valid command line of this operator.
+/// (Renders with leader election join this list once the operator has the
+/// `--leader-election` flags.)
+#[test]
+fn deployment_arguments_parse_with_the_operator_cli() {
+    for values in [
+        vec![],
+        vec![
+            "--set",
+            "watchNamespace=web",
+            "--set",
+            "labelSelector=shard=a",
+            "--set",
+            "secretNamespaces={a,b}",
+        ],
+    ] {
+        let objects = template(&values);
+        let argv = std::iter::once("secgroup-operator".to_owned()).chain(args(&objects));
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{values:?}: {e}"));
+        let Command::Run(run) = cli.command else {
+            panic!("not `run`")
+        };
+        assert_eq!(run.metrics_addr.port(), 8080);
+        assert_eq!(run.resync_interval.as_secs(), 600);
+        if values.is_empty() {
+            assert_eq!(run.secret_namespaces, [NAMESPACE]);
+            assert_eq!(run.namespace, None);
+        } else {
+            assert_eq!(run.secret_namespaces, ["a", "b"]);
+            assert_eq!(run.namespace.as_deref(), Some("web"));
+            assert_eq!(run.label_selector.as_deref(), Some("shard=a"));
+        }
+    }
+}
+
+#[test]
+fn the_values_schema_refuses_bad_values() {
+    for (set, field) in [
+        ("logFormat=xml", "logFormat"),
+        ("secretNamespaces={Team_A}", "secretNamespaces"),
+        ("replicaCount=-1", "replicaCount"),
+        ("leaderElection.enabled=true", "enabled"),
+        ("image.digest=latest", "digest"),
+    ] {
+        let err = try_template(&["--set", set]).expect_err(set);
+        assert!(err.contains(field), "{set}: {err}");
+    }
+}
