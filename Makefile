@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short cluster-up cluster-down demo fmt
+.PHONY: all build test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short bench bench-smoke cluster-up cluster-down demo fmt
 
 all: build
 
@@ -42,7 +42,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart --test soak -- -D warnings
+	$(CARGO) clippy --all-targets --test e2e --test cluster_smoke --test chart --test soak --test bench -- -D warnings
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:
@@ -69,8 +69,16 @@ soak:
 soak-short:
 	SOAK_RULES=100 SOAK_KILLS=8 SOAK_CREDENTIAL_SECS=20 SOAK_STEP_TIMEOUT_SECS=180 tests/soak.sh
 
+## Figures at scale, several minutes (BENCHMARKS.md); harness flags via ARGS="--rules 2000".
+bench:
+	tests/bench.sh $(ARGS)
+
+## Every benchmark phase at tiny sizes, so the harness keeps working.
+bench-smoke:
+	BENCH_PROFILE=debug tests/bench.sh --smoke
+
 ## Everything CI runs.
-test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e soak-short
+test: lint check-crds check-chart argocd-health unit-test vectors conformance e2e soak-short bench-smoke
 
 cluster-up:
 	tests/cluster/testcluster.sh up

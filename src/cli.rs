@@ -59,8 +59,9 @@ pub struct RunArgs {
     )]
     pub secret_namespaces: Vec<String>,
 
-    /// How many rules are reconciled at once.
-    #[arg(long, env = "SECGROUP_CONCURRENCY", default_value_t = 16)]
+    /// How many rules are reconciled at once. Reconciles mostly wait on the
+    /// API server and the provider's rate limit, so this bounds throughput.
+    #[arg(long, env = "SECGROUP_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
 
     /// How often each security group is described to notice drift.

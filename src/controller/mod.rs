@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod connector;
 pub mod convert;
 pub mod drift;
+pub mod events;
 pub mod persist;
 pub mod plan;
 pub mod resolve;
@@ -501,7 +502,11 @@ async fn publish(ctx: &Context, rule: &SecurityGroupRule, notices: &[Notice]) {
             action: format!("{:?}", n.action),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        let published = match n.type_ {
+            EventType::Normal => events::create_one_off(&ctx.client, &event, &reference).await,
+            EventType::Warning => ctx.recorder.publish(&event, &reference).await,
+        };
+        if let Err(e) = published {
             warn!(rule = %rule.name_any(), error = %e, "could not publish event");
         }
     }

@@ -9,7 +9,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
-        events::{Recorder, Reporter},
+        events::Recorder,
         reflector::{self, ObjectRef, Store},
         utils::Backoff,
         watcher,
@@ -85,8 +85,10 @@ pub async fn run(
 
     let (wake, woken) = mpsc::unbounded();
     let (rule_store, rule_writer) = reflector::store();
-    let rule_events = reflector::reflector(rule_writer, watcher(rules, rule_watch))
+    let rule_events = watcher(rules, rule_watch)
         .default_backoff()
+        .modify(slim)
+        .reflect(rule_writer)
         .applied_objects();
     let controller = Controller::for_stream(rule_events, rule_store.clone())
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
@@ -98,13 +100,9 @@ pub async fn run(
         connector,
         metrics.clone(),
     );
-    let reporter = Reporter {
-        controller: "secgroup-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Recorder::new(client, reporter),
+        Recorder::new(client, super::events::reporter()),
         resolver,
         wake,
         metrics.clone(),
@@ -152,6 +150,16 @@ pub async fn run(
     info!("controller stopped");
     Ok(())
 }
+
+/// Drops what the operator never reads before a rule enters the cache, where
+/// every rule stays: managedFields are most of a rule's size, and a
+/// client-side `kubectl apply` copies the whole object into an annotation.
+fn slim(rule: &mut SecurityGroupRule) {
+    rule.managed_fields_mut().clear();
+    rule.annotations_mut().remove(LAST_APPLIED);
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Aborts a spawned task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -236,10 +244,36 @@ fn rules_in_namespace(
 mod tests {
     use std::time::Duration;
 
-    use futures::{StreamExt, stream};
+    use futures::stream;
     use kube::runtime::utils::StreamBackoff;
 
-    use super::NoPause;
+    use super::*;
+
+    #[test]
+    fn cached_rules_lose_managed_fields_and_the_last_applied_copy_only() {
+        let mut rule: SecurityGroupRule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "secgroup.dev/v1alpha1",
+            "kind": "SecurityGroupRule",
+            "metadata": {
+                "name": "r", "namespace": "n", "finalizers": ["secgroup.dev/revoke"],
+                "annotations": {LAST_APPLIED: "{}", "team": "web"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {}}]
+            },
+            "spec": {
+                "providerConfigRef": {"name": "p"}, "securityGroupId": "sg-1",
+                "rule": {"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}
+            },
+            "status": {"ruleId": "sgr-1"}
+        }))
+        .expect("valid rule");
+        let before = rule.clone();
+        slim(&mut rule);
+        assert!(rule.managed_fields().is_empty());
+        assert_eq!(rule.annotations().keys().collect::<Vec<_>>(), ["team"]);
+        assert_eq!(rule.finalizers(), before.finalizers());
+        assert_eq!(rule.spec, before.spec);
+        assert_eq!(rule.status, before.status);
+    }
 
     /// Errors from one watch must not hold back what the others deliver:
     /// the merged triggers go on at once, however many errors come first.

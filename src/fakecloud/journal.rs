@@ -13,6 +13,8 @@ const CAPACITY: usize = 100_000;
 #[serde(rename_all = "camelCase")]
 pub struct CallRecord {
     pub seq: u64,
+    /// When the call was answered, RFC 3339 UTC with milliseconds, so
+    /// benchmarks can time what led to a call.
     pub time: String,
     #[serde(with = "super::state::provider_name")]
     pub provider: ProviderKind,
@@ -37,6 +39,13 @@ pub struct CallRecord {
     pub fault: Option<String>,
 }
 
+/// The current time as a call record carries it: `2024-05-01T10:00:00.123Z`.
+pub fn now_millis() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
 #[derive(Debug, Default)]
 pub struct Journal {
     next_seq: u64,
@@ -59,5 +68,19 @@ impl Journal {
 
     pub fn clear(&mut self) {
         self.calls.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_times_carry_milliseconds_and_parse_as_rfc3339() {
+        let text = now_millis();
+        let (_, fraction) = text.split_once('.').expect("a fraction");
+        assert_eq!(fraction.len(), 4, "{text}");
+        assert!(fraction.ends_with('Z'), "{text}");
+        text.parse::<jiff::Timestamp>().expect("RFC 3339");
     }
 }

@@ -16,8 +16,7 @@ use super::{
     DropConnection, FakeCloud, World,
     faults::Fault,
     idempotency::{CachedResponse, Lookup, TokenKey},
-    journal::CallRecord,
-    state,
+    journal::{self, CallRecord},
 };
 use crate::provider::ProviderKind;
 
@@ -397,7 +396,7 @@ fn idempotent_mismatch(dialect: Dialect) -> ApiError {
 fn record(world: &mut World, call: &Call, request_id: &str, answer: &Answer) {
     world.journal.push(CallRecord {
         seq: 0,
-        time: state::now_rfc3339(),
+        time: journal::now_millis(),
         provider: call.provider,
         action: call.action.clone(),
         region: call.region.clone(),
