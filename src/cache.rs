@@ -7,22 +7,24 @@ use kube::{Resource, runtime::reflector::Store};
 /// How often a waiter looks again.
 const RECHECK: Duration = Duration::from_millis(100);
 
-/// Returns once `store` has had its first full list (or its writer is gone).
+/// Returns true once `store` has had its first full list, false if it never
+/// will (its writer is gone: the operator is stopping).
 ///
 /// kube-runtime's `Store::wait_until_ready` wakes only the task that polled
 /// it last: with several waiters on one store (the controller, `/readyz`,
 /// reconciles) the others slept forever when the first list had to be
 /// retried. Each wait is therefore bounded and repeated; once one waiter has
 /// seen the store ready, the next look of every other returns at once.
-pub async fn synced<K>(store: &Store<K>)
+pub async fn synced<K>(store: &Store<K>) -> bool
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Clone + Eq + std::hash::Hash,
 {
-    while tokio::time::timeout(RECHECK, store.wait_until_ready())
-        .await
-        .is_err()
-    {}
+    loop {
+        if let Ok(result) = tokio::time::timeout(RECHECK, store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -40,7 +42,7 @@ mod tests {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { synced(&store).await })
+                tokio::spawn(async move { assert!(synced(&store).await) })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,5 +54,12 @@ mod tests {
             .expect("every waiter returns once the store is ready")
             .into_iter()
             .for_each(|joined| joined.expect("waiter task"));
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_writer_is_gone_never_syncs() {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        drop(writer);
+        assert!(!synced(&store).await);
     }
 }

@@ -155,22 +155,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut elector = leader::Elector::new(client, candidate);
     tokio::select! {
         () = elector.acquire(|| health.standby()) => {}
-        () = shutdown_signal() => return Ok(()),
+        () = crate::signal::shutdown() => return Ok(()),
     }
     metrics.set_leader(true);
     let led = leader::lead(elector, controller).await;
     metrics.set_leader(false);
     led
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[cfg(test)]

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod provider;
 pub mod server;
 pub mod sign;
+pub mod signal;
 pub mod telemetry;
 pub mod token;

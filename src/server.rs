@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 
 /// Something that becomes ready once, such as an informer cache.
 pub trait Readiness: Send + Sync + 'static {
-    fn wait_ready(&self) -> BoxFuture<'static, ()>;
+    /// True once ready; false if it never will be.
+    fn wait_ready(&self) -> BoxFuture<'static, bool>;
 }
 
 impl<K> Readiness for Store<K>
@@ -33,11 +34,9 @@ where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
-    fn wait_ready(&self) -> BoxFuture<'static, ()> {
+    fn wait_ready(&self) -> BoxFuture<'static, bool> {
         let store = self.clone();
-        Box::pin(async move {
-            crate::cache::synced(&store).await;
-        })
+        Box::pin(async move { crate::cache::synced(&store).await })
     }
 }
 
@@ -74,7 +73,10 @@ impl Health {
         self.0.store(SYNCING, Ordering::Release);
         let health = self.clone();
         tokio::spawn(async move {
-            futures::future::join_all(caches.iter().map(|c| c.wait_ready())).await;
+            let synced = futures::future::join_all(caches.iter().map(|c| c.wait_ready())).await;
+            if synced.contains(&false) {
+                return;
+            }
             health.0.store(READY, Ordering::Release);
             info!("caches synced; ready");
         });
@@ -155,11 +157,9 @@ mod tests {
     struct Gate(futures::future::Shared<tokio::sync::oneshot::Receiver<()>>);
 
     impl Readiness for Gate {
-        fn wait_ready(&self) -> BoxFuture<'static, ()> {
+        fn wait_ready(&self) -> BoxFuture<'static, bool> {
             let gate = self.0.clone();
-            Box::pin(async move {
-                let _ = gate.await;
-            })
+            Box::pin(async move { gate.await.is_ok() })
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use futures::{StreamExt, channel::mpsc, stream};
+use futures::{FutureExt, StreamExt, channel::mpsc, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
@@ -131,7 +131,10 @@ pub async fn run(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
     );
-    controller
+    // kube's graceful shutdown waits for reconciles that never start when
+    // the signal comes before the caches synced: the wait is bounded.
+    let stop = crate::signal::shutdown().boxed().shared();
+    let controller = controller
         .watches_stream(config_events, rules_using_config(rule_store.clone()))
         .watches_stream(
             stream::select_all(secret_streams),
@@ -139,14 +142,14 @@ pub async fn run(
         )
         .watches_stream(namespace_events, rules_in_namespace(rule_store))
         .reconcile_on(woken)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "reconcile loop error");
             }
-        })
-        .await;
+        });
+    crate::signal::bounded(controller, stop).await;
     info!("controller stopped");
     Ok(())
 }
