@@ -8,6 +8,8 @@
 //!
 //! Entries are removed on success and when objects are deleted, so the maps
 //! hold only objects that are failing right now.
+//!
+//! - Watches: 0.5 s doubling to 5 s, reset by any event ([`WatchBackoff`]).
 
 use std::{
     collections::HashMap,
@@ -29,6 +31,54 @@ impl Exponential {
     fn ceiling(&self, failures: u32) -> Duration {
         let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
         self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// A delay for the n-th consecutive failure: random between half the
+    /// ceiling and the ceiling, so keys that failed together spread out.
+    fn delay(&self, failures: u32) -> Duration {
+        let millis = u64::try_from(self.ceiling(failures).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+/// Pacing of a watch that failed (API server unreachable, watch expired).
+///
+/// kube's default doubles to 30 s: after an API server restart the Secret
+/// watch could sleep that long, and a rotated Secret went unseen while rules
+/// kept signing with the old key. A watch is one request per attempt, so a
+/// 5 s ceiling costs the API server little.
+#[derive(Debug)]
+pub struct WatchBackoff {
+    policy: Exponential,
+    failures: u32,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            policy: Exponential {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(5),
+            },
+            failures: 0,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.failures = self.failures.saturating_add(1);
+        Some(self.policy.delay(self.failures))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
     }
 }
 
@@ -68,7 +118,7 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     }
 
     fn fail_with(&self, key: &K, why: Option<String>) -> Duration {
-        let ceiling = {
+        let failures = {
             let mut map = self.lock();
             let entry = map.entry(key.clone()).or_insert(Failing {
                 count: 0,
@@ -76,15 +126,11 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
                 why: None,
             });
             entry.count = entry.count.saturating_add(1);
-            let ceiling = self.policy.ceiling(entry.count);
-            entry.until = Instant::now() + ceiling;
+            entry.until = Instant::now() + self.policy.ceiling(entry.count);
             entry.why = why;
-            ceiling
+            entry.count
         };
-        let millis = u64::try_from(ceiling.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+        self.policy.delay(failures)
     }
 
     /// For a key that failed before: `Ok` lets one caller try again once the
@@ -141,6 +187,7 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::utils::Backoff as _;
 
     #[test]
     fn delays_double_up_to_the_ceiling() {
@@ -203,5 +250,19 @@ mod tests {
         b.fail(&"a");
         assert!(b.admit(&"a").is_err());
         assert!(b.admit(&"b").is_ok());
+    }
+
+    #[test]
+    fn a_failing_watch_retries_within_five_seconds_and_starts_over_after_an_event() {
+        let mut watch = WatchBackoff::default();
+        let delays: Vec<Duration> = (&mut watch).take(12).collect();
+        assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(500));
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(5)),
+            "{delays:?}"
+        );
+        assert!(delays[11] >= Duration::from_millis(2500), "{delays:?}");
+        watch.reset();
+        assert!(watch.next().expect("endless") <= Duration::from_millis(500));
     }
 }

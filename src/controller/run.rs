@@ -17,7 +17,10 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use super::{Context, drift, error_policy, reconcile, resolve::Connector, resolve::Resolver};
+use super::{
+    Context, backoff::WatchBackoff, drift, error_policy, reconcile, resolve::Connector,
+    resolve::Resolver,
+};
 use crate::{
     api::{ProviderConfig, SecurityGroupRule},
     cli::RunArgs,
@@ -52,7 +55,7 @@ pub async fn run(
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let (namespaces, namespace_writer) = reflector::store();
     let namespace_events = reflector::reflector(
@@ -62,7 +65,7 @@ pub async fn run(
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let mut secret_stores = HashMap::new();
     let mut secret_streams = Vec::new();
@@ -77,7 +80,7 @@ pub async fn run(
                     watcher::Config::default(),
                 ),
             )
-            .default_backoff()
+            .backoff(WatchBackoff::default())
             .touched_objects()
             .boxed(),
         );
@@ -86,7 +89,7 @@ pub async fn run(
     let (wake, woken) = mpsc::unbounded();
     let (rule_store, rule_writer) = reflector::store();
     let rule_events = watcher(rules, rule_watch)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(slim)
         .reflect(rule_writer)
         .applied_objects();
@@ -173,7 +176,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Every watch backs off on its own errors (`default_backoff`). The
+/// Every watch backs off on its own errors (`WatchBackoff`). The
 /// controller's own backoff over all of them together would pause every
 /// trigger on any one watch's error, and after an API server restart the
 /// watches' errors kept all reconciles waiting for minutes.
