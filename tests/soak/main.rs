@@ -1,6 +1,7 @@
 //! Soak: the operator binary against the test control plane and the fake
 //! cloud over HTTP, under SIGKILLs, provider faults, an API server restart,
-//! credential rotation and out-of-band changes. It prints its figures at the
+//! credential rotation, a killed leader of two replicas and out-of-band
+//! changes. It prints its figures at the
 //! end and fails if anything was lost, done twice or left stuck.
 //!
 //! `make soak` runs it with 1,000 rules, `make test` with a shortened run
@@ -17,8 +18,6 @@
 //! | `SOAK_SEED` | random | seeds the workload (printed) |
 //! | `SOAK_LOGS` | `$TMPDIR/secgroup-soak-logs` | operator and fake cloud logs, call journals |
 //! | `SOAK_BIN_DIR` | `target/debug` | where `secgroup-operator` and `secgroup-fakecloud` are |
-//!
-//! Two replicas with leader election are not exercised here yet.
 
 mod cloud;
 mod cluster;
@@ -147,8 +146,13 @@ impl Soak {
     }
 
     pub fn start_operator(&self) {
-        let flags = lock(&self.operator_flags).clone();
+        let flags = self.operator_flags();
         self.operator().start(&flags);
+    }
+
+    /// The flags every operator start gets (replicas included).
+    pub fn operator_flags(&self) -> Vec<String> {
+        lock(&self.operator_flags).clone()
     }
 }
 
@@ -206,6 +210,8 @@ async fn run(config: Config) -> bool {
     soak.check_leaks("apiserver restart", &live).await;
     phases::credentials::run(&soak, &mut live).await;
     soak.check_leaks("credentials", &live).await;
+    live.extend(phases::leader_election::run(&soak).await);
+    soak.check_leaks("leader election", &live).await;
     phases::out_of_band::run(&soak, &mut live).await;
     soak.check_leaks("out of band", &live).await;
     phases::cleanup::run(&soak, live).await;

@@ -39,7 +39,9 @@ impl Tied {
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // The process's own output goes to `log`; the shell would only
+            // announce each SIGKILL.
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
         let mut stdout = BufReader::new(shell.stdout.take().expect("stdout"));
@@ -142,6 +144,11 @@ pub fn fake_cloud(access_key: &str, logs: &Path) -> (Tied, String) {
 /// The operator binary, restartable, with every start and kill counted.
 pub struct Operator {
     args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+    /// `--metrics-addr` of every start; a free port per start if unset.
+    fixed_metrics: Option<String>,
+    /// Where the running process serves /metrics and /readyz.
+    pub metrics: String,
     log: PathBuf,
     process: Option<Tied>,
     pub starts: u32,
@@ -150,16 +157,50 @@ pub struct Operator {
 
 impl Operator {
     pub fn new(secret_namespace: &str, logs: &Path) -> Self {
-        let args = [
-            "run",
-            "--secret-namespace",
+        Self::with("operator", secret_namespace, None, Vec::new(), logs)
+    }
+
+    /// One of several replicas sharing a Lease in `lease_namespace`, known
+    /// by `identity`, serving metrics on `metrics_addr`.
+    pub fn replica(
+        identity: &'static str,
+        secret_namespace: &str,
+        lease_namespace: &str,
+        metrics_addr: &str,
+        logs: &Path,
+    ) -> Self {
+        let mut replica = Self::with(
+            identity,
             secret_namespace,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ];
+            Some(metrics_addr.to_owned()),
+            vec![("POD_NAME", identity.to_owned())],
+            logs,
+        );
+        replica.args.extend(
+            [
+                "--leader-election",
+                "--leader-election-namespace",
+                lease_namespace,
+            ]
+            .map(String::from),
+        );
+        replica
+    }
+
+    fn with(
+        name: &str,
+        secret_namespace: &str,
+        fixed_metrics: Option<String>,
+        envs: Vec<(&'static str, String)>,
+        logs: &Path,
+    ) -> Self {
+        let args = ["run", "--secret-namespace", secret_namespace];
         Self {
             args: args.map(String::from).to_vec(),
-            log: logs.join("operator.log"),
+            envs,
+            fixed_metrics,
+            metrics: String::new(),
+            log: logs.join(format!("{name}.log")),
             process: None,
             starts: 0,
             kills: 0,
@@ -181,14 +222,25 @@ impl Operator {
             self.starts,
             jiff::Timestamp::now()
         );
-        let args: Vec<String> = self.args.iter().chain(flags).cloned().collect();
+        self.metrics = self.fixed_metrics.clone().unwrap_or_else(free_addr);
+        let metrics = ["--metrics-addr".to_owned(), self.metrics.clone()];
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .chain(&metrics)
+            .chain(flags)
+            .cloned()
+            .collect();
         let (tied, _stdout) = Tied::spawn(
             &target_dir().join("secgroup-operator"),
             &args,
             &[
                 ("RUST_LOG", "info,secgroup_operator=debug"),
                 ("NO_COLOR", "1"),
-            ],
+            ]
+            .into_iter()
+            .chain(self.envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .collect::<Vec<_>>(),
             &self.log,
             false,
         );
@@ -214,4 +266,24 @@ impl Operator {
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().filter(|p| p.alive()).map(|p| p.pid)
     }
+}
+
+/// A loopback address with a port nobody listens on now.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound address").to_string()
+}
+
+/// Waits until the operator serving on `metrics` answers /readyz with 200.
+pub async fn ready(metrics: &str, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://{metrics}/readyz")).await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }

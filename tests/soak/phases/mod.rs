@@ -1,9 +1,10 @@
 //! The soak's scenarios, run one after another against one cluster, one
-//! fake cloud and one operator.
+//! fake cloud and one operator (two replicas in the leader-election phase).
 
 pub mod churn;
 pub mod cleanup;
 pub mod credentials;
+pub mod leader_election;
 pub mod out_of_band;
 pub mod outage;
 

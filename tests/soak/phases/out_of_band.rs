@@ -25,7 +25,7 @@ const RESYNC_SECS: u64 = 5;
 pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     soak.operator().stop();
     soak.start_operator_with_resync(RESYNC_SECS);
-    new_journal(soak, "credentials").await;
+    new_journal(soak, "leader election").await;
     let min_before = min_calls(live);
     let n = (soak.config.rules / 20).max(12);
     say(&format!(
