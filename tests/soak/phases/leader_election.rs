@@ -13,10 +13,11 @@ use crate::{
     Soak,
     cluster::SECRET_NAMESPACE,
     driver::Track,
-    phases::{call_figures, min_calls, new_journal},
+    phases::{
+        absent_or_moved, call_figures, declare_initial, fresh_tracks, min_calls, new_journal,
+    },
     process::{Operator, free_addr, ready},
     say,
-    workload::Change,
 };
 
 const PHASE: &str = "leader election";
@@ -100,11 +101,7 @@ async fn one_leader(replicas: &[Replica], limit: Duration) -> Option<usize> {
 }
 
 pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
-    let mut tracks: Vec<Track> = soak
-        .slots((soak.config.rules / 10).max(30))
-        .into_iter()
-        .map(Track::new)
-        .collect();
+    let mut tracks = fresh_tracks(soak);
     say(&format!(
         "{PHASE}: {} rules, two replicas, the leader killed mid-work",
         tracks.len()
@@ -125,30 +122,16 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
 
     let half = tracks.len() / 2;
     let (before, after) = tracks.split_at_mut(half);
-    for t in before.iter_mut() {
-        let rule = t.slot.initial();
-        soak.declare(t, &rule, "Present").await;
-    }
+    declare_initial(soak, before).await;
     soak.settle(before, PHASE).await;
     let leader_calls = replicas[leader].calls().await;
     let standby_calls = replicas[standby].calls().await;
 
     // The leader is busy with these when it dies.
-    for t in after.iter_mut() {
-        let rule = t.slot.initial();
-        soak.declare(t, &rule, "Present").await;
-    }
+    declare_initial(soak, after).await;
     replicas[leader].operator.kill();
     let killed = Instant::now();
-    for (i, t) in before.iter_mut().enumerate() {
-        if i % 2 == 0 {
-            let rule = t.slot.initial();
-            soak.declare(t, &rule, "Absent").await;
-        } else {
-            let rule = t.slot.changed(Change::Port);
-            soak.declare(t, &rule, "Present").await;
-        }
-    }
+    absent_or_moved(soak, before).await;
     let took_over = one_leader(&replicas, LEASE * 4)
         .await
         .filter(|&now| now == standby)

@@ -10,7 +10,7 @@ pub mod outage;
 
 use std::collections::HashMap;
 
-use crate::{Soak, cloud::Call, driver::Track, report::Report};
+use crate::{Soak, cloud::Call, driver::Track, report::Report, workload::Change};
 
 /// Clears the call journal, keeping the last phase's calls in the log directory.
 pub async fn new_journal(soak: &Soak, previous: &str) {
@@ -62,4 +62,33 @@ pub fn ratio(a: usize, b: u64) -> f64 {
 /// Provider calls a perfect operator needs for these tracks' confirmed states.
 pub fn min_calls(tracks: &[Track]) -> u64 {
     tracks.iter().map(|t| t.min_calls).sum()
+}
+
+/// Fresh tracks for a short phase: a tenth of the rules, at least 30.
+pub fn fresh_tracks(soak: &Soak) -> Vec<Track> {
+    soak.slots((soak.config.rules / 10).max(30))
+        .into_iter()
+        .map(Track::new)
+        .collect()
+}
+
+/// Declares every track's initial rule Present.
+pub async fn declare_initial(soak: &Soak, tracks: &mut [Track]) {
+    for t in tracks {
+        let rule = t.slot.initial();
+        soak.declare(t, &rule, "Present").await;
+    }
+}
+
+/// Every other track goes Absent; the rest move to another port.
+pub async fn absent_or_moved(soak: &Soak, tracks: &mut [Track]) {
+    for (i, t) in tracks.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            let rule = t.slot.initial();
+            soak.declare(t, &rule, "Absent").await;
+        } else {
+            let rule = t.slot.changed(Change::Port);
+            soak.declare(t, &rule, "Present").await;
+        }
+    }
 }

@@ -12,20 +12,17 @@ use crate::{
     Soak,
     cluster::Cluster,
     driver::Track,
-    phases::{call_figures, min_calls, new_journal},
+    phases::{
+        absent_or_moved, call_figures, declare_initial, fresh_tracks, min_calls, new_journal,
+    },
     say,
-    workload::Change,
 };
 
 const PHASE: &str = "apiserver restart";
 const DOWN: Duration = Duration::from_secs(5);
 
 pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
-    let mut tracks: Vec<Track> = soak
-        .slots((soak.config.rules / 10).max(30))
-        .into_iter()
-        .map(Track::new)
-        .collect();
+    let mut tracks = fresh_tracks(soak);
     say(&format!(
         "{PHASE}: {} rules, API server down for {DOWN:?}",
         tracks.len()
@@ -34,31 +31,17 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     let pid = soak.operator().pid();
     let half = tracks.len() / 2;
     let (before, after) = tracks.split_at_mut(half);
-    for t in before.iter_mut() {
-        let rule = t.slot.initial();
-        soak.declare(t, &rule, "Present").await;
-    }
+    declare_initial(soak, before).await;
     soak.settle(before, PHASE).await;
     // The operator is busy with these when the API server stops.
-    for t in after.iter_mut() {
-        let rule = t.slot.initial();
-        soak.declare(t, &rule, "Present").await;
-    }
+    declare_initial(soak, after).await;
     let stopped = Instant::now();
     tokio::task::spawn_blocking(|| Cluster::restart_apiserver(DOWN))
         .await
         .expect("restart");
     let outage = stopped.elapsed();
     let back = Instant::now();
-    for (i, t) in before.iter_mut().enumerate() {
-        if i % 2 == 0 {
-            let rule = t.slot.initial();
-            soak.declare(t, &rule, "Absent").await;
-        } else {
-            let rule = t.slot.changed(Change::Port);
-            soak.declare(t, &rule, "Present").await;
-        }
-    }
+    absent_or_moved(soak, before).await;
     soak.settle(&mut tracks, PHASE).await;
     let converged = back.elapsed();
 
