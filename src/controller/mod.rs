@@ -40,7 +40,7 @@ pub use run::run;
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
-    persist::StatusWriter,
+    persist::{Outdated, StatusWriter},
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
     status::{Record, Standing},
@@ -64,6 +64,7 @@ pub struct Context {
     pub object_backoff: Backoff<ObjectRef<SecurityGroupRule>>,
     pub config_backoff: Backoff<String>,
     pub drift: DriftFindings,
+    pub outdated: Outdated,
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
@@ -84,6 +85,7 @@ impl Context {
             object_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
+            outdated: Outdated::default(),
             wake,
             metrics,
         }
@@ -144,6 +146,11 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
     {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    if ctx.outdated.is_outdated(&rule) {
+        // The watch has not delivered this operator's last write yet; it
+        // will, and wake the rule. The requeue covers a lost event.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let ns = rule.namespace().unwrap_or_default();
     let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {
@@ -153,6 +160,9 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
         }
     })
     .await;
+    if rule.metadata.deletion_timestamp.is_some() && result.is_ok() {
+        ctx.outdated.forget(&rule);
+    }
     match result {
         // The object vanished between the cleanup and the finalizer removal: done.
         Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
@@ -210,7 +220,7 @@ async fn apply(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
-    let mut writer = StatusWriter::new(api, rule);
+    let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
@@ -290,7 +300,7 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
-    let mut writer = StatusWriter::new(api, rule);
+    let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
     if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
         return orphan(rule, ctx, &object).await;
     }

@@ -6,11 +6,19 @@
 //! forget a rule that pass had just authorized, or claim one it had just
 //! revoked. The condition turns that into a conflict: the pass stops before
 //! it records (or calls) anything, and runs again on fresh data.
+//!
+//! The watch usually delivers a write after its answer, so the pass that
+//! follows a pass often starts from the version that pass replaced. Such
+//! versions are remembered ([`Outdated`]): a pass starting from one waits
+//! for the cache to catch up instead of spending a request on a conflict.
+
+use std::{collections::HashMap, sync::Mutex};
 
 use jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
+    runtime::reflector::ObjectRef,
 };
 
 use super::{
@@ -19,9 +27,51 @@ use super::{
 };
 use crate::api::{FIELD_MANAGER, SecurityGroupRule, SecurityGroupRuleStatus};
 
+/// Per rule, the resourceVersions that this operator's own status writes
+/// have replaced. Kept from a write until a pass starts from a newer version.
+#[derive(Debug, Default)]
+pub struct Outdated(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Vec<String>>>);
+
+impl Outdated {
+    /// Whether `rule` as cached is older than a status this operator wrote.
+    /// Forgets the rule once its cached version is not such a one.
+    pub fn is_outdated(&self, rule: &SecurityGroupRule) -> bool {
+        let key = ObjectRef::from_obj(rule);
+        let mut map = self.lock();
+        let outdated = match (map.get(&key), rule.resource_version()) {
+            (Some(replaced), Some(version)) => replaced.contains(&version),
+            _ => false,
+        };
+        if !outdated {
+            map.remove(&key);
+        }
+        outdated
+    }
+
+    pub fn forget(&self, rule: &SecurityGroupRule) {
+        self.lock().remove(&ObjectRef::from_obj(rule));
+    }
+
+    fn replaced(&self, rule: &SecurityGroupRule, version: String) {
+        self.lock()
+            .entry(ObjectRef::from_obj(rule))
+            .or_default()
+            .push(version);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Vec<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 pub struct StatusWriter<'a> {
     api: &'a Api<SecurityGroupRule>,
     rule: &'a SecurityGroupRule,
+    outdated: &'a Outdated,
     resource_version: Option<String>,
     /// The status as last read or written.
     status: Option<SecurityGroupRuleStatus>,
@@ -31,10 +81,15 @@ pub struct StatusWriter<'a> {
 }
 
 impl<'a> StatusWriter<'a> {
-    pub fn new(api: &'a Api<SecurityGroupRule>, rule: &'a SecurityGroupRule) -> Self {
+    pub fn new(
+        api: &'a Api<SecurityGroupRule>,
+        rule: &'a SecurityGroupRule,
+        outdated: &'a Outdated,
+    ) -> Self {
         Self {
             api,
             rule,
+            outdated,
             resource_version: rule.resource_version(),
             status: rule.status.clone(),
             proven: false,
@@ -105,7 +160,10 @@ impl<'a> StatusWriter<'a> {
                 kube::Error::Api(status) if status.code == 409 => Error::Stale,
                 other => Error::Kube(other),
             })?;
-        self.resource_version = written.resource_version();
+        let replaced = std::mem::replace(&mut self.resource_version, written.resource_version());
+        if let Some(old) = replaced.filter(|old| self.resource_version.as_ref() != Some(old)) {
+            self.outdated.replaced(self.rule, old);
+        }
         self.status = written.status;
         self.proven = true;
         Ok(())
@@ -191,7 +249,8 @@ mod tests {
     async fn each_write_is_conditional_on_the_version_it_builds_on() {
         let (api, server) = api_server(vec![(200, "6"), (200, "7")]);
         let rule = rule();
-        let mut writer = StatusWriter::new(&api, &rule);
+        let outdated = Outdated::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated);
         let mut record = Record::from_status(rule.status.as_ref());
         assert!(
             writer
@@ -213,6 +272,20 @@ mod tests {
             .collect();
         assert_eq!(versions, [&json!("5"), &json!("6")]);
         assert_eq!(bodies[1]["status"]["attemptEpoch"], 4);
+        // The cache may still hold version 5 or 6: a pass starting from
+        // either must wait; one starting from 7 goes ahead.
+        let at = |version: &str| {
+            let mut cached = rule.clone();
+            cached.metadata.resource_version = Some(version.into());
+            cached
+        };
+        assert!(outdated.is_outdated(&at("5")));
+        assert!(outdated.is_outdated(&at("6")));
+        assert!(!outdated.is_outdated(&at("7")));
+        assert!(
+            !outdated.is_outdated(&at("5")),
+            "forgotten once the cache caught up"
+        );
     }
 
     /// A conflict means the pass read a stale object: it must stop, not retry blindly.
@@ -220,7 +293,8 @@ mod tests {
     async fn a_conflict_is_reported_as_a_stale_read() {
         let (api, server) = api_server(vec![(409, "")]);
         let rule = rule();
-        let mut writer = StatusWriter::new(&api, &rule);
+        let outdated = Outdated::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated);
         let record = Record::from_status(rule.status.as_ref());
         let result = writer.write(&record, &progressing()).await;
         assert!(matches!(result, Err(Error::Stale)), "{result:?}");
@@ -235,7 +309,8 @@ mod tests {
     async fn the_record_is_proven_current_once_per_pass() {
         let (api, server) = api_server(vec![(200, "5")]);
         let rule = rule();
-        let mut writer = StatusWriter::new(&api, &rule);
+        let outdated = Outdated::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated);
         writer.ensure_current().await.expect("current");
         writer.ensure_current().await.expect("still current");
         drop(api);
@@ -246,5 +321,9 @@ mod tests {
             json!({"observedGeneration": 1, "attemptEpoch": 3})
         );
         assert_eq!(bodies[0]["metadata"]["resourceVersion"], "5");
+        assert!(
+            !outdated.is_outdated(&rule),
+            "an unchanged status replaces no version"
+        );
     }
 }
