@@ -147,8 +147,9 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     if ctx.outdated.is_outdated(&rule) {
-        // The watch has not delivered this operator's last write yet; it
-        // will, and wake the rule. The requeue covers a lost event.
+        // The watch has not delivered this operator's last write (or the
+        // deletion it allowed) yet; it will, and wake the rule. The requeue
+        // covers a lost event.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let ns = rule.namespace().unwrap_or_default();
@@ -161,7 +162,7 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
     })
     .await;
     if rule.metadata.deletion_timestamp.is_some() && result.is_ok() {
-        ctx.outdated.forget(&rule);
+        ctx.outdated.gone(&rule);
     }
     match result {
         // The object vanished between the cleanup and the finalizer removal: done.

@@ -12,7 +12,11 @@
 //! versions are remembered ([`Outdated`]): a pass starting from one waits
 //! for the cache to catch up instead of spending a request on a conflict.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use jiff::Timestamp;
 use kube::{
@@ -27,19 +31,34 @@ use super::{
 };
 use crate::api::{FIELD_MANAGER, SecurityGroupRule, SecurityGroupRuleStatus};
 
-/// Per rule, the resourceVersions that this operator's own status writes
-/// have replaced. Kept from a write until a pass starts from a newer version.
+/// Per rule, the resourceVersions that this operator's own writes have
+/// replaced: earlier versions of its status writes, and the last one once
+/// the finalizer is removed (the object is gone; a pass from its cached
+/// last version would only meet a 404). Kept until a pass starts from a
+/// newer version, or for `KEEP` at most.
 #[derive(Debug, Default)]
-pub struct Outdated(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Vec<String>>>);
+pub struct Outdated(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Versions>>);
+
+#[derive(Debug)]
+struct Versions {
+    replaced: Vec<String>,
+    latest: Option<String>,
+    since: Instant,
+}
+
+/// How long versions are remembered: the watch delivers within seconds.
+const KEEP: Duration = Duration::from_secs(300);
+/// Entries beyond this many trigger pruning of the expired ones.
+const PRUNE_ABOVE: usize = 4096;
 
 impl Outdated {
-    /// Whether `rule` as cached is older than a status this operator wrote.
+    /// Whether `rule` as cached is older than a write of this operator.
     /// Forgets the rule once its cached version is not such a one.
     pub fn is_outdated(&self, rule: &SecurityGroupRule) -> bool {
         let key = ObjectRef::from_obj(rule);
         let mut map = self.lock();
         let outdated = match (map.get(&key), rule.resource_version()) {
-            (Some(replaced), Some(version)) => replaced.contains(&version),
+            (Some(versions), Some(version)) => versions.replaced.contains(&version),
             _ => false,
         };
         if !outdated {
@@ -48,20 +67,33 @@ impl Outdated {
         outdated
     }
 
-    pub fn forget(&self, rule: &SecurityGroupRule) {
-        self.lock().remove(&ObjectRef::from_obj(rule));
+    /// The finalizer of `rule` is removed: its last written version is gone too.
+    pub fn gone(&self, rule: &SecurityGroupRule) {
+        if let Some(versions) = self.lock().get_mut(&ObjectRef::from_obj(rule))
+            && let Some(latest) = versions.latest.take()
+        {
+            versions.replaced.push(latest);
+        }
     }
 
-    fn replaced(&self, rule: &SecurityGroupRule, version: String) {
-        self.lock()
+    fn written(&self, rule: &SecurityGroupRule, replaced: Option<String>, latest: Option<String>) {
+        let mut map = self.lock();
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, v| v.since.elapsed() < KEEP);
+        }
+        let versions = map
             .entry(ObjectRef::from_obj(rule))
-            .or_default()
-            .push(version);
+            .or_insert_with(|| Versions {
+                replaced: Vec::new(),
+                latest: None,
+                since: Instant::now(),
+            });
+        versions.replaced.extend(replaced);
+        versions.latest = latest;
+        versions.since = Instant::now();
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Vec<String>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Versions>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -161,9 +193,9 @@ impl<'a> StatusWriter<'a> {
                 other => Error::Kube(other),
             })?;
         let replaced = std::mem::replace(&mut self.resource_version, written.resource_version());
-        if let Some(old) = replaced.filter(|old| self.resource_version.as_ref() != Some(old)) {
-            self.outdated.replaced(self.rule, old);
-        }
+        let replaced = replaced.filter(|old| self.resource_version.as_ref() != Some(old));
+        self.outdated
+            .written(self.rule, replaced, self.resource_version.clone());
         self.status = written.status;
         self.proven = true;
         Ok(())
@@ -286,6 +318,27 @@ mod tests {
             !outdated.is_outdated(&at("5")),
             "forgotten once the cache caught up"
         );
+    }
+
+    /// After the finalizer is removed, the last written version is as good
+    /// as gone: a pass from it must not write to the deleted object.
+    #[tokio::test]
+    async fn the_last_version_is_outdated_once_the_rule_is_gone() {
+        let (api, server) = api_server(vec![(200, "6")]);
+        let rule = rule();
+        let outdated = Outdated::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated);
+        let record = Record::from_status(rule.status.as_ref());
+        writer
+            .write(&record, &progressing())
+            .await
+            .expect("written");
+        drop(api);
+        server.await.expect("server");
+        let mut last = rule.clone();
+        last.metadata.resource_version = Some("6".into());
+        outdated.gone(&rule);
+        assert!(outdated.is_outdated(&last));
     }
 
     /// A conflict means the pass read a stale object: it must stop, not retry blindly.

@@ -8,14 +8,14 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
-        controller::Config as ControllerConfig,
+        controller::{self, Config as ControllerConfig},
         events::Recorder,
         reflector::{self, ObjectRef, Store},
         utils::Backoff,
         watcher,
     },
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Context, backoff::WatchBackoff, drift, error_policy, reconcile, resolve::Connector,
@@ -148,8 +148,13 @@ pub async fn run(
         .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile loop error");
+            match result {
+                // A requeue of a rule deleted meanwhile: expected, nothing to do.
+                Err(e @ controller::Error::ObjectNotFound(_)) => {
+                    debug!(error = %e, "rule gone before its requeue");
+                }
+                Err(e) => warn!(error = %e, "reconcile loop error"),
+                Ok(_) => {}
             }
         });
     crate::signal::bounded(controller, stop).await;
