@@ -268,6 +268,13 @@ mod tests {
         (Api::namespaced(Client::new(service, "ns"), "ns"), server)
     }
 
+    /// `rule` as the cache would hold it at `version`.
+    fn at_version(rule: &SecurityGroupRule, version: &str) -> SecurityGroupRule {
+        let mut cached = rule.clone();
+        cached.metadata.resource_version = Some(version.into());
+        cached
+    }
+
     fn progressing() -> Standing {
         Standing::Progressing {
             reason: reasons::PROGRESSING,
@@ -306,11 +313,7 @@ mod tests {
         assert_eq!(bodies[1]["status"]["attemptEpoch"], 4);
         // The cache may still hold version 5 or 6: a pass starting from
         // either must wait; one starting from 7 goes ahead.
-        let at = |version: &str| {
-            let mut cached = rule.clone();
-            cached.metadata.resource_version = Some(version.into());
-            cached
-        };
+        let at = |version: &str| at_version(&rule, version);
         assert!(outdated.is_outdated(&at("5")));
         assert!(outdated.is_outdated(&at("6")));
         assert!(!outdated.is_outdated(&at("7")));
@@ -335,10 +338,8 @@ mod tests {
             .expect("written");
         drop(api);
         server.await.expect("server");
-        let mut last = rule.clone();
-        last.metadata.resource_version = Some("6".into());
         outdated.gone(&rule);
-        assert!(outdated.is_outdated(&last));
+        assert!(outdated.is_outdated(&at_version(&rule, "6")));
     }
 
     /// A conflict means the pass read a stale object: it must stop, not retry blindly.

@@ -66,8 +66,10 @@ impl Replica {
         ))
     }
 
-    async fn calls(&self) -> f64 {
-        self.scrape().await.map_or(0.0, |(_, calls)| calls)
+    /// Its provider calls; `None` if its /metrics does not answer, which
+    /// must fail the phase rather than read as "no calls".
+    async fn calls(&self) -> Option<f64> {
+        self.scrape().await.map(|(_, calls)| calls)
     }
 }
 
@@ -80,6 +82,10 @@ fn sample_sum(text: &str, name: &str) -> f64 {
         })
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .fold(0.0, |sum, v| sum + v)
+}
+
+fn shown(calls: Option<f64>) -> String {
+    calls.map_or_else(|| "metrics unreachable".to_owned(), |c| c.to_string())
 }
 
 /// Waits until exactly one replica leads; returns its index.
@@ -156,13 +162,15 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     report.figure(
         PHASE,
         "provider calls before the kill: leader / standby",
-        format!("{leader_calls} / {standby_calls}"),
+        format!("{} / {}", shown(leader_calls), shown(standby_calls)),
     );
-    if standby_calls != 0.0 || leader_calls == 0.0 {
+    if standby_calls != Some(0.0) || leader_calls.is_none_or(|c| c == 0.0) {
         report.fail(
             PHASE,
             format!(
-                "the standby called the provider {standby_calls} times, the leader {leader_calls}"
+                "the standby called the provider {} times, the leader {}",
+                shown(standby_calls),
+                shown(leader_calls)
             ),
         );
     }
@@ -187,13 +195,14 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     report.figure(
         PHASE,
         "provider calls by the restarted replica (standby)",
-        returned_calls,
+        shown(returned_calls),
     );
-    if !back_as_standby || returned_calls != 0.0 {
+    if !back_as_standby || returned_calls != Some(0.0) {
         report.fail(
             PHASE,
             format!(
-                "the restarted replica: standby {back_as_standby}, {returned_calls} provider calls"
+                "the restarted replica: standby {back_as_standby}, {} provider calls",
+                shown(returned_calls)
             ),
         );
     }
