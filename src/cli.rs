@@ -2,9 +2,12 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::{leader, metrics::Metrics, server, server::Health};
+use crate::{
+    controller, leader, metrics::Metrics, review::Reviewer, server, server::Health,
+    telemetry::LogFormat,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,12 +35,6 @@ pub struct CrdsArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Watch SecurityGroupRules in this namespace only (default: all namespaces).
@@ -59,6 +56,12 @@ pub struct RunArgs {
     )]
     pub secret_namespaces: Vec<String>,
 
+    /// Read only the Secrets matching this label selector in those
+    /// namespaces, so no other Secret (Helm's release Secrets, say) is
+    /// ever held in memory. Empty: every Secret there.
+    #[arg(long, env = "SECGROUP_SECRET_LABEL_SELECTOR")]
+    pub secret_label_selector: Option<String>,
+
     /// How many rules are reconciled at once. Reconciles mostly wait on the
     /// API server and the provider's rate limit, so this bounds throughput.
     #[arg(long, env = "SECGROUP_CONCURRENCY", default_value_t = 64)]
@@ -68,9 +71,21 @@ pub struct RunArgs {
     #[arg(long, env = "SECGROUP_RESYNC_INTERVAL", value_parser = humantime_secs, default_value = "600")]
     pub resync_interval: Duration,
 
-    /// Address of the /metrics, /healthz and /readyz endpoints.
+    /// Address of the /metrics endpoint, and of /healthz and /readyz
+    /// unless --health-addr is set.
     #[arg(long, env = "SECGROUP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+
+    /// Address of the /healthz and /readyz endpoints, which are never
+    /// authenticated: probes keep working while /metrics is busy or locked.
+    #[arg(long, env = "SECGROUP_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+
+    /// Serve /metrics only to bearer tokens that the API server
+    /// authenticates (TokenReview) and allows `get` on the non-resource URL
+    /// /metrics (SubjectAccessReview).
+    #[arg(long, env = "SECGROUP_METRICS_AUTH")]
+    pub metrics_auth: bool,
 
     /// Log format.
     #[arg(long, env = "SECGROUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -122,21 +137,54 @@ pub fn crds(args: &CrdsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl RunArgs {
+    /// What the controller needs of the command line.
+    fn controller_config(&self) -> controller::Config {
+        controller::Config {
+            namespace: self.namespace.clone(),
+            label_selector: self.label_selector.clone(),
+            secret_namespaces: self.secret_namespaces.clone(),
+            secret_label_selector: self.secret_label_selector.clone(),
+            concurrency: self.concurrency,
+            resync_interval: self.resync_interval,
+        }
+    }
+}
+
+/// Starts the servers of /metrics and the probes.
+fn serve(args: &RunArgs, client: &kube::Client, health: &Arc<Health>, metrics: &Arc<Metrics>) {
+    let reviewer = args
+        .metrics_auth
+        .then(|| Arc::new(Reviewer::new(client.clone())));
+    let metrics = server::metrics(metrics.clone(), reviewer);
+    let probes = server::probes(health.clone());
+    match args.health_addr {
+        Some(addr) => {
+            tokio::spawn(server::serve(addr, probes, "/healthz and /readyz"));
+            tokio::spawn(server::serve(args.metrics_addr, metrics, "/metrics"));
+        }
+        None => {
+            let both = metrics.merge(probes);
+            tokio::spawn(server::serve(
+                args.metrics_addr,
+                both,
+                "/metrics, /healthz and /readyz",
+            ));
+        }
+    }
+}
+
 /// `secgroup-operator run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    tokio::spawn(server::serve(
-        args.metrics_addr,
-        health.clone(),
-        metrics.clone(),
-    ));
-    let controller = crate::controller::run(
-        &args,
+    serve(&args, &client, &health, &metrics);
+    let controller = controller::run(
+        args.controller_config(),
         client.clone(),
-        Arc::new(crate::controller::connector::Clients),
+        Arc::new(controller::connector::Clients),
         metrics.clone(),
         health.clone(),
     );

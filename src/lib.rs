@@ -11,6 +11,7 @@ pub mod fakecloud;
 pub mod leader;
 pub mod metrics;
 pub mod provider;
+pub mod review;
 pub mod server;
 pub mod sign;
 pub mod signal;

@@ -78,6 +78,7 @@ pub struct Metrics {
     provider_call_duration: Family<ActionLabels, Histogram>,
     provider_throttled: Family<ProviderLabels, Counter>,
     leader: Gauge,
+    abandoned: Counter,
     requeues: Arc<Requeues>,
     rules: Arc<RuleStates>,
 }
@@ -143,6 +144,12 @@ impl Metrics {
             "1 while this instance runs the controller (holds the lease, or runs without leader election), else 0",
             leader.clone(),
         );
+        let abandoned = Counter::default();
+        registry.register(
+            "rules_abandoned",
+            "Rules whose finalizer was released without revoking, because the SecurityGroupRule CRD is being deleted",
+            abandoned.clone(),
+        );
         let requeues = Arc::new(Requeues::default());
         registry.register_collector(Box::new(requeues.clone()));
         let rules = Arc::new(RuleStates::default());
@@ -156,6 +163,7 @@ impl Metrics {
             provider_call_duration,
             provider_throttled,
             leader,
+            abandoned,
             requeues,
             rules,
         }
@@ -173,6 +181,11 @@ impl Metrics {
     pub fn observe_rules(&self, rules: Store<SecurityGroupRule>) {
         let _ = self.rules.0.set(rules.clone());
         let _ = self.requeues.store.set(rules);
+    }
+
+    /// One rule released without a revoke (see `controller::uninstall`).
+    pub fn rule_abandoned(&self) {
+        self.abandoned.inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -1,6 +1,8 @@
-//! The operator's HTTP endpoints on `--metrics-addr`: `/metrics`
-//! (Prometheus text format), `/healthz` (liveness: the process serves) and
-//! `/readyz` (readiness, see [`Health`]).
+//! The operator's HTTP endpoints: `/metrics` (Prometheus text format) on
+//! `--metrics-addr`, optionally for reviewed bearer tokens only
+//! ([`crate::review`]); `/healthz` (liveness: the process serves) and
+//! `/readyz` (readiness, see [`Health`]) on `--health-addr`, never
+//! authenticated, or next to `/metrics` when no health address is set.
 
 use std::{
     net::SocketAddr,
@@ -12,16 +14,20 @@ use std::{
 
 use axum::{
     Router,
-    extract::State,
+    extract::{Request, State},
     http::{StatusCode, header},
-    response::IntoResponse,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use futures::future::BoxFuture;
 use kube::{Resource, runtime::reflector::Store};
 use tracing::{error, info};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    review::{Refusal, Reviewer},
+};
 
 /// Something that becomes ready once, such as an informer cache.
 pub trait Readiness: Send + Sync + 'static {
@@ -92,44 +98,80 @@ impl Health {
     }
 }
 
-#[derive(Clone)]
-struct Shared {
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-}
-
-pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
+/// `/healthz` and `/readyz`.
+pub fn probes(health: Arc<Health>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(Shared { health, metrics })
+        .with_state(health)
 }
 
-pub async fn serve(addr: SocketAddr, health: Arc<Health>, metrics: Arc<Metrics>) {
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /readyz");
-            if let Err(e) = axum::serve(listener, router(health, metrics)).await {
-                error!(error = %e, "metrics and health server stopped");
-            }
-        }
-        Err(e) => error!(%addr, error = %e, "cannot bind the metrics and health server"),
+/// `/metrics`, for reviewed bearer tokens only when `reviewer` is set.
+pub fn metrics(metrics: Arc<Metrics>, reviewer: Option<Arc<Reviewer>>) -> Router {
+    let router = Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics);
+    match reviewer {
+        Some(reviewer) => router.layer(middleware::from_fn_with_state(reviewer, authorised)),
+        None => router,
     }
 }
 
-async fn readyz(State(shared): State<Shared>) -> (StatusCode, &'static str) {
-    shared.health.readiness()
+/// Serves `router` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, router: Router, what: &'static str) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            info!(addr = %listener.local_addr().unwrap_or(addr), "serving {what}");
+            if let Err(e) = axum::serve(listener, router).await {
+                error!(error = %e, "the server of {what} stopped");
+            }
+        }
+        Err(e) => error!(%addr, error = %e, "cannot bind the server of {what}"),
+    }
 }
 
-async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    health.readiness()
+}
+
+async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.metrics.render(),
+        metrics.render(),
     )
+}
+
+async fn authorised(
+    State(reviewer): State<Arc<Reviewer>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match reviewer.check(authorization).await {
+        Ok(()) => next.run(request).await,
+        Err(Refusal::Unauthenticated) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token the Kubernetes API server authenticates is required",
+        )
+            .into_response(),
+        Err(Refusal::Forbidden) => (
+            StatusCode::FORBIDDEN,
+            "the token's user may not get the non-resource URL /metrics",
+        )
+            .into_response(),
+        Err(Refusal::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the token could not be reviewed; try again",
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +209,7 @@ mod tests {
     async fn readyz_follows_the_lease_and_the_caches() {
         use futures::FutureExt;
         let health = Arc::new(Health::default());
-        let app = router(health.clone(), Arc::new(Metrics::new()));
+        let app = probes(health.clone());
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             get(&app, "/readyz").await.0,
@@ -199,7 +241,7 @@ mod tests {
     async fn metrics_are_served_in_the_text_format() {
         let metrics = Arc::new(Metrics::new());
         metrics.set_leader(true);
-        let app = router(Arc::new(Health::default()), metrics);
+        let app = super::metrics(metrics, None);
         let (status, body) = get(&app, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("\nsecgroup_leader 1\n"), "{body}");

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::rule::DeletionPolicy;
+use super::{conditions::Condition, rule::DeletionPolicy};
 
 /// A cloud account that SecurityGroupRules refer to by name: which provider,
 /// where its API is, which Secret holds its credentials, how fast the
@@ -16,6 +16,7 @@ use super::rule::DeletionPolicy;
     version = "v1alpha1",
     kind = "ProviderConfig",
     category = "secgroup",
+    status = "ProviderConfigStatus",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint","priority":1}"#,
@@ -74,6 +75,17 @@ pub struct ProviderConfigSpec {
     /// Defaults for the rules that use this config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ProviderDefaults>,
+}
+
+/// What the operator observed about a ProviderConfig. Each concern writes
+/// its own condition types under its own field manager: `conditions` is a
+/// map keyed by `type`, so server-side apply merges their writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

@@ -1,18 +1,15 @@
 //! Connects ProviderConfigs to the real provider clients: maps the API types
 //! onto `ProviderSettings` and the Secret onto `Credentials`.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Secret;
 
-use super::resolve::{Connector, kind_of};
+use super::resolve::{Connected, Connector, kind_of};
 use crate::{
     api::{
         ProviderConfig,
         provider_config::{self as api, ProviderConfigSpec},
     },
     provider::{
-        Provider,
         credentials::Credentials,
         settings::{self, ProviderSettings},
     },
@@ -22,13 +19,15 @@ use crate::{
 pub struct Clients;
 
 impl Connector for Clients {
-    fn connect(
-        &self,
-        config: &ProviderConfig,
-        secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, String> {
+    fn connect(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connected, String> {
         let settings = settings_of(&config.spec)?;
-        settings::connect(&settings, credentials_of(secret)?).map_err(|e| e.to_string())
+        let credentials = credentials_of(secret)?;
+        let access_key_id = credentials.access_key_id.clone();
+        let provider = settings::connect(&settings, credentials).map_err(|e| e.to_string())?;
+        Ok(Connected {
+            provider,
+            access_key_id,
+        })
     }
 }
 

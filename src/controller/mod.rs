@@ -6,6 +6,7 @@
 //! `steps` (provider calls) → `status` (pure: the status to write) →
 //! one server-side apply of `/status`, only when it changed.
 
+pub mod audit;
 pub mod backoff;
 pub mod connector;
 pub mod convert;
@@ -19,6 +20,8 @@ pub mod status;
 pub mod steps;
 #[cfg(test)]
 mod tests;
+pub mod uninstall;
+pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,7 +38,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-pub use run::run;
+pub use run::{Config, run};
 
 use self::{
     backoff::Backoff,
@@ -45,6 +48,7 @@ use self::{
     resolve::{ResolveError, Resolved, Resolver},
     status::{Record, Standing},
     steps::{Halt, Notice, Pass, Stop},
+    uninstall::Uninstall,
 };
 use crate::{
     api::{
@@ -68,6 +72,8 @@ pub struct Context {
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
+    /// Tells whether the rules' CRD is being deleted; without it, never.
+    pub uninstall: Option<Uninstall>,
 }
 
 impl Context {
@@ -88,6 +94,22 @@ impl Context {
             outdated: Outdated::default(),
             wake,
             metrics,
+            uninstall: None,
+        }
+    }
+
+    /// Deleting the CRD abandons rules instead of revoking them.
+    #[must_use]
+    pub fn abandoning_on_uninstall(mut self, uninstall: Uninstall) -> Self {
+        self.uninstall = Some(uninstall);
+        self
+    }
+
+    /// Whether rules are being deleted with their CRD.
+    async fn uninstalling(&self) -> Result<bool, Error> {
+        match &self.uninstall {
+            Some(u) => u.in_progress().await.map_err(Error::Kube),
+            None => Ok(false),
         }
     }
 
@@ -222,10 +244,7 @@ async fn apply(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
-    let resolved = match ctx.resolver.resolve(
-        &rule.spec.provider_config_ref.name,
-        &rule.namespace().unwrap_or_default(),
-    ) {
+    let resolved = match ctx.resolver.resolve_rule(rule) {
         Ok(r) => r,
         Err(e) => {
             return settle_unresolved(rule, ctx, &mut writer, &record, &e)
@@ -305,14 +324,14 @@ async fn cleanup(
     if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
         return orphan(rule, ctx, &object).await;
     }
+    if ctx.uninstalling().await? {
+        return Ok(abandon(rule, ctx, &object));
+    }
     let revoked = Standing::Settled {
         reason: reasons::REVOKED,
         message: "the rule is revoked at the provider".into(),
     };
-    let resolved = match ctx.resolver.resolve(
-        &rule.spec.provider_config_ref.name,
-        &rule.namespace().unwrap_or_default(),
-    ) {
+    let resolved = match ctx.resolver.resolve_rule(rule) {
         Ok(r) => r,
         // Only a resolved config is ever called, and every call is recorded
         // first, so with nothing recorded there is nothing to revoke; the
@@ -394,6 +413,25 @@ async fn orphan(
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Releases the finalizer of a rule deleted with its CRD, leaving the cloud
+/// rule in place (see `uninstall`). No Event: thousands would be written
+/// at once, into objects about to vanish.
+fn abandon(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    object: &ObjectRef<SecurityGroupRule>,
+) -> Action {
+    ctx.object_backoff.reset(object);
+    ctx.metrics.rule_abandoned();
+    warn!(
+        namespace = object.namespace.as_deref().unwrap_or_default(),
+        rule = %rule.name_any(),
+        rule_id = rule.status.as_ref().and_then(|s| s.rule_id.as_deref()).unwrap_or_default(),
+        "the SecurityGroupRule CRD is being deleted: releasing the rule without revoking it at the provider"
+    );
+    Action::await_change()
 }
 
 /// See `status::refusal_hold`.

@@ -14,9 +14,11 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
+use super::audit::{Audited, Subject};
 use crate::{
     api::{
-        ProviderConfig, conditions::reasons, provider_config::ProviderType, rule::DeletionPolicy,
+        ProviderConfig, SecurityGroupRule, conditions::reasons, provider_config::ProviderType,
+        rule::DeletionPolicy,
     },
     cache::synced,
     metrics::Metrics,
@@ -27,11 +29,13 @@ use crate::{
 /// The operator uses the real clients; unit tests plug in doubles.
 pub trait Connector: Send + Sync {
     /// The error names the missing or malformed Secret key, never its value.
-    fn connect(
-        &self,
-        config: &ProviderConfig,
-        secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, String>;
+    fn connect(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connected, String>;
+}
+
+/// A connected client and the access key id it signs with (for the audit trail).
+pub struct Connected {
+    pub provider: Arc<dyn Provider>,
+    pub access_key_id: String,
 }
 
 /// Why a rule cannot be acted on until someone changes something.
@@ -51,8 +55,13 @@ pub enum ResolveError {
         "the operator does not read Secrets in namespace {0}: move the credentials Secret to a namespace it watches (--secret-namespace)"
     )]
     SecretNamespaceNotWatched(String),
-    #[error("credentials Secret {namespace}/{name} does not exist")]
-    SecretNotFound { namespace: String, name: String },
+    #[error("credentials Secret {namespace}/{name} does not exist{}", label_hint(.selector))]
+    SecretNotFound {
+        namespace: String,
+        name: String,
+        /// The operator reads only Secrets matching this label selector.
+        selector: Option<String>,
+    },
     #[error("credentials Secret {namespace}/{name} is invalid: {reason}")]
     SecretInvalid {
         namespace: String,
@@ -83,12 +92,21 @@ impl ResolveError {
     }
 }
 
+fn label_hint(selector: &Option<String>) -> String {
+    selector
+        .as_ref()
+        .map(|s| format!(" or is not labelled {s}"))
+        .unwrap_or_default()
+}
+
 /// A rule's provider, ready to call.
 #[derive(Clone)]
 pub struct Resolved {
     pub provider: Arc<dyn Provider>,
     pub kind: ProviderKind,
     pub config_name: String,
+    /// The access key id of the config's credentials (never the secret).
+    pub access_key_id: String,
     /// Changes whenever the config or its Secret changes: keys the
     /// per-credentials backoff, so fixed credentials are tried at once.
     pub credentials_key: String,
@@ -110,6 +128,8 @@ pub struct Resolver {
     pub configs: Store<ProviderConfig>,
     pub secrets: HashMap<String, Store<Secret>>,
     pub namespaces: Store<Namespace>,
+    /// The label selector the Secret informers use, for error messages.
+    secret_selector: Option<String>,
     connector: Arc<dyn Connector>,
     /// Every client is wrapped to count and time its calls.
     metrics: Arc<Metrics>,
@@ -120,6 +140,7 @@ struct CachedClient {
     /// resourceVersions of the config and the Secret it was built from.
     versions: (Option<String>, Option<String>),
     provider: Arc<dyn Provider>,
+    access_key_id: String,
 }
 
 impl Resolver {
@@ -134,10 +155,33 @@ impl Resolver {
             configs,
             secrets,
             namespaces,
+            secret_selector: None,
             connector,
             metrics,
             clients: Mutex::default(),
         }
+    }
+
+    /// The Secret informers read only Secrets matching `selector`.
+    #[must_use]
+    pub fn reading_secrets_labelled(mut self, selector: Option<String>) -> Self {
+        self.secret_selector = selector;
+        self
+    }
+
+    /// Resolves the provider for `rule`, its mutating calls audited in its name.
+    pub fn resolve_rule(&self, rule: &SecurityGroupRule) -> Result<Resolved, ResolveError> {
+        let namespace = rule.namespace().unwrap_or_default();
+        let mut resolved = self.resolve(&rule.spec.provider_config_ref.name, &namespace)?;
+        let subject = Subject {
+            namespace,
+            name: rule.name_any(),
+            uid: rule.uid().unwrap_or_default(),
+            provider_config: resolved.config_name.clone(),
+            access_key_id: resolved.access_key_id.clone(),
+        };
+        resolved.provider = Audited::wrap(resolved.provider, subject);
+        Ok(resolved)
     }
 
     /// Waits until every cache `resolve` reads has its first full list, so a
@@ -164,12 +208,14 @@ impl Resolver {
             .ok_or_else(|| ResolveError::SecretNotFound {
                 namespace: secret_ref.namespace.clone(),
                 name: secret_ref.name.clone(),
+                selector: self.secret_selector.clone(),
             })?;
-        let provider = self.client(&config, &secret)?;
+        let (provider, access_key_id) = self.client(&config, &secret)?;
         Ok(Resolved {
             provider,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
+            access_key_id,
             credentials_key: format!(
                 "{config_name}@{}/{}",
                 config.resource_version().unwrap_or_default(),
@@ -216,7 +262,7 @@ impl Resolver {
         &self,
         config: &ProviderConfig,
         secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, ResolveError> {
+    ) -> Result<(Arc<dyn Provider>, String), ResolveError> {
         let versions = (config.resource_version(), secret.resource_version());
         let name = config.name_any();
         let mut clients = self
@@ -224,23 +270,24 @@ impl Resolver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cached) = clients.get(&name).filter(|c| c.versions == versions) {
-            return Ok(cached.provider.clone());
+            return Ok((cached.provider.clone(), cached.access_key_id.clone()));
         }
-        let provider = self.connector.connect(config, secret).map_err(|reason| {
+        let connected = self.connector.connect(config, secret).map_err(|reason| {
             ResolveError::SecretInvalid {
                 namespace: secret.namespace().unwrap_or_default(),
                 name: secret.name_any(),
                 reason,
             }
         })?;
-        let provider = self.metrics.meter(provider);
+        let provider = self.metrics.meter(connected.provider);
         clients.insert(
             name,
             CachedClient {
                 versions,
                 provider: provider.clone(),
+                access_key_id: connected.access_key_id.clone(),
             },
         );
-        Ok(provider)
+        Ok((provider, connected.access_key_id))
     }
 }

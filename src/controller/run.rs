@@ -1,6 +1,6 @@
 //! Wires the controller: informers, triggers, drift detection, readiness.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, channel::mpsc, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -18,32 +18,52 @@ use kube::{
 use tracing::{debug, info, warn};
 
 use super::{
-    Context, backoff::WatchBackoff, drift, error_policy, reconcile, resolve::Connector,
-    resolve::Resolver,
+    Context,
+    backoff::WatchBackoff,
+    drift, error_policy, reconcile,
+    resolve::{Connector, Resolver},
+    uninstall::{self, Uninstall},
+    usage,
 };
 use crate::{
     api::{ProviderConfig, SecurityGroupRule},
-    cli::RunArgs,
     metrics::Metrics,
     server::{self, Health},
 };
+
+/// What the controller watches and how hard it works.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch rules in this namespace only; `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// Watch only rules matching this label selector.
+    pub label_selector: Option<String>,
+    /// Namespaces whose Secrets may hold provider credentials.
+    pub secret_namespaces: Vec<String>,
+    /// Read only the Secrets matching this label selector there.
+    pub secret_label_selector: Option<String>,
+    /// Rules reconciled at once.
+    pub concurrency: u16,
+    /// How often each security group is described to notice drift.
+    pub resync_interval: Duration,
+}
 
 /// Runs the controller until SIGTERM or Ctrl-C, then lets running
 /// reconciles finish. Dropping the future stops everything at once,
 /// drift detection included.
 pub async fn run(
-    args: &RunArgs,
+    config: Config,
     client: Client,
     connector: Arc<dyn Connector>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
-    let rules: Api<SecurityGroupRule> = match &args.namespace {
+    let rules: Api<SecurityGroupRule> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let mut rule_watch = watcher::Config::default();
-    if let Some(selector) = &args.label_selector {
+    if let Some(selector) = &config.label_selector {
         rule_watch = rule_watch.labels(selector);
     }
 
@@ -67,9 +87,13 @@ pub async fn run(
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
+    let mut secret_watch = watcher::Config::default();
+    if let Some(selector) = &config.secret_label_selector {
+        secret_watch = secret_watch.labels(selector);
+    }
     let mut secret_stores = HashMap::new();
     let mut secret_streams = Vec::new();
-    for ns in &args.secret_namespaces {
+    for ns in &config.secret_namespaces {
         let (store, writer) = reflector::store();
         secret_stores.insert(ns.clone(), store);
         secret_streams.push(
@@ -77,7 +101,7 @@ pub async fn run(
                 writer,
                 watcher(
                     Api::<Secret>::namespaced(client.clone(), ns),
-                    watcher::Config::default(),
+                    secret_watch.clone(),
                 ),
             )
             .backoff(WatchBackoff::default())
@@ -94,7 +118,7 @@ pub async fn run(
         .reflect(rule_writer)
         .applied_objects();
     let controller = Controller::for_stream(rule_events, rule_store.clone())
-        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
         .trigger_backoff(NoPause);
     let resolver = Resolver::new(
         configs.clone(),
@@ -102,14 +126,20 @@ pub async fn run(
         namespaces.clone(),
         connector,
         metrics.clone(),
+    )
+    .reading_secrets_labelled(config.secret_label_selector.clone());
+    let (uninstall, crd_events) = Uninstall::watch(client.clone());
+    let guard_client = client.clone();
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Recorder::new(client, super::events::reporter()),
+            resolver,
+            wake,
+            metrics.clone(),
+        )
+        .abandoning_on_uninstall(uninstall),
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client, super::events::reporter()),
-        resolver,
-        wake,
-        metrics.clone(),
-    ));
     metrics.observe_rules(rule_store.clone());
 
     let mut caches: Vec<Box<dyn server::Readiness>> = vec![
@@ -127,11 +157,11 @@ pub async fn run(
     let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
         rule_store.clone(),
-        args.resync_interval,
+        config.resync_interval,
     )));
 
     info!(
-        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        namespace = config.namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
     );
     // kube's graceful shutdown waits for reconciles that never start when
@@ -143,7 +173,8 @@ pub async fn run(
             stream::select_all(secret_streams),
             rules_using_secret(rule_store.clone(), configs),
         )
-        .watches_stream(namespace_events, rules_in_namespace(rule_store))
+        .watches_stream(namespace_events, rules_in_namespace(rule_store.clone()))
+        .watches_stream(crd_events, every_rule_on_uninstall(rule_store))
         .reconcile_on(woken)
         .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx)
@@ -157,7 +188,17 @@ pub async fn run(
                 Ok(_) => {}
             }
         });
-    crate::signal::bounded(controller, stop).await;
+    let guard_stop = stop.clone();
+    let guard = async move {
+        if config.namespace.is_none() {
+            usage::run(guard_client, guard_stop).await;
+        } else {
+            info!(
+                "this instance watches one namespace only: ProviderConfigs in use are not guarded against deletion"
+            );
+        }
+    };
+    crate::signal::bounded(futures::future::join(controller, guard).map(drop), stop).await;
     info!("controller stopped");
     Ok(())
 }
@@ -232,6 +273,24 @@ fn rules_using_secret(
             .state()
             .iter()
             .filter(|r| using.contains(&r.spec.provider_config_ref.name))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
+}
+
+/// Rules waiting in cleanup (say, for a missing Secret) are released at once
+/// when the CRD starts to go.
+fn every_rule_on_uninstall(
+    rules: Store<SecurityGroupRule>,
+) -> impl Fn(uninstall::CrdMeta) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |crd| {
+        if !uninstall::is_terminating(&crd) {
+            return Vec::new();
+        }
+        rules
+            .state()
+            .iter()
+            .filter(|r| r.metadata.deletion_timestamp.is_some())
             .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
     }

@@ -25,7 +25,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, Error, reconcile, resolve::Connector, resolve::Resolver};
+use super::{
+    Context, Error, reconcile,
+    resolve::{Connected, Connector, Resolver},
+};
 use crate::{
     api::{FINALIZER, ProviderConfig, SecurityGroupRule},
     metrics::Metrics,
@@ -107,8 +110,11 @@ impl Provider for ProviderDouble {
 struct Connects(Arc<ProviderDouble>);
 
 impl Connector for Connects {
-    fn connect(&self, _: &ProviderConfig, _: &Secret) -> Result<Arc<dyn Provider>, String> {
-        Ok(self.0.clone())
+    fn connect(&self, _: &ProviderConfig, _: &Secret) -> Result<Connected, String> {
+        Ok(Connected {
+            provider: self.0.clone(),
+            access_key_id: "AKID-TEST".into(),
+        })
     }
 }
 

@@ -1,0 +1,361 @@
+//! A ProviderConfig that rules still use cannot be deleted from under them:
+//! the finalizer `secgroup.dev/in-use` holds it while any SecurityGroupRule
+//! names it (rules being deleted too: their revoke needs it), and its
+//! `InUse` condition says how many do. Crossplane guards its
+//! ProviderConfigs the same way.
+//!
+//! The guard counts every rule of the cluster with a watch of its own, not
+//! the controller's cache, which a `--label-selector` may narrow: shards
+//! then agree on the count. An instance limited to one `--namespace` has no
+//! cluster-wide view of rules and does not guard.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{StreamExt, channel::mpsc};
+use jiff::Timestamp;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        reflector::ObjectRef,
+        watcher::{self, Event, watcher},
+    },
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    api::{
+        ProviderConfig, SecurityGroupRule,
+        conditions::{self, Condition, ConditionState},
+    },
+    controller::backoff::WatchBackoff,
+};
+
+/// Holds a ProviderConfig while rules use it.
+pub const FINALIZER: &str = "secgroup.dev/in-use";
+/// The condition type; `True` while rules use the config.
+pub const IN_USE: &str = "InUse";
+/// Server-side apply field manager of the `InUse` condition alone.
+const MANAGER: &str = "secgroup-operator-usage";
+
+pub mod reasons {
+    pub const USED: &str = "RulesUseIt";
+    pub const UNUSED: &str = "Unused";
+}
+
+struct Usage {
+    api: Api<ProviderConfig>,
+    users: Arc<Users>,
+}
+
+/// Which ProviderConfig each rule of the cluster names.
+#[derive(Default)]
+pub struct Users {
+    /// `None` until the first full list.
+    by_rule: Mutex<Option<HashMap<ObjectRef<SecurityGroupRule>, String>>>,
+    /// The list being read after a (re)start of the watch.
+    relisting: Mutex<HashMap<ObjectRef<SecurityGroupRule>, String>>,
+}
+
+impl Users {
+    /// Rules naming `config`; `None` before the first full list.
+    pub fn count(&self, config: &str) -> Option<usize> {
+        let by_rule = lock(&self.by_rule);
+        by_rule
+            .as_ref()
+            .map(|m| m.values().filter(|c| *c == config).count())
+    }
+
+    /// Folds one watch event in; returns the configs whose users changed.
+    pub fn observe(&self, event: &Event<SecurityGroupRule>) -> HashSet<String> {
+        let mut changed = HashSet::new();
+        match event {
+            Event::Init => lock(&self.relisting).clear(),
+            Event::InitApply(rule) => {
+                lock(&self.relisting).insert(ObjectRef::from_obj(rule), config_name(rule));
+            }
+            Event::InitDone => {
+                let fresh = std::mem::take(&mut *lock(&self.relisting));
+                let mut by_rule = lock(&self.by_rule);
+                let old = by_rule.take().unwrap_or_default();
+                changed.extend(old.into_values());
+                changed.extend(fresh.values().cloned());
+                *by_rule = Some(fresh);
+            }
+            Event::Apply(rule) => {
+                let config = config_name(rule);
+                if let Some(m) = lock(&self.by_rule).as_mut() {
+                    match m.insert(ObjectRef::from_obj(rule), config.clone()) {
+                        Some(old) if old == config => {}
+                        Some(old) => {
+                            changed.insert(old);
+                            changed.insert(config);
+                        }
+                        None => {
+                            changed.insert(config);
+                        }
+                    }
+                }
+            }
+            Event::Delete(rule) => {
+                if let Some(m) = lock(&self.by_rule).as_mut() {
+                    changed.extend(m.remove(&ObjectRef::from_obj(rule)));
+                }
+            }
+        }
+        changed
+    }
+}
+
+fn config_name(rule: &SecurityGroupRule) -> String {
+    rule.spec.provider_config_ref.name.clone()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the guard until `stop`.
+pub async fn run(client: Client, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+    let users = Arc::new(Users::default());
+    let (touched, configs_touched) = mpsc::unbounded();
+    let tracked = users.clone();
+    let rule_events = watcher(
+        Api::<SecurityGroupRule>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(WatchBackoff::default())
+    .filter_map(|event| futures::future::ready(event.ok()))
+    .for_each(move |event| {
+        for config in tracked.observe(&event) {
+            let _ = touched.unbounded_send(ObjectRef::new(&config));
+        }
+        futures::future::ready(())
+    });
+    let api = Api::<ProviderConfig>::all(client);
+    let usage = Arc::new(Usage {
+        api: api.clone(),
+        users,
+    });
+    let guard = Controller::new(api, watcher::Config::default())
+        .reconcile_on(configs_touched)
+        .graceful_shutdown_on(stop)
+        .run(reconcile, retry, usage)
+        .for_each(|_| async {});
+    // The rule watch ends with the guard, which ends on `stop`.
+    tokio::select! {
+        () = guard => {}
+        () = rule_events => {}
+    }
+}
+
+async fn reconcile(config: Arc<ProviderConfig>, usage: Arc<Usage>) -> Result<Action, kube::Error> {
+    let name = config.name_any();
+    let Some(users) = usage.users.count(&name) else {
+        // The first list of rules has not come yet; its end triggers every config.
+        return Ok(Action::await_change());
+    };
+    let held = config.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = config.metadata.deletion_timestamp.is_some();
+    if users == 0 && held {
+        release(&usage.api, &config).await?;
+        if deleting {
+            info!(config = %name, "no rule uses the ProviderConfig any more: its deletion goes on");
+            return Ok(Action::await_change());
+        }
+    } else if users > 0 && !held && !deleting {
+        hold(&usage.api, &config).await?;
+    }
+    write_condition(&usage.api, &config, &in_use(users, deleting)).await?;
+    Ok(Action::await_change())
+}
+
+fn retry(config: Arc<ProviderConfig>, error: &kube::Error, _: Arc<Usage>) -> Action {
+    warn!(config = %config.name_any(), %error, "could not update the ProviderConfig's in-use guard");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The `InUse` condition for `users` rules.
+pub fn in_use(users: usize, deleting: bool) -> ConditionState {
+    match (users, deleting) {
+        (0, _) => ConditionState::new(
+            IN_USE,
+            false,
+            reasons::UNUSED,
+            "no SecurityGroupRule uses this ProviderConfig",
+        ),
+        (n, false) => ConditionState::new(
+            IN_USE,
+            true,
+            reasons::USED,
+            format!("{n} SecurityGroupRule(s) use this ProviderConfig"),
+        ),
+        (n, true) => ConditionState::new(
+            IN_USE,
+            true,
+            reasons::USED,
+            format!(
+                "deletion waits for the {n} SecurityGroupRule(s) that use this ProviderConfig: \
+                 delete them (their cloud rules are revoked) or point them at another ProviderConfig"
+            ),
+        ),
+    }
+}
+
+/// Adds the finalizer.
+async fn hold(api: &Api<ProviderConfig>, config: &ProviderConfig) -> Result<(), kube::Error> {
+    let mut finalizers = config.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    set_finalizers(api, config, &finalizers).await
+}
+
+/// Removes the finalizer.
+async fn release(api: &Api<ProviderConfig>, config: &ProviderConfig) -> Result<(), kube::Error> {
+    let finalizers: Vec<String> = config
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(api, config, &finalizers).await
+}
+
+/// Replaces the finalizer list of the version read: the resourceVersion
+/// makes the write fail (and retry) if anyone changed the config meanwhile,
+/// so another finalizer is never lost.
+async fn set_finalizers(
+    api: &Api<ProviderConfig>,
+    config: &ProviderConfig,
+    finalizers: &[String],
+) -> Result<(), kube::Error> {
+    let patch = json!({
+        "metadata": {"resourceVersion": config.resource_version(), "finalizers": finalizers}
+    });
+    api.patch(
+        &config.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map(drop)
+}
+
+/// Applies the `InUse` condition, only when it changed.
+async fn write_condition(
+    api: &Api<ProviderConfig>,
+    config: &ProviderConfig,
+    want: &ConditionState,
+) -> Result<(), kube::Error> {
+    let current = current_conditions(config);
+    let now = conditions::find(&current, IN_USE);
+    let status = if want.status { "True" } else { "False" };
+    if now
+        .is_some_and(|c| c.status == status && c.reason == want.reason && c.message == want.message)
+    {
+        return Ok(());
+    }
+    let merged = conditions::merge(
+        &current,
+        std::slice::from_ref(want),
+        config.metadata.generation,
+        Timestamp::now(),
+    );
+    let body = json!({
+        "apiVersion": "secgroup.dev/v1alpha1",
+        "kind": "ProviderConfig",
+        "metadata": {"name": config.name_any()},
+        "status": {"conditions": merged},
+    });
+    api.patch_status(
+        &config.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(drop)
+}
+
+fn current_conditions(config: &ProviderConfig) -> Vec<Condition> {
+    config
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, config: &str) -> SecurityGroupRule {
+        serde_json::from_value(json!({
+            "apiVersion": "secgroup.dev/v1alpha1", "kind": "SecurityGroupRule",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {
+                "providerConfigRef": {"name": config}, "securityGroupId": "sg-1",
+                "rule": {"direction": "Ingress", "protocol": "TCP", "peer": {"cidr": "10.0.0.0/8"}}
+            }
+        }))
+        .expect("valid rule")
+    }
+
+    fn set(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn users_are_counted_from_the_first_full_list_and_changes_name_their_configs() {
+        let users = Users::default();
+        users.observe(&Event::Init);
+        users.observe(&Event::InitApply(rule("a", "p1")));
+        assert_eq!(
+            users.count("p1"),
+            None,
+            "no count before the list is complete"
+        );
+        users.observe(&Event::InitApply(rule("b", "p2")));
+        assert_eq!(users.observe(&Event::InitDone), set(&["p1", "p2"]));
+        assert_eq!(users.count("p1"), Some(1));
+        // A status write changes nothing the guard counts.
+        assert!(users.observe(&Event::Apply(rule("a", "p1"))).is_empty());
+        // A rule moving to another config changes both.
+        assert_eq!(
+            users.observe(&Event::Apply(rule("a", "p2"))),
+            set(&["p1", "p2"])
+        );
+        assert_eq!((users.count("p1"), users.count("p2")), (Some(0), Some(2)));
+        assert_eq!(users.observe(&Event::Delete(rule("b", "p2"))), set(&["p2"]));
+        assert_eq!(users.count("p2"), Some(1));
+        // A relist replaces the index; rules gone meanwhile are forgotten.
+        users.observe(&Event::Init);
+        assert_eq!(users.observe(&Event::InitDone), set(&["p2"]));
+        assert_eq!(users.count("p2"), Some(0));
+    }
+
+    #[test]
+    fn the_condition_counts_the_users_and_says_what_a_deletion_waits_for() {
+        let unused = in_use(0, true);
+        assert!(!unused.status);
+        assert_eq!(unused.reason, reasons::UNUSED);
+        let used = in_use(3, false);
+        assert!(used.status);
+        assert!(
+            used.message.starts_with("3 SecurityGroupRule"),
+            "{}",
+            used.message
+        );
+        let held = in_use(2, true);
+        assert!(
+            held.message.contains("deletion waits for the 2"),
+            "{}",
+            held.message
+        );
+    }
+}
