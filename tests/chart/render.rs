@@ -50,6 +50,16 @@ fn rule_rights() -> Vec<(String, String, Vec<String>, Vec<String>)> {
     ]
 }
 
+/// The operator's ClusterRole (not the metrics reader's).
+fn operator_role(objects: &[Value]) -> &Value {
+    let roles: Vec<_> = of_kind(objects, "ClusterRole")
+        .into_iter()
+        .filter(|r| !str_of(&r["metadata"]["name"]).ends_with("-metrics-reader"))
+        .collect();
+    assert_eq!(roles.len(), 1, "one operator ClusterRole");
+    roles[0]
+}
+
 fn roles_named<'a>(objects: &'a [Value], suffix: &str) -> Vec<&'a Value> {
     of_kind(objects, "Role")
         .into_iter()
@@ -117,7 +127,32 @@ fn cluster_role_grants_only_what_the_operator_calls() {
     let mut expected: BTreeSet<_> = rule_rights().into_iter().collect();
     expected.insert(right("secgroup.dev", "providerconfigs", &["list", "watch"]));
     expected.insert(right("", "namespaces", &["list", "watch"]));
-    assert_eq!(rights(one(&objects, "ClusterRole")), expected);
+    // The in-use guard of ProviderConfigs.
+    expected.insert(right("secgroup.dev", "providerconfigs", &["patch"]));
+    expected.insert(right("secgroup.dev", "providerconfigs/status", &["patch"]));
+    // The rules' CRD, by name only: its deletion abandons rules.
+    let mut crd = right(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["get", "list", "watch"],
+    );
+    crd.3 = vec!["securitygrouprules.secgroup.dev".into()];
+    expected.insert(crd);
+    // Reviews of the tokens that scrape /metrics (metrics.auth.enabled).
+    expected.insert(right("authentication.k8s.io", "tokenreviews", &["create"]));
+    expected.insert(right(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        &["create"],
+    ));
+    assert_eq!(rights(operator_role(&objects)), expected);
+    let open = template(&["--set", "metrics.auth.enabled=false"]);
+    assert!(
+        rights(operator_role(&open))
+            .iter()
+            .all(|(g, _, _, _)| !g.starts_with("authentication") && !g.starts_with("authorization")),
+        "no review rights without metrics auth"
+    );
     let binding = one(&objects, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"][0]["name"],
@@ -222,7 +257,7 @@ fn leader_election_follows_replicas_or_the_force_value() {
 #[test]
 fn watch_namespace_moves_the_rights_on_rules_into_a_role() {
     let objects = template(&["--set", "watchNamespace=web"]);
-    let cluster = rights(one(&objects, "ClusterRole"));
+    let cluster = rights(operator_role(&objects));
     assert!(cluster.iter().all(|(g, _, _, _)| g != "events.k8s.io"));
     assert!(
         cluster
@@ -253,6 +288,8 @@ fn the_pod_meets_the_restricted_pod_security_standard() {
     assert!(sc["capabilities"].get("add").is_none());
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "health");
     assert!(c["resources"]["requests"]["memory"].is_string());
     assert!(c["resources"]["limits"]["memory"].is_string());
     for (name, field) in [
@@ -300,6 +337,83 @@ fn optional_objects_render_only_when_enabled() {
         ["Ingress", "Egress"]
     );
     assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], "metrics");
+    assert_eq!(policy["spec"]["ingress"][1]["ports"][0]["port"], "health");
+    assert!(
+        policy["spec"]["ingress"][1].get("from").is_none(),
+        "the kubelet probes from the node"
+    );
+}
+
+/// /metrics asks for a reviewed bearer token by default, probes are on their
+/// own port, scrapers get a ClusterRole to bind, and the ServiceMonitor
+/// sends Prometheus's token.
+#[test]
+fn metrics_need_a_reviewed_token_and_the_service_monitor_sends_one() {
+    let objects = template(&[]);
+    let argv = args(&objects);
+    assert!(argv.contains(&"--metrics-auth".to_owned()), "{argv:?}");
+    assert!(
+        argv.contains(&"--health-addr=0.0.0.0:8081".to_owned()),
+        "{argv:?}"
+    );
+    let ports = container(&objects)["ports"].as_sequence().expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "health" && p["containerPort"] == 8081)
+    );
+    let reader = of_kind(&objects, "ClusterRole")
+        .into_iter()
+        .find(|r| str_of(&r["metadata"]["name"]).ends_with("-metrics-reader"))
+        .expect("a metrics-reader ClusterRole");
+    let rules = reader["rules"].as_sequence().expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(strings(&rules[0]["nonResourceURLs"]), ["/metrics"]);
+    assert_eq!(strings(&rules[0]["verbs"]), ["get"]);
+
+    let values = chart_dir().join("ci/ha-values.yaml");
+    let all = template(&["--values", values.to_str().expect("utf-8")]);
+    let endpoint = &one(&all, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(
+        endpoint["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    let binding = of_kind(&all, "ClusterRoleBinding")
+        .into_iter()
+        .find(|b| b["roleRef"]["name"] == reader["metadata"]["name"])
+        .expect("the readers are bound");
+    assert_eq!(binding["subjects"][0]["name"], "prometheus-k8s");
+    assert_eq!(binding["subjects"][0]["namespace"], "monitoring");
+
+    let open = template(&[
+        "--set",
+        "metrics.auth.enabled=false",
+        "--values",
+        values.to_str().expect("utf-8"),
+    ]);
+    assert!(!args(&open).contains(&"--metrics-auth".to_owned()));
+    assert!(
+        one(&open, "ServiceMonitor")["spec"]["endpoints"][0]
+            .get("bearerTokenFile")
+            .is_none()
+    );
+}
+
+/// Only labelled Secrets are read by default, so Helm's release Secrets in
+/// the same namespace never reach the operator.
+#[test]
+fn secrets_are_selected_by_label() {
+    let objects = template(&[]);
+    assert!(
+        args(&objects)
+            .contains(&"--secret-label-selector=secgroup.dev/credentials=true".to_owned())
+    );
+    let all = template(&["--set", "secretLabelSelector="]);
+    assert!(
+        args(&all)
+            .iter()
+            .all(|a| !a.starts_with("--secret-label-selector"))
+    );
 }
 
 /// The Deployment's arguments are a valid command line of this operator.
@@ -325,6 +439,12 @@ fn deployment_arguments_parse_with_the_operator_cli() {
             panic!("not `run`")
         };
         assert_eq!(run.metrics_addr.port(), 8080);
+        assert_eq!(run.health_addr.map(|a| a.port()), Some(8081));
+        assert!(run.metrics_auth);
+        assert_eq!(
+            run.secret_label_selector.as_deref(),
+            Some("secgroup.dev/credentials=true")
+        );
         assert_eq!(run.resync_interval.as_secs(), 600);
         if values.is_empty() {
             assert_eq!(run.secret_namespaces, [NAMESPACE]);
@@ -345,6 +465,8 @@ fn the_values_schema_refuses_bad_values() {
         ("replicaCount=-1", "replicaCount"),
         ("leaderElection.enabled=true", "enabled"),
         ("image.digest=latest", "digest"),
+        ("metrics.auth.enabled=yes", "enabled"),
+        ("health.port=80", "port"),
     ] {
         let err = try_template(&["--set", set]).expect_err(set);
         assert!(err.contains(field), "{set}: {err}");

@@ -7,6 +7,7 @@ mod kstatus;
 mod operations;
 mod recovery;
 mod support;
+mod tenancy;
 
 use std::time::Duration;
 
