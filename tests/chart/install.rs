@@ -27,7 +27,7 @@ fn run(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{program} on PATH: {e}"))
 }
 
-fn ok(program: &str, args: &[&str]) -> String {
+pub fn ok(program: &str, args: &[&str]) -> String {
     let out = run(program, args);
     assert!(
         out.status.success(),
@@ -46,6 +46,23 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// A credentials Secret with the fake cloud's test keys.
+pub fn create_credentials(namespace: &str, name: &str) {
+    ok(
+        "kubectl",
+        &[
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            namespace,
+            &format!("--from-literal=accessKeyId={ACCESS_KEY}"),
+            &format!("--from-literal=accessKeySecret={SECRET_KEY}"),
+        ],
+    );
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
@@ -129,16 +146,46 @@ fn deployment_command(namespace: &str, name: &str) -> (Vec<String>, Vec<(String,
     (args, env)
 }
 
-fn with_metrics_addr(args: &[String], port: u16) -> Vec<String> {
-    args.iter()
+/// Where a test's operator serves /metrics and its probes.
+#[derive(Clone, Copy)]
+struct Ports {
+    metrics: u16,
+    health: u16,
+}
+
+/// The Deployment's arguments with free loopback ports for /metrics and the probes.
+fn on_free_ports(args: &[String]) -> (Vec<String>, Ports) {
+    let ports = Ports {
+        metrics: free_port(),
+        health: free_port(),
+    };
+    let args = args
+        .iter()
         .map(|a| {
             if a.starts_with("--metrics-addr=") {
-                format!("--metrics-addr=127.0.0.1:{port}")
+                format!("--metrics-addr=127.0.0.1:{}", ports.metrics)
+            } else if a.starts_with("--health-addr=") {
+                format!("--health-addr=127.0.0.1:{}", ports.health)
             } else {
                 a.clone()
             }
         })
-        .collect()
+        .collect();
+    (args, ports)
+}
+
+/// The status of GET /metrics with `token` as the bearer token, if any.
+async fn metrics_status(port: u16, token: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request
+        .send()
+        .await
+        .expect("the metrics port answers")
+        .status()
+        .as_u16()
 }
 
 async fn readyz(port: u16) -> Result<u16, String> {
@@ -170,6 +217,10 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "--take-ownership",
             "--set",
             &format!("labelSelector={shard}"),
+            "--set",
+            "metrics.auth.readers[0].name=scraper",
+            "--set",
+            &format!("metrics.auth.readers[0].namespace={system}"),
         ],
     );
     let sa = format!("{release}-secgroup-operator");
@@ -191,19 +242,21 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "--from-literal=accessKeyId=x",
         ],
     );
+    create_credentials(&system, "cloud-credentials");
+    // The chart reads only labelled Secrets: Helm's release Secret lives
+    // next to this one and never reaches the operator.
     ok(
         "kubectl",
         &[
-            "create",
+            "label",
             "secret",
-            "generic",
             "cloud-credentials",
             "-n",
             &system,
-            &format!("--from-literal=accessKeyId={ACCESS_KEY}"),
-            &format!("--from-literal=accessKeySecret={SECRET_KEY}"),
+            "secgroup.dev/credentials=true",
         ],
     );
+    create_credentials(&system, "unlabelled");
 
     // The ServiceAccount's token, as a Pod would get it.
     let token = ok(
@@ -235,7 +288,33 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         assert!(!can("delete", "securitygrouprules.secgroup.dev", &rules_ns));
         assert!(!can("update", "securitygrouprules.secgroup.dev", &rules_ns));
         assert!(can("watch", "providerconfigs.secgroup.dev", ""));
-        assert!(!can("patch", "providerconfigs.secgroup.dev", ""));
+        // The in-use guard: a finalizer and a condition, nothing else.
+        assert!(can("patch", "providerconfigs.secgroup.dev", ""));
+        assert!(!can("update", "providerconfigs.secgroup.dev", ""));
+        assert!(!can("delete", "providerconfigs.secgroup.dev", ""));
+        // The rules' CRD by name, no other CRD.
+        let crd = "customresourcedefinitions.apiextensions.k8s.io";
+        assert!(can(
+            "watch",
+            &format!("{crd}/securitygrouprules.secgroup.dev"),
+            ""
+        ));
+        assert!(!can(
+            "get",
+            &format!("{crd}/providerconfigs.secgroup.dev"),
+            ""
+        ));
+        assert!(!can(
+            "delete",
+            &format!("{crd}/securitygrouprules.secgroup.dev"),
+            ""
+        ));
+        assert!(can("create", "tokenreviews.authentication.k8s.io", ""));
+        assert!(can(
+            "create",
+            "subjectaccessreviews.authorization.k8s.io",
+            ""
+        ));
         assert!(can("create", "events.events.k8s.io", &rules_ns));
         assert!(
             !can("create", "leases.coordination.k8s.io", &system),
@@ -279,8 +358,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         args.contains(&format!("--secret-namespace={system}")),
         "{args:?}"
     );
-    let port = free_port();
-    let args = with_metrics_addr(&args, port);
+    let (args, ports) = on_free_ports(&args);
     let mut envs: Vec<(String, String)> = env;
     envs.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -290,13 +368,44 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         "the operator ready (every cache synced under the chart's RBAC)",
         Duration::from_secs(60),
         || async {
-            match readyz(port).await? {
+            match readyz(ports.health).await? {
                 200 => Ok(()),
                 code => Err(format!("/readyz {code}")),
             }
         },
     )
     .await;
+
+    // /metrics wants a token the API server authenticates and allows to get
+    // /metrics: the chart's reader binding allows `scraper`, not `nobody`.
+    for name in ["scraper", "nobody"] {
+        ok(
+            "kubectl",
+            &["create", "serviceaccount", name, "-n", &system],
+        );
+    }
+    let token_of = |name: &str| {
+        ok(
+            "kubectl",
+            &["create", "token", name, "-n", &system, "--duration=10m"],
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(metrics_status(ports.metrics, None).await, 401);
+    assert_eq!(
+        metrics_status(ports.metrics, Some("not-a-token")).await,
+        401
+    );
+    assert_eq!(
+        metrics_status(ports.metrics, Some(&token_of("nobody"))).await,
+        403
+    );
+    assert_eq!(
+        metrics_status(ports.metrics, Some(&token_of("scraper"))).await,
+        200
+    );
+    assert_eq!(readyz(ports.health).await, Ok(200), "probes need no token");
 
     // It reconciles a rule against the fake cloud: finalizer, status, events.
     let client = Client::try_default().await.expect("kubeconfig");
@@ -354,6 +463,49 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             .is_empty(),
         "revoked on delete"
     );
+
+    // A ProviderConfig whose Secret lacks the label: the operator never read
+    // it, and says which label it wants.
+    let unlabelled = format!("chart-unlabelled-{id}");
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            &provider_config
+                .replace(&config, &unlabelled)
+                .replace("cloud-credentials", "unlabelled"),
+        ),
+    );
+    let mut manifest = rule_manifest(
+        "unread",
+        &unlabelled,
+        &group,
+        json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 22, "to": 22}, "peer": {"cidr": "10.0.0.0/8"}}),
+    );
+    manifest["metadata"]["labels"] = json!({label_key: label_value});
+    rules
+        .patch(
+            "unread",
+            &PatchParams::apply("chart-e2e").force(),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .expect("apply rule");
+    let stalled = condition(&rules, "unread", "Stalled", "True").await;
+    let message = stalled
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains("is not labelled secgroup.dev/credentials=true"),
+        "{message}"
+    );
+    rules
+        .delete("unread", &Default::default())
+        .await
+        .expect("delete");
+    gone(&rules, "unread").await;
+
     let log = std::fs::read_to_string(log_path(&format!("chart-{id}-operator.log"))).expect("log");
     assert!(
         !log.to_lowercase().contains("forbidden"),
@@ -362,8 +514,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
 
     // Started to read Secrets in a namespace the chart did not grant, the
     // operator is refused by the API server and never becomes ready.
-    let denied_port = free_port();
-    let mut denied_args = with_metrics_addr(&args, denied_port);
+    let (mut denied_args, denied_ports) = on_free_ports(&args);
     denied_args.extend([
         format!("--secret-namespace={elsewhere}"),
         format!("--namespace={elsewhere}"),
@@ -393,7 +544,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     )
     .await;
     assert_eq!(
-        readyz(denied_port).await,
+        readyz(denied_ports.health).await,
         Ok(503),
         "not ready without its Secrets cache"
     );

@@ -6,6 +6,7 @@
 mod helm;
 mod install;
 mod render;
+mod uninstall;
 
 // Shared with the end-to-end suite: process handling, the fake cloud, waits.
 #[allow(dead_code)]

@@ -465,7 +465,12 @@ pub async fn cloud_rules_at(url: &str, provider: &str, region: &str, group: &str
 
 /// Calls the fake cloud saw for a group.
 pub async fn cloud_calls(group: &str) -> Vec<Value> {
-    let calls = array(admin_get("calls", &[]).await);
+    cloud_calls_at(&env().fakecloud, group).await
+}
+
+/// Every call the fake cloud at `url` received for `group`.
+pub async fn cloud_calls_at(url: &str, group: &str) -> Vec<Value> {
+    let calls = array(admin_get_at(url, "calls", &[]).await);
     calls.into_iter().filter(|c| c["group"] == group).collect()
 }
 
