@@ -290,8 +290,8 @@ mod tests {
         assert_eq!(b.expect("present").map(|e| e.name.as_str()), Some("rest"));
 
         let only_a = [entry(json!({}))];
-        let refused =
-            governing("shared", Some(&only_a), "b", &labels(&[("team", "b")])).expect_err("refused");
+        let refused = governing("shared", Some(&only_a), "b", &labels(&[("team", "b")]))
+            .expect_err("refused");
         assert_eq!(refused.field, "metadata.namespace");
         assert!(
             refused
@@ -305,7 +305,8 @@ mod tests {
     fn an_invalid_selector_is_named() {
         let bad = [entry(json!({"namespaceSelector": {"matchExpressions": [
             {"key": "team", "operator": "Nearly", "values": ["x"]}]}}))];
-        let e = governing("shared", Some(&bad), "a", &labels(&[("team", "a")])).expect_err("refused");
+        let e =
+            governing("shared", Some(&bad), "a", &labels(&[("team", "a")])).expect_err("refused");
         assert!(
             e.message
                 .contains("spec.policies[team-a].namespaceSelector"),
