@@ -236,6 +236,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         assert!(!can("update", "securitygrouprules.secgroup.dev", &rules_ns));
         assert!(can("watch", "providerconfigs.secgroup.dev", ""));
         assert!(!can("patch", "providerconfigs.secgroup.dev", ""));
+        assert!(can("patch", "providerconfigs.secgroup.dev/status", ""));
         assert!(can("create", "events.events.k8s.io", &rules_ns));
         assert!(
             !can("create", "leases.coordination.k8s.io", &system),
@@ -268,7 +269,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     let config = format!("chart-{id}");
     let provider_config = format!(
         "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
-         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
+         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
         cloud.url
     );
     kubectl(&["apply", "-f", "-"], Some(&provider_config));
