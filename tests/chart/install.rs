@@ -49,6 +49,7 @@ fn free_port() -> u16 {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
+/// A RESOURCE of `kind/sub` asks about the subresource `sub`.
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -56,7 +57,14 @@ fn can_i(
     resource: &str,
     namespace: &str,
 ) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((kind, sub)) => (kind, Some(format!("--subresource={sub}"))),
+        None => (resource, None),
+    };
     let mut args = vec!["auth", "can-i", verb, resource];
+    if let Some(sub) = &subresource {
+        args.push(sub);
+    }
     if namespace.is_empty() {
         args.push("--all-namespaces");
     } else {
