@@ -18,13 +18,15 @@ use serde_json::{Map, Value, json};
 
 use super::{
     FakeCloud, World,
-    alibaba::header_pairs,
     auth::{self, AuthError, Received},
+    header_pairs,
     idempotency::fingerprint,
     pipeline::{self, ApiError, Call, Dialect, Outcome},
     state::{Group, GroupKey},
 };
-use crate::provider::{Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule};
+use secgroup_operator::provider::{
+    Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule,
+};
 
 /// Where a group is created when auto-creation is on and no region is known.
 const DEFAULT_REGION: &str = "bj";

@@ -1,5 +1,5 @@
 //! The fake cloud over real HTTP: each test starts it in-process on
-//! 127.0.0.1:0 and signs its requests by hand with `secgroup_operator::sign`.
+//! 127.0.0.1:0 and signs its requests by hand with `secgroup_sign`.
 
 mod admin;
 mod alibaba;

@@ -11,7 +11,6 @@ use proptest::{option, prelude::*, test_runner::TestCaseError};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{Config, FakeCloud, serve};
 use crate::{
     provider::{
         self, Authorize, Credentials, GroupRef, Operation, Provider, ProviderKind,
@@ -23,6 +22,7 @@ use crate::{
     },
     sign::{self, SignedRequest, acs3, encode::percent_encode, rpc},
 };
+use secgroup_fakecloud::{Config, FakeCloud, serve};
 
 const AK: &str = "ak";
 const SECRET: &str = "sk";

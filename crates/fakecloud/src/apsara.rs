@@ -11,9 +11,9 @@ use axum::{
 
 use super::{
     FakeCloud,
-    alibaba::{PopRequest, serve_pop},
+    pop::{PopRequest, serve_pop},
 };
-use crate::provider::ProviderKind;
+use secgroup_operator::provider::ProviderKind;
 
 /// Headers only Apsara clients send; at `/` they select the Apsara cloud.
 const APSARA_HEADERS: [&str; 3] = [

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use secgroup_operator::fakecloud::{Config, FakeCloud, serve_tls, tls};
+use secgroup_fakecloud::{Config, FakeCloud, serve_tls, tls};
 use serde_json::json;
 
 /// A self-signed certificate for `localhost`, written to a fresh directory.

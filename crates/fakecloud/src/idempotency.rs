@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::provider::ProviderKind;
+use secgroup_operator::provider::ProviderKind;
 
 const RETENTION: SignedDuration = SignedDuration::from_hours(24);
 

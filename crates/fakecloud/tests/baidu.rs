@@ -188,7 +188,7 @@ async fn bad_signatures_are_refused() {
 }
 
 async fn tampered_get(fake: &Fake) -> crate::support::Answer {
-    use secgroup_operator::sign::{SignedRequest, bce};
+    use secgroup_sign::{SignedRequest, bce};
     let timestamp = crate::support::now();
     let headers = crate::support::pairs(&[("host", &fake.host), ("x-bce-date", &timestamp)]);
     let context = bce::AuthContext {

@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use super::state::provider_name;
-use crate::provider::ProviderKind;
+use secgroup_operator::provider::ProviderKind;
 
 /// Used when neither the plan nor the command line gives a seed.
 const DEFAULT_SEED: u64 = 0x5ec6_4009;
@@ -78,7 +78,7 @@ mod optional_provider {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use super::provider_name;
-    use crate::provider::ProviderKind;
+    use secgroup_operator::provider::ProviderKind;
 
     #[allow(clippy::ref_option)] // serde's `with` hands us a reference to the field
     pub fn serialize<S: Serializer>(kind: &Option<ProviderKind>, s: S) -> Result<S::Ok, S::Error> {

@@ -17,8 +17,7 @@ pub mod faults;
 mod idempotency;
 pub mod journal;
 mod pipeline;
-#[cfg(test)]
-mod properties;
+mod pop;
 pub mod rule_json;
 pub mod state;
 pub mod tls;
@@ -226,6 +225,17 @@ async fn read_request(
         .await
         .map_err(|e| (http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response())?;
     Ok((parts, body))
+}
+
+/// Header names lower-case (as `http` keeps them), values as text.
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
 }
 
 /// Marks a response whose connection is to be closed without sending it.

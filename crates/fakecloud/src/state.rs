@@ -9,13 +9,13 @@ use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use super::rule_json::RuleJson;
-use crate::provider::{Direction, ProviderKind, Rule};
+use secgroup_operator::provider::{Direction, ProviderKind, Rule};
 
 /// Names the admin API and the state file use for each provider.
 pub mod provider_name {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
-    use crate::provider::ProviderKind;
+    use secgroup_operator::provider::ProviderKind;
 
     pub fn as_str(kind: ProviderKind) -> &'static str {
         match kind {
@@ -315,7 +315,7 @@ mod tests {
     use rand::{SeedableRng, rngs::StdRng};
 
     use super::*;
-    use crate::provider::{NicType, Peer, Policy, PortRange, Protocol};
+    use secgroup_operator::provider::{NicType, Peer, Policy, PortRange, Protocol};
 
     fn ssh(description: &str) -> Rule {
         Rule {

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use secgroup_operator::fakecloud::{Config, FakeCloud, serve, serve_tls, tls};
+use secgroup_fakecloud::{Config, FakeCloud, serve, serve_tls, tls};
 
 /// Alibaba ECS, Apsara Stack and Baidu BCC security-group APIs on one port,
 /// for end-to-end tests and demos. Admin API under /_fake/.

@@ -18,7 +18,7 @@ use super::{
     idempotency::{CachedResponse, Lookup, TokenKey},
     journal::{self, CallRecord},
 };
-use crate::provider::ProviderKind;
+use secgroup_operator::provider::ProviderKind;
 
 /// A provider error as the provider would report it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,7 +39,7 @@ pub fn query_string(pairs: &super::Pairs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::vectors;
+    use crate::vectors;
 
     /// Space must never become `+`: both clouds would reject the signature.
     #[test]

@@ -20,7 +20,7 @@ use super::{
     rule_json::RuleJson,
     state::{GroupKey, provider_name},
 };
-use crate::provider::{ProviderKind, Rule};
+use secgroup_operator::provider::{ProviderKind, Rule};
 
 pub fn router() -> Router<FakeCloud> {
     Router::new()

@@ -16,7 +16,9 @@ use super::{
     pipeline::{ApiError, Outcome},
     state::{Group, GroupKey},
 };
-use crate::provider::{Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule};
+use secgroup_operator::provider::{
+    Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule,
+};
 
 pub const API_VERSION: &str = "2014-05-26";
 const MAX_RULES_PER_CALL: usize = 100;

@@ -1,5 +1,5 @@
 //! Signature checks for every scheme the fake cloud accepts, built on the
-//! project's one implementation of each algorithm in [`crate::sign`].
+//! project's one implementation of each algorithm in [`secgroup_sign`].
 //!
 //! The verifiers rebuild the signature from what the request declares
 //! (Alibaba V3 `SignedHeaders`, Baidu's listed-or-default headers), enforce
@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::sign::{self, Pairs, SignedRequest, acs3, bce, rpc};
+use secgroup_sign::{self as sign, Pairs, SignedRequest, acs3, bce, rpc};
 
 /// Alibaba accepts a request timestamp up to 15 minutes off the server clock
 /// and remembers nonces at least that long.

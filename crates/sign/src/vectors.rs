@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::SignedRequest;
 
 static VECTORS: LazyLock<Value> = LazyLock::new(|| {
-    serde_json::from_str(include_str!("../../tests/vectors/expected.json"))
+    serde_json::from_str(include_str!("../../../tests/vectors/expected.json"))
         .expect("expected.json is JSON")
 });
 

@@ -72,5 +72,5 @@ fn header_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     names
 }
 
-#[cfg(test)]
-pub(crate) mod vectors;
+#[cfg(any(test, feature = "vectors"))]
+pub mod vectors;

@@ -53,7 +53,7 @@ pub fn signature(secret: &str, method: &str, params: &Pairs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::vectors::{self, pairs};
+    use crate::vectors::{self, pairs};
 
     /// The published documentation example (A1), byte for byte.
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::ProviderKind;
+use secgroup_operator::provider::ProviderKind;
 
 /// Older calls are forgotten beyond this many, so long benchmarks stay bounded.
 const CAPACITY: usize = 100_000;

@@ -143,7 +143,7 @@ pub fn parse_authorization(header: &str) -> Result<Acs3Authorization, MalformedA
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::vectors::Vector;
+    use crate::vectors::Vector;
 
     fn sign(v: &Vector) -> String {
         authorization(v.str("access_key_id"), v.str("secret"), &v.request())

@@ -4,10 +4,8 @@
 use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
-use secgroup_operator::{
-    fakecloud::{Config, FakeCloud, serve},
-    sign::{self, SignedRequest, acs3, bce, encode::percent_encode, rpc},
-};
+use secgroup_fakecloud::{Config, FakeCloud, serve};
+use secgroup_sign::{self as sign, SignedRequest, acs3, bce, encode::percent_encode, rpc};
 use serde_json::Value;
 
 pub const AK: &str = "testid";

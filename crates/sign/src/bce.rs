@@ -182,7 +182,7 @@ pub fn parse_authorization(header: &str) -> Result<BceAuthorization, MalformedAu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::vectors::{self, Vector, pairs, strings};
+    use crate::vectors::{self, Vector, pairs, strings};
 
     fn context(v: &Vector) -> AuthContext<'static> {
         AuthContext {

@@ -1,24 +1,24 @@
-//! Alibaba Cloud ECS RPC at `/`: parameters in the query ∪ a form body,
-//! signed with V3 (`Authorization: ACS3-HMAC-SHA256 …`) or V2 (`Signature`
-//! parameters). Apsara Stack reuses this reading of a POP request.
+//! What Alibaba ECS and Apsara Stack share: reading a POP RPC request
+//! (query ∪ form body), verifying it, and answering it through the pipeline
+//! in the POP error envelope.
 
 use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request, State},
+    extract::{FromRequest, Request},
     http::{HeaderMap, Method, Uri, header},
     response::Response,
 };
+use secgroup_operator::provider::ProviderKind;
 
 use super::{
-    FakeCloud, apsara,
+    FakeCloud,
     auth::{self, AuthError, Received},
     ecs::{self, EcsAction},
     idempotency::fingerprint,
     pipeline::{self, ApiError, Call, Dialect, Outcome},
 };
-use crate::provider::ProviderKind;
 
 /// Parameters that sign or frame a request rather than state its intent.
 const SIGNING_PARAMS: [&str; 11] = [
@@ -84,7 +84,7 @@ impl PopRequest {
             path: uri.path().to_owned(),
             query,
             params,
-            headers: header_pairs(headers),
+            headers: super::header_pairs(headers),
             body,
         }
     }
@@ -113,26 +113,6 @@ impl PopRequest {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// Header names lower-case (as `http` keeps them), values as text.
-pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
-}
-
-pub async fn rpc_root(State(cloud): State<FakeCloud>, request: PopRequest) -> Response {
-    let provider = if apsara::is_apsara(&request) {
-        ProviderKind::Apsara
-    } else {
-        ProviderKind::Alibaba
-    };
-    serve_pop(&cloud, provider, request, None).await
 }
 
 /// Answers one POP request for Alibaba or Apsara; `path_action` is the action

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{Direction, NicType, Peer, Policy, PortRange, Protocol, Rule};
+use secgroup_operator::provider::{Direction, NicType, Peer, Policy, PortRange, Protocol, Rule};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
