@@ -14,6 +14,8 @@ pub mod model;
 pub mod settings;
 
 #[cfg(test)]
+mod fake_contract;
+#[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod properties;
