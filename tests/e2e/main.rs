@@ -8,6 +8,7 @@ mod kstatus;
 mod operations;
 mod recovery;
 mod support;
+mod transport;
 
 use std::time::Duration;
 
