@@ -25,6 +25,8 @@ use crate::{
     provider::{Provider, ProviderKind},
 };
 
+use super::share::Share;
+
 /// Builds a provider client from a ProviderConfig and its credentials Secret.
 /// The operator uses the real clients; unit tests plug in doubles.
 pub trait Connector: Send + Sync {
@@ -112,6 +114,9 @@ pub struct Resolved {
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
+    /// The config's call rate, shared between namespaces; `provider`
+    /// already waits on it.
+    pub share: Arc<Share>,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -139,7 +144,14 @@ pub struct Resolver {
 struct CachedClient {
     /// resourceVersions of the config and the Secret it was built from.
     versions: (Option<String>, Option<String>),
+    connection: Connection,
+}
+
+/// A ProviderConfig's client, its share of the rate limit, and its key id.
+#[derive(Clone)]
+struct Connection {
     provider: Arc<dyn Provider>,
+    share: Arc<Share>,
     access_key_id: String,
 }
 
@@ -210,9 +222,14 @@ impl Resolver {
                 name: secret_ref.name.clone(),
                 selector: self.secret_selector.clone(),
             })?;
-        let (provider, access_key_id) = self.client(&config, &secret)?;
-        Ok(Resolved {
+        let Connection {
             provider,
+            share,
+            access_key_id,
+        } = self.client(&config, &secret)?;
+        Ok(Resolved {
+            provider: share.wrap(provider, namespace),
+            share,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
             access_key_id,
@@ -258,11 +275,7 @@ impl Resolver {
         }
     }
 
-    fn client(
-        &self,
-        config: &ProviderConfig,
-        secret: &Secret,
-    ) -> Result<(Arc<dyn Provider>, String), ResolveError> {
+    fn client(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connection, ResolveError> {
         let versions = (config.resource_version(), secret.resource_version());
         let name = config.name_any();
         let mut clients = self
@@ -270,7 +283,7 @@ impl Resolver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cached) = clients.get(&name).filter(|c| c.versions == versions) {
-            return Ok((cached.provider.clone(), cached.access_key_id.clone()));
+            return Ok(cached.connection.clone());
         }
         let connected = self.connector.connect(config, secret).map_err(|reason| {
             ResolveError::SecretInvalid {
@@ -279,15 +292,19 @@ impl Resolver {
                 reason,
             }
         })?;
-        let provider = self.metrics.meter(connected.provider);
+        let rate = config.spec.rate_limit.unwrap_or_default();
+        let connection = Connection {
+            provider: self.metrics.meter(connected.provider),
+            share: Share::new(rate.qps, rate.burst),
+            access_key_id: connected.access_key_id,
+        };
         clients.insert(
             name,
             CachedClient {
                 versions,
-                provider: provider.clone(),
-                access_key_id: connected.access_key_id.clone(),
+                connection: connection.clone(),
             },
         );
-        Ok((provider, connected.access_key_id))
+        Ok(connection)
     }
 }

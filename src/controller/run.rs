@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::{
     Context,
     backoff::WatchBackoff,
-    drift, error_policy, reconcile,
+    configs, drift, error_policy, reconcile,
     resolve::{Connector, Resolver},
     uninstall::{self, Uninstall},
     usage,
@@ -138,6 +138,7 @@ pub async fn run(
             wake,
             metrics.clone(),
         )
+        .with_rules(rule_store.clone())
         .abandoning_on_uninstall(uninstall),
     );
     metrics.observe_rules(rule_store.clone());
@@ -167,6 +168,7 @@ pub async fn run(
     // kube's graceful shutdown waits for reconciles that never start when
     // the signal comes before the caches synced: the wait is bounded.
     let stop = crate::signal::shutdown().boxed().shared();
+    let _config_status = AbortOnDrop(tokio::spawn(configs::run(ctx.client.clone(), stop.clone())));
     let controller = controller
         .watches_stream(config_events, rules_using_config(rule_store.clone()))
         .watches_stream(

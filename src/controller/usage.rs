@@ -30,13 +30,8 @@ use kube::{
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::{
-    api::{
-        ProviderConfig, SecurityGroupRule,
-        conditions::{self, Condition, ConditionState},
-    },
-    controller::backoff::WatchBackoff,
-};
+use super::{backoff::WatchBackoff, configs};
+use crate::api::{ProviderConfig, SecurityGroupRule, conditions::ConditionState};
 
 /// Holds a ProviderConfig while rules use it.
 pub const FINALIZER: &str = "secgroup.dev/in-use";
@@ -173,7 +168,7 @@ async fn reconcile(config: Arc<ProviderConfig>, usage: Arc<Usage>) -> Result<Act
     } else if users > 0 && !held && !deleting {
         hold(&usage.api, &config).await?;
     }
-    write_condition(&usage.api, &config, &in_use(users, deleting)).await?;
+    write_condition(&usage.api, &config, in_use(users, deleting)).await?;
     Ok(Action::await_change())
 }
 
@@ -251,43 +246,24 @@ async fn set_finalizers(
 async fn write_condition(
     api: &Api<ProviderConfig>,
     config: &ProviderConfig,
-    want: &ConditionState,
+    want: ConditionState,
 ) -> Result<(), kube::Error> {
-    let current = current_conditions(config);
-    let now = conditions::find(&current, IN_USE);
-    let status = if want.status { "True" } else { "False" };
-    if now
-        .is_some_and(|c| c.status == status && c.reason == want.reason && c.message == want.message)
-    {
-        return Ok(());
-    }
-    let merged = conditions::merge(
-        &current,
-        std::slice::from_ref(want),
+    let current = config
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let update = configs::owned_update(
+        current,
+        &[IN_USE],
+        &[want],
         config.metadata.generation,
         Timestamp::now(),
     );
-    let body = json!({
-        "apiVersion": "secgroup.dev/v1alpha1",
-        "kind": "ProviderConfig",
-        "metadata": {"name": config.name_any()},
-        "status": {"conditions": merged},
-    });
-    api.patch_status(
-        &config.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .map(drop)
-}
-
-fn current_conditions(config: &ProviderConfig) -> Vec<Condition> {
-    config
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default()
+    match update {
+        Some(next) => configs::apply(api, &config.name_any(), MANAGER, &next).await,
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -66,6 +66,8 @@ pub fn create_credentials(namespace: &str, name: &str) {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
+/// A RESOURCE of `kind/status` asks about the subresource `status`; any
+/// other `kind/name` about the object `name`, as kubectl reads it.
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -73,7 +75,14 @@ fn can_i(
     resource: &str,
     namespace: &str,
 ) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((kind, "status")) => (kind, Some("--subresource=status".to_owned())),
+        _ => (resource, None),
+    };
     let mut args = vec!["auth", "can-i", verb, resource];
+    if let Some(sub) = &subresource {
+        args.push(sub);
+    }
     if namespace.is_empty() {
         args.push("--all-namespaces");
     } else {
@@ -315,6 +324,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "subjectaccessreviews.authorization.k8s.io",
             ""
         ));
+        assert!(can("patch", "providerconfigs.secgroup.dev/status", ""));
         assert!(can("create", "events.events.k8s.io", &rules_ns));
         assert!(
             !can("create", "leases.coordination.k8s.io", &system),
@@ -347,7 +357,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     let config = format!("chart-{id}");
     let provider_config = format!(
         "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
-         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
+         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
         cloud.url
     );
     kubectl(&["apply", "-f", "-"], Some(&provider_config));

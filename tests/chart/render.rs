@@ -126,10 +126,10 @@ fn cluster_role_grants_only_what_the_operator_calls() {
     let objects = template(&[]);
     let mut expected: BTreeSet<_> = rule_rights().into_iter().collect();
     expected.insert(right("secgroup.dev", "providerconfigs", &["list", "watch"]));
-    expected.insert(right("", "namespaces", &["list", "watch"]));
-    // The in-use guard of ProviderConfigs.
-    expected.insert(right("secgroup.dev", "providerconfigs", &["patch"]));
     expected.insert(right("secgroup.dev", "providerconfigs/status", &["patch"]));
+    expected.insert(right("", "namespaces", &["list", "watch"]));
+    // The in-use guard's finalizer on ProviderConfigs.
+    expected.insert(right("secgroup.dev", "providerconfigs", &["patch"]));
     // The rules' CRD, by name only: its deletion abandons rules.
     let mut crd = right(
         "apiextensions.k8s.io",

@@ -3,11 +3,13 @@
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
 mod admission;
+mod guardrails;
 mod kstatus;
 mod operations;
 mod recovery;
 mod support;
 mod tenancy;
+mod transport;
 
 use std::time::Duration;
 
