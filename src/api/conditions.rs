@@ -15,6 +15,8 @@ pub mod types {
     pub const STALLED: &str = "Stalled";
     /// ProviderConfig: its endpoint is plain HTTP.
     pub const INSECURE_ENDPOINT: &str = "InsecureEndpoint";
+    /// ProviderConfig: rules use it, so its deletion waits for them.
+    pub const IN_USE: &str = "InUse";
 }
 
 pub mod reasons {
@@ -39,6 +41,7 @@ pub mod reasons {
     pub const OBSERVED: &str = "Observed";
     pub const NOT_OBSERVED: &str = "NotObserved";
     pub const PLAINTEXT_HTTP_ALLOWED: &str = "PlaintextHttpAllowed";
+    pub const RULES_USE_IT: &str = "RulesUseIt";
 }
 
 /// A Kubernetes API convention condition.

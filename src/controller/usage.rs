@@ -31,19 +31,15 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{backoff::WatchBackoff, configs};
-use crate::api::{ProviderConfig, SecurityGroupRule, conditions::ConditionState};
+use crate::api::{
+    ProviderConfig, SecurityGroupRule,
+    conditions::{ConditionState, reasons, types},
+};
 
 /// Holds a ProviderConfig while rules use it.
 pub const FINALIZER: &str = "secgroup.dev/in-use";
-/// The condition type; `True` while rules use the config.
-pub const IN_USE: &str = "InUse";
 /// Server-side apply field manager of the `InUse` condition alone.
 const MANAGER: &str = "secgroup-operator-usage";
-
-pub mod reasons {
-    pub const USED: &str = "RulesUseIt";
-    pub const UNUSED: &str = "Unused";
-}
 
 struct Usage {
     api: Api<ProviderConfig>,
@@ -177,31 +173,23 @@ fn retry(config: Arc<ProviderConfig>, error: &kube::Error, _: Arc<Usage>) -> Act
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The `InUse` condition for `users` rules.
-pub fn in_use(users: usize, deleting: bool) -> ConditionState {
-    match (users, deleting) {
-        (0, _) => ConditionState::new(
-            IN_USE,
-            false,
-            reasons::UNUSED,
-            "no SecurityGroupRule uses this ProviderConfig",
-        ),
-        (n, false) => ConditionState::new(
-            IN_USE,
-            true,
-            reasons::USED,
-            format!("{n} SecurityGroupRule(s) use this ProviderConfig"),
-        ),
-        (n, true) => ConditionState::new(
-            IN_USE,
-            true,
-            reasons::USED,
-            format!(
-                "deletion waits for the {n} SecurityGroupRule(s) that use this ProviderConfig: \
+/// The `InUse` condition for `users` rules: present while any rule uses
+/// the config, gone when none does.
+pub fn in_use(users: usize, deleting: bool) -> Option<ConditionState> {
+    let message = match (users, deleting) {
+        (0, _) => return None,
+        (n, false) => format!("{n} SecurityGroupRule(s) use this ProviderConfig"),
+        (n, true) => format!(
+            "deletion waits for the {n} SecurityGroupRule(s) that use this ProviderConfig: \
                  delete them (their cloud rules are revoked) or point them at another ProviderConfig"
-            ),
         ),
-    }
+    };
+    Some(ConditionState::new(
+        types::IN_USE,
+        true,
+        reasons::RULES_USE_IT,
+        message,
+    ))
 }
 
 /// Adds the finalizer.
@@ -246,7 +234,7 @@ async fn set_finalizers(
 async fn write_condition(
     api: &Api<ProviderConfig>,
     config: &ProviderConfig,
-    want: ConditionState,
+    want: Option<ConditionState>,
 ) -> Result<(), kube::Error> {
     let current = config
         .status
@@ -255,8 +243,8 @@ async fn write_condition(
         .unwrap_or_default();
     let update = configs::owned_update(
         current,
-        &[IN_USE],
-        &[want],
+        &[types::IN_USE],
+        want.as_slice(),
         config.metadata.generation,
         Timestamp::now(),
     );
@@ -317,17 +305,16 @@ mod tests {
 
     #[test]
     fn the_condition_counts_the_users_and_says_what_a_deletion_waits_for() {
-        let unused = in_use(0, true);
-        assert!(!unused.status);
-        assert_eq!(unused.reason, reasons::UNUSED);
-        let used = in_use(3, false);
+        assert_eq!(in_use(0, true), None, "no condition once no rule uses it");
+        let used = in_use(3, false).expect("in use");
         assert!(used.status);
+        assert_eq!(used.reason, reasons::RULES_USE_IT);
         assert!(
             used.message.starts_with("3 SecurityGroupRule"),
             "{}",
             used.message
         );
-        let held = in_use(2, true);
+        let held = in_use(2, true).expect("in use");
         assert!(
             held.message.contains("deletion waits for the 2"),
             "{}",

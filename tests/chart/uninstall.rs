@@ -33,7 +33,7 @@ async fn helm_uninstall_keeps_the_rules_and_deleting_the_crd_abandons_them() {
         &["apply", "-f", "-"],
         Some(&format!(
             "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
-             spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
+             spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
             cloud.url
         )),
     );
