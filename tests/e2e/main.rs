@@ -8,6 +8,7 @@ mod operations;
 mod ownership;
 mod recovery;
 mod support;
+mod transport;
 
 use std::time::Duration;
 

@@ -140,7 +140,7 @@ impl Slot {
     /// the fields it keeps besides.
     pub fn holds(&self, cloud: &CloudRule, rule: &RuleSpec) -> bool {
         let want = self.model(rule);
-        unmarked(cloud).is_some_and(|have| {
+        self.unmarked(cloud).is_some_and(|have| {
             self.provider.kind.same_rule(&want, &have)
                 && want.priority == have.priority
                 && want.description == have.description
@@ -149,11 +149,22 @@ impl Slot {
 
     /// Whether a cloud rule is any rule this slot ever declared.
     pub fn owns(&self, cloud: &CloudRule, declared: &[RuleSpec]) -> bool {
-        unmarked(cloud).is_some_and(|have| {
+        self.unmarked(cloud).is_some_and(|have| {
             declared
                 .iter()
                 .any(|r| self.provider.kind.same_rule(&self.model(r), &have))
         })
+    }
+
+    /// A cloud rule the operator created (it carries an ownership mark),
+    /// with the mark taken off its description to compare it with what an
+    /// object declares; `None` for a rule that anyone else created.
+    fn unmarked(&self, cloud: &CloudRule) -> Option<Rule> {
+        let mut rule = self.model(&cloud.rule);
+        let (text, mark) = ownership::split(&rule.description);
+        mark?;
+        rule.description = text.to_owned();
+        Some(rule)
     }
 }
 
@@ -216,15 +227,4 @@ pub fn compare(
         }
     }
     problems
-}
-
-/// A cloud rule the operator created (it carries an ownership mark), with
-/// the mark taken off its description to compare it with what an object
-/// declares; `None` for a rule that anyone else created.
-fn unmarked(cloud: &CloudRule) -> Option<Rule> {
-    let mut rule = cloud.model();
-    let (text, mark) = ownership::split(&rule.description);
-    mark?;
-    rule.description = text.to_owned();
-    Some(rule)
 }

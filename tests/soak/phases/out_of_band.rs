@@ -60,7 +60,7 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
             "baidu" => format!("r-planted{}", slot.index),
             _ => format!("sgr-planted{}", slot.index),
         };
-        let rule = slot.model(&slot.initial());
+        let rule = slot.initial();
         soak.cloud
             .add_rule(
                 slot.provider.fake,
