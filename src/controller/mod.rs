@@ -12,11 +12,14 @@ pub mod connector;
 pub mod convert;
 pub mod drift;
 pub mod events;
+pub mod gate;
 pub mod ownership;
 pub mod persist;
 pub mod plan;
+pub mod policy;
 pub mod resolve;
 pub mod run;
+pub mod share;
 pub mod snapshot;
 pub mod status;
 pub mod steps;
@@ -33,7 +36,7 @@ use kube::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
         finalizer::{self, Event},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef, Store},
     },
 };
 use tracing::{info, warn};
@@ -75,6 +78,8 @@ pub struct Context {
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
+    /// Every rule the operator watches: per-namespace counts for policy.
+    pub rules: Store<SecurityGroupRule>,
 }
 
 impl Context {
@@ -96,7 +101,15 @@ impl Context {
             snapshots: Snapshots::default(),
             wake,
             metrics,
+            rules: reflector::store().0,
         }
+    }
+
+    /// Lets policy count the rules of a namespace.
+    #[must_use]
+    pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
+        self.rules = rules;
+        self
     }
 }
 
@@ -210,6 +223,10 @@ async fn apply(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, false).await?;
+        return Ok(Action::await_change());
+    }
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
@@ -221,6 +238,15 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Ok(Action::requeue(wait));
+    }
+    if gate::observed(rule) {
+        return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
+    }
+    if let Some(action) = gate::enforce_policy(rule, ctx, &resolved, &mut writer, &record).await? {
+        return Ok(action);
+    }
     if record.applied.is_some() && ctx.drift.flagged(&object) {
         // The cloud lost the rule: a new attempt at this generation needs a
         // new token, persisted before the call, or the provider would replay
@@ -290,7 +316,11 @@ async fn cleanup(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
-    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, true).await?;
+        return Err(Error::CleanupPending { requeue: None });
+    }
+    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) || gate::observed(rule) {
         return orphan(rule, ctx, &object).await;
     }
     let revoked = Standing::Settled {
@@ -322,6 +352,11 @@ async fn cleanup(
         && rule.spec.deletion_policy.is_none()
     {
         return orphan(rule, ctx, &object).await;
+    }
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Err(Error::CleanupPending {
+            requeue: Some(wait),
+        });
     }
     // With nothing recorded the pass makes no call, so nothing is held.
     if !nothing_recorded(&record)
@@ -373,6 +408,11 @@ async fn orphan(
     object: &ObjectRef<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     ctx.object_backoff.reset(object);
+    let why = if gate::observed(rule) {
+        "managementPolicy is Observe"
+    } else {
+        "deletionPolicy is Orphan"
+    };
     publish(
         ctx,
         rule,
@@ -380,7 +420,7 @@ async fn orphan(
             type_: EventType::Normal,
             reason: reasons::ORPHANED,
             action: crate::api::rule::Action::Revoke,
-            note: "deletionPolicy is Orphan: the cloud rule is left in place".into(),
+            note: format!("{why}: the cloud rule is left in place"),
         }],
     )
     .await;

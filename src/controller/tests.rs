@@ -759,3 +759,5 @@ async fn already_exists_without_the_rule_is_retried() {
         "may exist: kept"
     );
 }
+
+mod gates;
