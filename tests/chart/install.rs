@@ -49,7 +49,8 @@ fn free_port() -> u16 {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
-/// A RESOURCE of `kind/sub` asks about the subresource `sub`.
+/// RESOURCE `kind/name` asks about one object, `kind/status` about the
+/// status subresource (kubectl would read it as an object named status).
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -58,13 +59,11 @@ fn can_i(
     namespace: &str,
 ) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
-        Some((kind, sub)) => (kind, Some(format!("--subresource={sub}"))),
-        None => (resource, None),
+        Some((kind, "status")) => (kind, Some("--subresource=status")),
+        _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource];
-    if let Some(sub) = &subresource {
-        args.push(sub);
-    }
+    args.extend(subresource);
     if namespace.is_empty() {
         args.push("--all-namespaces");
     } else {
