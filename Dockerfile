@@ -21,6 +21,7 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY tests ./tests
 # Cache mounts keep the registry and the build between builds; the binaries
 # are copied out because the cache mount is not part of the layer.

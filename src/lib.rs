@@ -7,12 +7,13 @@ pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crds;
-pub mod fakecloud;
 pub mod leader;
 pub mod metrics;
 pub mod provider;
 pub mod server;
-pub mod sign;
 pub mod signal;
 pub mod telemetry;
 pub mod token;
+
+/// The signers, shared with the fake cloud (`crates/sign`).
+pub use secgroup_sign as sign;

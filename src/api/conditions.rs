@@ -13,6 +13,8 @@ pub mod types {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// ProviderConfig: its endpoint is plain HTTP.
+    pub const INSECURE_ENDPOINT: &str = "InsecureEndpoint";
 }
 
 pub mod reasons {
@@ -32,13 +34,15 @@ pub mod reasons {
     pub const UNSUPPORTED: &str = "UnsupportedByProvider";
     pub const DELETING: &str = "Deleting";
     pub const SUCCEEDED: &str = "Succeeded";
+    pub const PLAINTEXT_HTTP_ALLOWED: &str = "PlaintextHttpAllowed";
 }
 
 /// A Kubernetes API convention condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Reconciling` or `Stalled`.
+    /// What it is about: `Ready`, `Reconciling`, `Stalled` on rules;
+    /// `InsecureEndpoint` and others on ProviderConfigs.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

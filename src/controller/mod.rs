@@ -7,6 +7,7 @@
 //! one server-side apply of `/status`, only when it changed.
 
 pub mod backoff;
+pub mod configs;
 pub mod connector;
 pub mod convert;
 pub mod drift;

@@ -18,7 +18,7 @@ use kube::{
 use tracing::{debug, info, warn};
 
 use super::{
-    Context, backoff::WatchBackoff, drift, error_policy, reconcile, resolve::Connector,
+    Context, backoff::WatchBackoff, configs, drift, error_policy, reconcile, resolve::Connector,
     resolve::Resolver,
 };
 use crate::{
@@ -137,6 +137,7 @@ pub async fn run(
     // kube's graceful shutdown waits for reconciles that never start when
     // the signal comes before the caches synced: the wait is bounded.
     let stop = crate::signal::shutdown().boxed().shared();
+    let _config_status = AbortOnDrop(tokio::spawn(configs::run(ctx.client.clone(), stop.clone())));
     let controller = controller
         .watches_stream(config_events, rules_using_config(rule_store.clone()))
         .watches_stream(

@@ -275,9 +275,17 @@ impl Pass<'_> {
     ) -> Halt {
         let what = format!("{} failed: {}: {}", action.as_str(), e.code, e.message);
         let halt = match e.kind {
+            // The provider's wait when it names one, but never less than
+            // this object's growing backoff: without a Retry-After a flat
+            // retry kept spending the config's budget on a throttled account.
             ErrorKind::Throttled => Halt {
                 standing: progressing(reasons::THROTTLED, what.clone()),
-                requeue: Some(e.retry_after.unwrap_or(Duration::from_secs(1))),
+                requeue: Some(
+                    self.ctx
+                        .object_backoff
+                        .fail(&self.object)
+                        .max(e.retry_after.unwrap_or_default()),
+                ),
             },
             ErrorKind::Transient | ErrorKind::AlreadyExists | ErrorKind::AlreadyGone => Halt {
                 standing: progressing(reasons::RETRYING, what.clone()),

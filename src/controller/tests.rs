@@ -19,7 +19,7 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Recorder, Reporter},
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -526,6 +526,32 @@ async fn throttling_waits_for_the_providers_retry_after() {
     assert!(matches!(out.result, Ok(ref a) if *a == Action::requeue(Duration::from_millis(1500))));
     assert_eq!(out.condition("Reconciling").0, "True");
     assert_eq!(out.condition("Reconciling").1, "Throttled");
+}
+
+/// Without a Retry-After, repeated throttles wait longer each time.
+#[tokio::test]
+async fn throttling_without_a_retry_after_backs_off() {
+    let (client, _server) = api_server(rule(json!({})));
+    let throttled = || refused(ErrorKind::Throttled, "Throttling.User");
+    let provider = ProviderDouble::answering((0..6).map(|_| throttled()).collect());
+    let ctx = context(client, world(provider.clone(), config(None)));
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        match reconcile(Arc::new(rule(json!({}))), ctx.clone()).await {
+            Ok(action) => waits.push(action),
+            Err(e) => panic!("a throttle is handled in reconcile: {e}"),
+        }
+    }
+    // The sixth ceiling is 32 s; full jitter keeps at least half of it.
+    let object = ObjectRef::from_obj(&rule(json!({})));
+    let pause = ctx.object_backoff.admit(&object).expect_err("backing off");
+    assert!(pause >= Duration::from_secs(16), "{pause:?}");
+    assert!(
+        waits[1..]
+            .iter()
+            .all(|a| *a != Action::requeue(Duration::from_secs(1))),
+        "{waits:?}"
+    );
 }
 
 #[tokio::test]

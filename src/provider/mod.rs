@@ -7,11 +7,14 @@ pub mod alibaba;
 pub mod apsara;
 pub mod baidu;
 pub mod credentials;
+pub mod denials;
 pub mod error;
 pub mod http;
 pub mod model;
 pub mod settings;
 
+#[cfg(test)]
+mod fake_contract;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
+/// A RESOURCE of `kind/sub` asks about the subresource `sub`.
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -56,7 +57,14 @@ fn can_i(
     resource: &str,
     namespace: &str,
 ) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((kind, sub)) => (kind, Some(format!("--subresource={sub}"))),
+        None => (resource, None),
+    };
     let mut args = vec!["auth", "can-i", verb, resource];
+    if let Some(sub) = &subresource {
+        args.push(sub);
+    }
     if namespace.is_empty() {
         args.push("--all-namespaces");
     } else {
@@ -249,7 +257,7 @@ impl Release {
         let config = format!("chart-{id}");
         let provider_config = format!(
             "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
-             spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{cloud}\", credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n"
+             spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{cloud}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n"
         );
         kubectl(&["apply", "-f", "-"], Some(&provider_config));
         (config, group)
@@ -366,6 +374,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         assert!(!can("update", "securitygrouprules.secgroup.dev", rules_ns));
         assert!(can("watch", "providerconfigs.secgroup.dev", ""));
         assert!(!can("patch", "providerconfigs.secgroup.dev", ""));
+        assert!(can("patch", "providerconfigs.secgroup.dev/status", ""));
         assert!(can("create", "events.events.k8s.io", rules_ns));
         assert!(
             !can("create", "leases.coordination.k8s.io", system),

@@ -26,7 +26,7 @@ bin="${FAKECLOUD_BIN:-}"
 if [[ -z "$bin" ]]; then
     target="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
         "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-    newest_source="$(find "$repo/src" "$repo/Cargo.toml" "$repo/Cargo.lock" -type f -printf '%T@\n' | sort -n | tail -1)"
+    newest_source="$(find "$repo/src" "$repo/crates" "$repo/Cargo.toml" "$repo/Cargo.lock" -type f -printf '%T@\n' | sort -n | tail -1)"
     release="$target/release/secgroup-fakecloud"
     if [[ -x "$release" ]] && (( $(stat -c %Y "$release") >= ${newest_source%.*} )); then
         bin="$release"

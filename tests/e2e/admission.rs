@@ -119,6 +119,8 @@ fn invalid_configs() -> Vec<Case> {
         case("V3 signatures on Apsara Stack", json!({"type": "apsarastack", "endpoint": "https://ecs.example.internal", "signatureVersion": "v3"}), "spec.signatureVersion", "must be v2"),
         case("unknown signature version", json!({"signatureVersion": "v4"}), "spec.signatureVersion", "supported values: \"v2\", \"v3\""),
         case("endpoint that is not HTTP", json!({"endpoint": "ftp://ecs.example.com"}), "spec.endpoint", "should match"),
+        case("plain HTTP without the opt-in", json!({"endpoint": "http://ecs.example.com"}), "spec.endpoint", "set spec.allowInsecureHttp: true"),
+        case("plain HTTP with the opt-in off", json!({"endpoint": "http://ecs.example.com", "allowInsecureHttp": false}), "spec.endpoint", "use https://"),
         case("no region", json!({"region": null}), "spec.region", "Required value"),
         case("no Secret name", json!({"credentialsSecretRef": {"name": null}}), "spec.credentialsSecretRef.name", "Required value"),
         case("qps 0", json!({"rateLimit": {"qps": 0, "burst": 1}}), "spec.rateLimit.qps", "greater than or equal to 1"),

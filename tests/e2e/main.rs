@@ -7,6 +7,7 @@ mod kstatus;
 mod operations;
 mod recovery;
 mod support;
+mod transport;
 
 use std::time::Duration;
 

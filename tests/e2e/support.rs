@@ -319,6 +319,7 @@ pub fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str
     let mut spec = json!({
         "type": if provider == "apsara" { "apsarastack" } else { provider },
         "endpoint": fakecloud,
+        "allowInsecureHttp": true,
         "region": region,
         "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": secret},
         "rateLimit": {"qps": 200, "burst": 50},

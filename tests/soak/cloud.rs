@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use secgroup_operator::{fakecloud::rule_json::RuleJson, provider::Rule};
+use secgroup_operator::api::rule::RuleSpec;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
@@ -14,19 +14,14 @@ pub struct Cloud {
     _process: Tied,
 }
 
-/// A rule as the fake cloud holds it.
+/// A rule as the fake cloud holds it; its admin API writes rules in the
+/// form of a `SecurityGroupRule`'s `spec.rule`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudRule {
     pub group: String,
     pub rule_id: String,
-    pub rule: RuleJson,
-}
-
-impl CloudRule {
-    pub fn model(&self) -> Rule {
-        Rule::try_from(&self.rule).expect("the fake cloud holds valid rules")
-    }
+    pub rule: RuleSpec,
 }
 
 /// One provider call the fake cloud answered.
@@ -122,11 +117,11 @@ impl Cloud {
         provider: &str,
         region: &str,
         group: &str,
-        rule: &Rule,
+        rule: &RuleSpec,
         rule_id: &str,
     ) {
         let body = json!({"provider": provider, "region": region, "group": group,
-                          "ruleId": rule_id, "rule": RuleJson::from(rule)});
+                          "ruleId": rule_id, "rule": rule});
         self.expect(reqwest::Method::POST, "/rules", Some(body))
             .await;
     }

@@ -139,7 +139,7 @@ impl Slot {
     /// Whether a cloud rule is `rule` exactly: the provider's identity, and
     /// the fields it keeps besides.
     pub fn holds(&self, cloud: &CloudRule, rule: &RuleSpec) -> bool {
-        let (want, have) = (self.model(rule), cloud.model());
+        let (want, have) = (self.model(rule), self.model(&cloud.rule));
         self.provider.kind.same_rule(&want, &have)
             && want.priority == have.priority
             && want.description == have.description
@@ -147,9 +147,11 @@ impl Slot {
 
     /// Whether a cloud rule is any rule this slot ever declared.
     pub fn owns(&self, cloud: &CloudRule, declared: &[RuleSpec]) -> bool {
-        declared
-            .iter()
-            .any(|r| self.provider.kind.same_rule(&self.model(r), &cloud.model()))
+        declared.iter().any(|r| {
+            self.provider
+                .kind
+                .same_rule(&self.model(r), &self.model(&cloud.rule))
+        })
     }
 }
 

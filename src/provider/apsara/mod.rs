@@ -15,7 +15,7 @@ use super::{
     credentials::Credentials,
     error::ProviderError,
     http::HttpRequest,
-    settings::{ApsaraSettings, endpoint_url},
+    settings::{ApsaraPath, ApsaraSettings, endpoint_url},
 };
 
 /// The signed request for `call` on the Apsara gateway at `endpoint`.
@@ -36,9 +36,21 @@ pub(crate) fn request(
     if let Some(resource_group) = &settings.resource_group_id {
         headers.push(("x-acs-resourcegroupid".to_string(), resource_group.clone()));
     }
+    // ASAPI routes by product and API version headers, as Alibaba's own
+    // Apsara Stack client sends them.
+    if settings.path == ApsaraPath::Asapi {
+        headers.push(("x-acs-asapi-product".to_string(), "Ecs".to_string()));
+        headers.push(("x-acs-request-version".to_string(), "v1".to_string()));
+    }
+    headers.extend(settings.extra_headers.iter().cloned());
+    let mut call = call.clone();
+    if let Some(version) = &settings.version {
+        call.params.push(("version".to_string(), version.clone()));
+    }
+    call.params.extend(settings.extra_params.iter().cloned());
     Ok(wire::v2_request(
         url,
-        call,
+        &call,
         credentials,
         attempt,
         settings.body_mode,
@@ -53,7 +65,7 @@ mod tests {
         GroupRef, PortRange, Revoke, RevokeTarget, Rule,
         alibaba::api::{RuleForm, revoke_call},
         fixtures::ssh_from_ten,
-        settings::{ApsaraPath, BodyMode},
+        settings::BodyMode,
     };
 
     /// The rule of the vendor reference page (seed): tcp 1/200 from 10.0.0.0/8.
@@ -93,6 +105,7 @@ mod tests {
             resource_group_id: Some("rg-9".into()),
             path: ApsaraPath::Route,
             body_mode: BodyMode::Form,
+            ..ApsaraSettings::default()
         };
         let endpoint = Url::parse("http://127.0.0.1:8080").expect("url");
         let request = request(
@@ -158,6 +171,38 @@ mod tests {
         assert!(request.body.is_empty());
         assert_eq!(request.header("x-acs-organizationid"), None);
         assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.header("x-acs-asapi-product"), Some("Ecs"));
+        assert_eq!(request.header("x-acs-request-version"), Some("v1"));
+        request.assert_v2_signed("sk");
+    }
+
+    /// Configured extra headers travel as given; extra parameters and the
+    /// lower-case `version` are signed with the rest.
+    #[test]
+    fn extra_headers_parameters_and_version_are_sent_and_signed() {
+        let settings = ApsaraSettings {
+            path: ApsaraPath::Route,
+            body_mode: BodyMode::Form,
+            version: Some("2016-01-01".into()),
+            extra_headers: vec![("x-ascm-product-name".into(), "ecs".into())],
+            extra_params: vec![("Department".into(), "12".into())],
+            ..ApsaraSettings::default()
+        };
+        let endpoint = Url::parse("https://gw.example").expect("url");
+        let request = request(
+            &settings,
+            Some(&endpoint),
+            "r1",
+            &revoke(),
+            &Credentials::new("ak", "sk", None),
+            ATTEMPT,
+        )
+        .expect("request");
+        assert_eq!(request.header("x-ascm-product-name"), Some("ecs"));
+        assert_eq!(request.header("x-acs-asapi-product"), None, "route mode");
+        assert_eq!(request.param("Department").as_deref(), Some("12"));
+        assert_eq!(request.param("version").as_deref(), Some("2016-01-01"));
+        assert_eq!(request.param("Version").as_deref(), Some("2014-05-26"));
         request.assert_v2_signed("sk");
     }
 }

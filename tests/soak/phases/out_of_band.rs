@@ -59,7 +59,7 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
             "baidu" => format!("r-adopt{}", slot.index),
             _ => format!("sgr-adopt{}", slot.index),
         };
-        let rule = slot.model(&slot.initial());
+        let rule = slot.initial();
         soak.cloud
             .add_rule(
                 slot.provider.fake,

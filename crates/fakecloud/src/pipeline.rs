@@ -1,0 +1,415 @@
+//! The path every provider call takes: faults → signature → ClientToken
+//! replay → the action → journal, answered in the provider's own envelope.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
+};
+use jiff::Timestamp;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::{
+    DropConnection, FakeCloud, World,
+    faults::Fault,
+    idempotency::{CachedResponse, Lookup, TokenKey},
+    journal::{self, CallRecord},
+};
+use secgroup_operator::provider::ProviderKind;
+
+/// A provider error as the provider would report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code: code.to_owned(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// A successful action: the response fields and whether the cloud changed.
+pub struct Outcome {
+    pub body: Option<Map<String, Value>>,
+    pub effect: bool,
+}
+
+/// The envelope family: Alibaba/Apsara POP JSON, or Baidu BCE JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Pop,
+    Bce,
+}
+
+impl Dialect {
+    fn new_request_id(self, rng: &mut impl Rng) -> String {
+        let id = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
+        match self {
+            Self::Pop => id.to_string().to_ascii_uppercase(),
+            Self::Bce => id.to_string(),
+        }
+    }
+
+    fn success_body(self, request_id: &str, body: Option<Map<String, Value>>) -> String {
+        match (self, body) {
+            (Self::Pop, body) => {
+                let mut map = body.unwrap_or_default();
+                map.insert("RequestId".into(), request_id.into());
+                Value::Object(map).to_string()
+            }
+            // Baidu's write calls answer with an empty body and the id in a header.
+            (Self::Bce, None) => String::new(),
+            (Self::Bce, Some(map)) => Value::Object(map).to_string(),
+        }
+    }
+
+    fn error_body(self, request_id: &str, error: &ApiError) -> String {
+        match self {
+            Self::Pop => json!({
+                "RequestId": request_id,
+                "HostId": "ecs.aliyuncs.com",
+                "Code": error.code,
+                "Message": error.message,
+                "Recommend": format!(
+                    "https://api.aliyun.com/troubleshoot?q={}&product=Ecs",
+                    error.code
+                ),
+            }),
+            Self::Bce => json!({
+                "requestId": request_id,
+                "code": error.code,
+                "message": error.message,
+            }),
+        }
+        .to_string()
+    }
+
+    pub fn response(
+        self,
+        request_id: &str,
+        status: StatusCode,
+        body: String,
+        retry_after_ms: Option<u64>,
+    ) -> Response {
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        let (content_type, id_header) = match self {
+            Self::Pop => ("application/json;charset=utf-8", "x-acs-request-id"),
+            Self::Bce => ("application/json;charset=UTF-8", "x-bce-request-id"),
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert(id_header, value);
+        }
+        if let Some(ms) = retry_after_ms {
+            let (name, value) = match self {
+                Self::Pop => ("x-acs-retry-after", ms),
+                Self::Bce => ("retry-after", ms.div_ceil(1000)),
+            };
+            headers.insert(name, HeaderValue::from(value));
+        }
+        response
+    }
+
+    fn fault_error(self, fault: Fault) -> ApiError {
+        match (self, fault) {
+            (Self::Pop, Fault::Throttle { retry_after_ms }) => ApiError {
+                retry_after_ms,
+                ..ApiError::new(
+                    400,
+                    "Throttling.User",
+                    "Request was denied due to user flow control.",
+                )
+            },
+            (Self::Bce, Fault::Throttle { retry_after_ms }) => ApiError {
+                retry_after_ms,
+                ..ApiError::new(
+                    429,
+                    "RequestLimitExceeded",
+                    "Request rate exceeds the limit, please retry later.",
+                )
+            },
+            (Self::Pop, Fault::InternalError) => ApiError::new(
+                500,
+                "InternalError",
+                "The request processing has failed due to some unknown error, exception or failure.",
+            ),
+            (Self::Bce, Fault::InternalError) => ApiError::new(
+                500,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ),
+            (Self::Pop, Fault::ServiceUnavailable) => ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "The request has failed due to a temporary failure of the server.",
+            ),
+            (Self::Bce, Fault::ServiceUnavailable) => ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "Service is temporarily unavailable, please try again later.",
+            ),
+            (_, Fault::Drop | Fault::DropAfter) => unreachable!("a dropped call has no answer"),
+        }
+    }
+}
+
+/// One provider call, as far as the journal and replay care.
+pub struct Call {
+    pub provider: ProviderKind,
+    pub dialect: Dialect,
+    pub action: String,
+    pub region: Option<String>,
+    pub group: Option<String>,
+    pub client_token: Option<String>,
+    pub access_key_id: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    /// Alibaba tokens are scoped by action, Baidu's are not.
+    pub token_scope: String,
+    /// Digest of everything that makes the call's intent (see `idempotency`).
+    pub fingerprint: String,
+}
+
+type Step<'a, T> = Box<dyn FnOnce(&mut World, Timestamp) -> Result<T, ApiError> + Send + 'a>;
+
+struct Answer {
+    status: StatusCode,
+    body: String,
+    retry_after_ms: Option<u64>,
+    effect: bool,
+    replayed: bool,
+    fault: Option<Fault>,
+    code: String,
+}
+
+impl Answer {
+    fn ok(body: String, effect: bool) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body,
+            retry_after_ms: None,
+            effect,
+            replayed: false,
+            fault: None,
+            code: "OK".into(),
+        }
+    }
+
+    fn error(dialect: Dialect, request_id: &str, error: &ApiError) -> Self {
+        Self {
+            status: error.status,
+            body: dialect.error_body(request_id, error),
+            retry_after_ms: error.retry_after_ms,
+            effect: false,
+            replayed: false,
+            fault: None,
+            code: error.code.clone(),
+        }
+    }
+}
+
+/// Runs `call`: `authenticate` checks the signature, `execute` does the action.
+pub async fn run(
+    cloud: &FakeCloud,
+    call: Call,
+    authenticate: Step<'_, ()>,
+    execute: Step<'_, Outcome>,
+) -> Response {
+    let (decision, request_id) = {
+        let mut world = cloud.world();
+        let decision = world.faults.decide(
+            call.provider,
+            &call.action,
+            call.group.as_deref(),
+            Instant::now(),
+        );
+        (decision, call.dialect.new_request_id(&mut world.rng))
+    };
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+
+    let Some(answer) = carry_out(
+        cloud,
+        &call,
+        &request_id,
+        decision.fault,
+        authenticate,
+        execute,
+    ) else {
+        return dropped_connection();
+    };
+    // Held after the journal entry, so a test can see the effect while the
+    // client still waits for the answer.
+    if !decision.hold.is_zero() {
+        tokio::time::sleep(decision.hold).await;
+    }
+    if answer.fault == Some(Fault::DropAfter) {
+        return dropped_connection();
+    }
+    call.dialect.response(
+        &request_id,
+        answer.status,
+        answer.body,
+        answer.retry_after_ms,
+    )
+}
+
+/// Answers the call under the world lock and journals it; `None` when a
+/// `drop` fault closes the connection before anything happens.
+fn carry_out(
+    cloud: &FakeCloud,
+    call: &Call,
+    request_id: &str,
+    fault: Option<Fault>,
+    authenticate: Step<'_, ()>,
+    execute: Step<'_, Outcome>,
+) -> Option<Answer> {
+    let mut world = cloud.world();
+    let now = Timestamp::now();
+    let answer = match fault {
+        Some(Fault::Drop) => {
+            let dropped = Answer {
+                code: "Dropped".into(),
+                fault,
+                ..Answer::ok(String::new(), false)
+            };
+            record(&mut world, call, request_id, &dropped);
+            return None;
+        }
+        None | Some(Fault::DropAfter) => {
+            let carried_out = match authenticate(&mut world, now) {
+                Err(error) => Answer::error(call.dialect, request_id, &error),
+                Ok(()) => answer_with_replay(cloud, &mut world, call, request_id, execute, now),
+            };
+            Answer {
+                fault,
+                ..carried_out
+            }
+        }
+        Some(fault) => Answer {
+            fault: Some(fault),
+            ..Answer::error(call.dialect, request_id, &call.dialect.fault_error(fault))
+        },
+    };
+    record(&mut world, call, request_id, &answer);
+    if answer.effect {
+        cloud.persist(&world);
+    }
+    Some(answer)
+}
+
+/// A response the server turns into a closed connection.
+fn dropped_connection() -> Response {
+    let mut response = Response::new(Body::empty());
+    response.extensions_mut().insert(DropConnection);
+    response
+}
+
+fn answer_with_replay(
+    cloud: &FakeCloud,
+    world: &mut World,
+    call: &Call,
+    request_id: &str,
+    execute: Step<'_, Outcome>,
+    now: Timestamp,
+) -> Answer {
+    let key = match (&call.client_token, &call.access_key_id) {
+        (Some(token), Some(access_key_id)) if !token.is_empty() => Some(TokenKey {
+            provider: call.provider,
+            access_key_id: access_key_id.clone(),
+            scope: call.token_scope.clone(),
+            token: token.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(key) = &key {
+        match world.tokens.lookup(key, &call.fingerprint, now) {
+            Lookup::New => {}
+            Lookup::Replay(cached) => {
+                return Answer {
+                    status: StatusCode::from_u16(cached.status).unwrap_or(StatusCode::OK),
+                    replayed: true,
+                    ..Answer::ok(cached.body, false)
+                };
+            }
+            Lookup::Mismatch => {
+                let error = idempotent_mismatch(call.dialect);
+                return Answer::error(call.dialect, request_id, &error);
+            }
+        }
+    }
+    match execute(world, now) {
+        Err(error) => Answer::error(call.dialect, request_id, &error),
+        Ok(outcome) => {
+            let body = call.dialect.success_body(request_id, outcome.body);
+            if let Some(key) = key {
+                let cached = CachedResponse {
+                    status: StatusCode::OK.as_u16(),
+                    body: body.clone(),
+                };
+                world.tokens.remember(
+                    key,
+                    &call.action,
+                    call.fingerprint.clone(),
+                    cached,
+                    outcome.effect,
+                    now,
+                );
+                // Tokens must survive a restart even when the call changed nothing.
+                cloud.persist(world);
+            }
+            Answer::ok(body, outcome.effect)
+        }
+    }
+}
+
+fn idempotent_mismatch(dialect: Dialect) -> ApiError {
+    match dialect {
+        Dialect::Pop => ApiError::new(
+            400,
+            "IdempotentParameterMismatch",
+            "The request is retried with updated parameters.",
+        ),
+        Dialect::Bce => ApiError::new(
+            403,
+            "IdempotentParameterMismatch",
+            "The request uses the same client token as a previous, but non-identical request.",
+        ),
+    }
+}
+
+fn record(world: &mut World, call: &Call, request_id: &str, answer: &Answer) {
+    world.journal.push(CallRecord {
+        seq: 0,
+        time: journal::now_millis(),
+        provider: call.provider,
+        action: call.action.clone(),
+        region: call.region.clone(),
+        group: call.group.clone(),
+        client_token: call.client_token.clone(),
+        access_key_id: call.access_key_id.clone(),
+        request_id: request_id.to_owned(),
+        parameters: call.parameters.clone(),
+        headers: call.headers.clone(),
+        status: answer.status.as_u16(),
+        code: answer.code.clone(),
+        effect: answer.effect,
+        replayed: answer.replayed,
+        fault: answer.fault.map(|f| f.name().to_owned()),
+    });
+}
