@@ -12,7 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::{
@@ -335,13 +334,21 @@ fn service_account_volume(dir: &Path, token: &str, namespace: &str, uid: u64) {
             .expect("kubeconfig"),
     )
     .expect("YAML");
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(
-            admin["clusters"][0]["cluster"]["certificate-authority-data"]
-                .as_str()
-                .expect("certificate-authority-data"),
-        )
-        .expect("base64");
+    let ca_data = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("certificate-authority-data");
+    let decoded = with_input(
+        Command::new("base64")
+            .arg("--decode")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        ca_data,
+    );
+    assert!(
+        decoded.status.success(),
+        "certificate-authority-data: base64"
+    );
+    let ca = decoded.stdout;
     std::fs::create_dir_all(dir).expect("service account dir");
     std::fs::write(dir.join("token"), token).expect("token");
     std::fs::write(dir.join("ca.crt"), ca).expect("ca.crt");

@@ -49,7 +49,8 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
-/// A RESOURCE of `kind/sub` asks about the subresource `sub`.
+/// A RESOURCE of `kind/status` asks about the status subresource, one of
+/// `kind/NAME` about the object NAME (a Lease the chart names, say).
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -58,8 +59,8 @@ fn can_i(
     namespace: &str,
 ) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
-        Some((kind, sub)) => (kind, Some(format!("--subresource={sub}"))),
-        None => (resource, None),
+        Some((kind, "status")) => (kind, Some("--subresource=status".to_owned())),
+        _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource];
     if let Some(sub) = &subresource {
