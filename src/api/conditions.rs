@@ -34,6 +34,10 @@ pub mod reasons {
     pub const UNSUPPORTED: &str = "UnsupportedByProvider";
     pub const DELETING: &str = "Deleting";
     pub const SUCCEEDED: &str = "Succeeded";
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const PAUSED: &str = "Paused";
+    pub const OBSERVED: &str = "Observed";
+    pub const NOT_OBSERVED: &str = "NotObserved";
     pub const PLAINTEXT_HTTP_ALLOWED: &str = "PlaintextHttpAllowed";
 }
 

@@ -84,6 +84,80 @@ pub struct ProviderConfigSpec {
     /// Defaults for the rules that use this config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ProviderDefaults>,
+
+    /// What the SecurityGroupRules of each set of namespaces may declare.
+    /// Unset: no limit beyond `allowedNamespaces`. Set: a rule follows the
+    /// first entry whose `namespaceSelector` selects its namespace, and a
+    /// namespace that no entry selects may not use this config. A rule
+    /// that breaks its entry is `Stalled` (`PolicyViolation`) before any
+    /// provider call; revoking is never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub policies: Option<Vec<NamespacePolicy>>,
+}
+
+/// Limits on the rules of the namespaces one selector picks. Everything a
+/// field leaves unset is allowed, except world-open peers, cross-account
+/// peers and `Drop`, which each need to be allowed explicitly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacePolicy {
+    /// Names the entry in the messages of refused rules.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// The namespaces this entry governs; `{}` selects every namespace.
+    /// Prefer the immutable `kubernetes.io/metadata.name` label, or labels
+    /// tenants cannot set on their own namespaces.
+    pub namespace_selector: LabelSelector,
+
+    /// The security groups the rules may be in. Unset allows any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub security_group_ids: Option<Vec<String>>,
+
+    /// The regions the rules may be in (a rule without `region` is in the
+    /// config's). Unset allows any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub regions: Option<Vec<String>>,
+
+    /// Directions (`Ingress`, `Egress`) in which a peer may be the whole
+    /// Internet, `0.0.0.0/0` or `::/0`. Unset or empty refuses both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub allow_world_open: Vec<super::rule::Direction>,
+
+    /// The shortest IPv4 prefix a `cidr` peer may have, 1 to 32 (16 refuses
+    /// `10.0.0.0/8`). World-open peers follow `allowWorldOpen` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub min_ipv4_prefix_length: Option<u8>,
+
+    /// The shortest IPv6 prefix an `ipv6Cidr` peer may have, 1 to 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 128))]
+    pub min_ipv6_prefix_length: Option<u8>,
+
+    /// Whether a peer security group may name another account
+    /// (`peer.ownerAccount` or `peer.ownerId`). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cross_account_peers: bool,
+
+    /// Whether rules may set `policy: Drop`, which can cut off traffic that
+    /// other rules of a shared group accept. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_drop: bool,
+
+    /// At most this many `Present` rules per namespace use this config; the
+    /// oldest (by creation time) count first, later ones are refused. Unset:
+    /// no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_rules: Option<u32>,
 }
 
 /// What the operator observed about a ProviderConfig. Each concern writes

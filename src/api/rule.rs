@@ -67,6 +67,14 @@ pub struct SecurityGroupRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 
+    /// `Manage` (default) authorizes and revokes the rule. `Observe` only
+    /// reports whether the declared rule exists at the provider, and its
+    /// id, and never calls a mutating API; deleting an observed rule leaves
+    /// the cloud rule in place (Crossplane's `managementPolicies:
+    /// ["Observe"]`, ASO's `reconcile-policy: skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_policy: Option<ManagementPolicy>,
+
     /// The rule itself.
     pub rule: RuleSpec,
 }
@@ -84,6 +92,13 @@ pub enum Ensure {
     #[default]
     Present,
     Absent,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    #[default]
+    Manage,
+    Observe,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

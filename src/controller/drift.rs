@@ -102,7 +102,10 @@ fn groups_of(rules: &[Arc<SecurityGroupRule>]) -> HashMap<GroupKey, Vec<Arc<Secu
         ) else {
             continue;
         };
-        if rule.spec.ensure != Ensure::Present || rule.meta().deletion_timestamp.is_some() {
+        if rule.spec.ensure != Ensure::Present
+            || rule.meta().deletion_timestamp.is_some()
+            || super::gate::paused(rule)
+        {
             continue;
         }
         let key = GroupKey {

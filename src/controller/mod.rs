@@ -12,10 +12,13 @@ pub mod connector;
 pub mod convert;
 pub mod drift;
 pub mod events;
+pub mod gate;
 pub mod persist;
 pub mod plan;
+pub mod policy;
 pub mod resolve;
 pub mod run;
+pub mod share;
 pub mod status;
 pub mod steps;
 #[cfg(test)]
@@ -31,7 +34,7 @@ use kube::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
         finalizer::{self, Event},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef, Store},
     },
 };
 use tracing::{info, warn};
@@ -69,6 +72,8 @@ pub struct Context {
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
+    /// Every rule the operator watches: per-namespace counts for policy.
+    pub rules: Store<SecurityGroupRule>,
 }
 
 impl Context {
@@ -89,7 +94,15 @@ impl Context {
             outdated: Outdated::default(),
             wake,
             metrics,
+            rules: reflector::store().0,
         }
+    }
+
+    /// Lets policy count the rules of a namespace.
+    #[must_use]
+    pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Authorize answers no rule id: describe the group to learn it. A failed
@@ -223,6 +236,10 @@ async fn apply(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, false).await?;
+        return Ok(Action::await_change());
+    }
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
@@ -234,6 +251,15 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Ok(Action::requeue(wait));
+    }
+    if gate::observed(rule) {
+        return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
+    }
+    if let Some(action) = gate::enforce_policy(rule, ctx, &resolved, &mut writer, &record).await? {
+        return Ok(action);
+    }
     if record.applied.is_some() && ctx.drift.flagged(&object) {
         // The cloud lost the rule: a new attempt at this generation needs a
         // new token, persisted before the call, or the provider would replay
@@ -303,7 +329,11 @@ async fn cleanup(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
-    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, true).await?;
+        return Err(Error::CleanupPending { requeue: None });
+    }
+    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) || gate::observed(rule) {
         return orphan(rule, ctx, &object).await;
     }
     let revoked = Standing::Settled {
@@ -335,6 +365,11 @@ async fn cleanup(
         && rule.spec.deletion_policy.is_none()
     {
         return orphan(rule, ctx, &object).await;
+    }
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Err(Error::CleanupPending {
+            requeue: Some(wait),
+        });
     }
     if let Some(wait) = refused_at_this_generation(rule) {
         return Err(Error::CleanupPending {
@@ -383,6 +418,11 @@ async fn orphan(
     object: &ObjectRef<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     ctx.object_backoff.reset(object);
+    let why = if gate::observed(rule) {
+        "managementPolicy is Observe"
+    } else {
+        "deletionPolicy is Orphan"
+    };
     publish(
         ctx,
         rule,
@@ -390,7 +430,7 @@ async fn orphan(
             type_: EventType::Normal,
             reason: reasons::ORPHANED,
             action: crate::api::rule::Action::Revoke,
-            note: "deletionPolicy is Orphan: the cloud rule is left in place".into(),
+            note: format!("{why}: the cloud rule is left in place"),
         }],
     )
     .await;

@@ -103,13 +103,16 @@ pub async fn run(
         connector,
         metrics.clone(),
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client, super::events::reporter()),
-        resolver,
-        wake,
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Recorder::new(client, super::events::reporter()),
+            resolver,
+            wake,
+            metrics.clone(),
+        )
+        .with_rules(rule_store.clone()),
+    );
     metrics.observe_rules(rule_store.clone());
 
     let mut caches: Vec<Box<dyn server::Readiness>> = vec![

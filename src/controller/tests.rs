@@ -606,3 +606,5 @@ async fn nothing_is_judged_before_the_caches_are_filled() {
         "no status written"
     );
 }
+
+mod gates;
