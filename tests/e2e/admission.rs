@@ -75,6 +75,8 @@ fn invalid_rules() -> Vec<Case> {
         case("priority 0", rule(json!({"priority": 0})), "spec.rule.priority", "greater than or equal to 1"),
         case("priority 101", rule(json!({"priority": 101})), "spec.rule.priority", "less than or equal to 100"),
         case("description of 257 characters", rule(json!({"description": "d".repeat(257)})), "spec.rule.description", "256"),
+        case("description of 235 characters", rule(json!({"description": "d".repeat(235)})), "spec.rule.description", "at most 234 characters"),
+        case("description carrying a mark", rule(json!({"description": "web sgo:0123456789abcdef"})), "spec.rule.description", "must not contain 'sgo:'"),
         case("Internet NIC with a peer group", rule(json!({"nicType": "Internet", "peer": {"cidr": null, "securityGroupId": "sg-other1"}})), "spec.rule.nicType", "must be Intranet"),
         case("unknown protocol", rule(json!({"protocol": "SCTP"})), "spec.rule.protocol", "supported values: \"TCP\", \"UDP\""),
         case("unknown direction", rule(json!({"direction": "Inbound"})), "spec.rule.direction", "supported values: \"Ingress\", \"Egress\""),

@@ -524,6 +524,24 @@ pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_i
     );
 }
 
+/// Plants a rule in the fake cloud out of band, as someone using the console
+/// (or another tool) would; returns the id the cloud gave it.
+pub async fn plant_rule(provider: &str, region: &str, group: &str, rule: &Value) -> String {
+    let res = http()
+        .post(format!("{}/_fake/rules", env().fakecloud))
+        .json(&json!({"provider": provider, "region": region, "group": group, "rule": rule}))
+        .send()
+        .await
+        .expect("reachable");
+    assert!(
+        res.status().is_success(),
+        "planting a rule: {}",
+        res.status()
+    );
+    let body: Value = res.json().await.expect("JSON");
+    body["ruleId"].as_str().expect("a rule id").to_owned()
+}
+
 /// Asserts that no ClientToken of `calls` had more than one effect, by the
 /// journal and by the fake cloud's token records, and returns the record of
 /// `token`: how many calls presented it and how many changed the cloud.
