@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::resolve::{Connected, Connector, kind_of};
+use super::resolve::{ConnectFailure, Connected, Connector, kind_of};
 use crate::{
     api::{
         ProviderConfig,
@@ -19,11 +19,18 @@ use crate::{
 pub struct Clients;
 
 impl Connector for Clients {
-    fn connect(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connected, String> {
-        let settings = settings_of(&config.spec)?;
-        let credentials = credentials_of(secret)?;
+    fn connect(
+        &self,
+        config: &ProviderConfig,
+        secret: &Secret,
+        extra_roots: &[u8],
+    ) -> Result<Connected, ConnectFailure> {
+        let mut settings = settings_of(&config.spec).map_err(ConnectFailure::Config)?;
+        settings.extra_roots = extra_roots.to_vec();
+        let credentials = credentials_of(secret).map_err(ConnectFailure::Secret)?;
         let access_key_id = credentials.access_key_id.clone();
-        let provider = settings::connect(&settings, credentials).map_err(|e| e.to_string())?;
+        let provider = settings::connect(&settings, credentials)
+            .map_err(|e| ConnectFailure::Config(e.to_string()))?;
         Ok(Connected {
             provider,
             access_key_id,
