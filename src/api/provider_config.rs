@@ -261,8 +261,10 @@ pub struct ApsaraSettings {
     #[serde(default)]
     pub path: ApsaraPath,
     /// `Query` (parameters in the URL) or `Form` (form-encoded body).
-    #[serde(default)]
-    pub body_mode: ApsaraBodyMode,
+    /// Defaults to `Form` with the `Route` path, whose reference puts every
+    /// parameter in the body, and to `Query` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_mode: Option<ApsaraBodyMode>,
     /// Sent as the lower-case `version` parameter that the route gateway's
     /// reference documents (e.g. `2016-01-01`), besides `Version=2014-05-26`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,9 +296,8 @@ pub enum ApsaraPath {
     Route,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ApsaraBodyMode {
-    #[default]
     Query,
     Form,
 }

@@ -70,9 +70,12 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
                 api::ApsaraPath::Asapi => settings::ApsaraPath::Asapi,
                 api::ApsaraPath::Route => settings::ApsaraPath::Route,
             },
-            body_mode: match apsara.body_mode {
-                api::ApsaraBodyMode::Query => settings::BodyMode::Query,
-                api::ApsaraBodyMode::Form => settings::BodyMode::Form,
+            body_mode: match (apsara.body_mode, apsara.path) {
+                (Some(api::ApsaraBodyMode::Query), _) => settings::BodyMode::Query,
+                (Some(api::ApsaraBodyMode::Form), _) | (None, api::ApsaraPath::Route) => {
+                    settings::BodyMode::Form
+                }
+                (None, _) => settings::BodyMode::Query,
             },
             version: apsara.version.clone(),
             extra_headers: apsara.extra_headers.clone().into_iter().collect(),
@@ -161,6 +164,31 @@ mod tests {
         assert!(err.contains("allowInsecureHttp"), "{err}");
         spec.allow_insecure_http = Some(true);
         assert!(settings_of(&spec).is_ok());
+    }
+
+    /// The route gateway's reference puts every parameter in the body.
+    #[test]
+    fn the_route_path_defaults_to_a_form_body() {
+        let spec = |apsara: serde_json::Value| -> ProviderConfigSpec {
+            serde_json::from_value(serde_json::json!({
+                "type": "apsarastack", "region": "r1", "endpoint": "https://gw.example",
+                "credentialsSecretRef": {"namespace": "n", "name": "s"}, "apsara": apsara
+            }))
+            .expect("valid")
+        };
+        let mode = |apsara| settings_of(&spec(apsara)).expect("valid").apsara.body_mode;
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route"})),
+            settings::BodyMode::Form
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Asapi"})),
+            settings::BodyMode::Query
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route", "bodyMode": "Query"})),
+            settings::BodyMode::Query
+        );
     }
 
     #[test]
