@@ -525,6 +525,7 @@ fn pass_for<'a>(
         generation: rule.meta().generation.unwrap_or_default(),
         group: group_of(rule, record, resolved),
         spec_rule: &rule.spec.rule,
+        adopt: resolved.allow_adoption && rule.spec.adopt == Some(true),
         desired,
     }
 }

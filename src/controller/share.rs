@@ -27,7 +27,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
 use crate::provider::{
-    Authorize, DescribedRule, GroupRef, Provider, ProviderError, ProviderKind, Receipt, Revoke,
+    Authorize, DescribedRule, GroupRef, Modify, Provider, ProviderError, ProviderKind, Receipt,
+    Revoke,
 };
 
 type Request = (String, oneshot::Sender<()>);
@@ -228,6 +229,11 @@ impl Provider for Fair {
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
         self.share.turn(&self.tenant).await;
         self.inner.revoke(call).await
+    }
+
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        self.share.turn(&self.tenant).await;
+        self.inner.modify(call).await
     }
 
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {

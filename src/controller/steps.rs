@@ -81,6 +81,8 @@ pub struct Pass<'a> {
     pub group: GroupRef,
     pub spec_rule: &'a RuleSpec,
     pub desired: Desired,
+    /// The object opted in to adoption and its ProviderConfig allows it.
+    pub adopt: bool,
 }
 
 impl Pass<'_> {
@@ -163,6 +165,19 @@ impl Pass<'_> {
                     )?;
                     let rule_id = match self.find_after_authorize(&call.rule, sent).await {
                         Found::Own(d) => Some(d.rule_id).filter(|id| !id.is_empty()),
+                        Found::Foreign(d) if self.may_adopt(&d) => {
+                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
+                            let result = self.resolved.provider.modify(&call).await;
+                            let outcome = self.fold(
+                                record,
+                                notices,
+                                Action::Modify,
+                                &call.client_token,
+                                result,
+                            )?;
+                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            Some(d.rule_id)
+                        }
                         Found::Foreign(d) => {
                             // The provider keeps one rule per identity: this
                             // authorize created nothing, so nothing is recorded.
@@ -189,6 +204,42 @@ impl Pass<'_> {
                     record.applied = Some((self.spec_rule.clone(), rule_id));
                     record.authorizing = None;
                     record.group = Some(call.group.clone());
+                }
+                Step::Modify(call) => {
+                    // Nothing is created: a crash only repeats the change.
+                    self.check_credentials_pause()?;
+                    current(writer).await?;
+                    let Some(applied) = &input.applied else {
+                        unreachable!("a modify is planned from the applied rule")
+                    };
+                    match self
+                        .check_before_revoke(
+                            record,
+                            notices,
+                            &applied.rule,
+                            applied.rule_id.as_deref(),
+                        )
+                        .await?
+                    {
+                        RevokeCheck::Own(d) => {
+                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
+                            let result = self.resolved.provider.modify(&call).await;
+                            let outcome = self.fold(
+                                record,
+                                notices,
+                                Action::Modify,
+                                &call.client_token,
+                                result,
+                            )?;
+                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            record.applied = Some((self.spec_rule.clone(), Some(d.rule_id)));
+                        }
+                        // Gone at the provider: the next step authorizes anew.
+                        RevokeCheck::Gone => record.applied = None,
+                        RevokeCheck::Mismatch { rule_id } => {
+                            return Err(self.mismatch(notices, &rule_id).into());
+                        }
+                    }
                 }
                 Step::Revoke { call, of } => {
                     // Superseded and authorizing rules are recorded already:
@@ -354,11 +405,22 @@ impl Pass<'_> {
             .map(|s| s.rules)
     }
 
+    /// Whether an identical rule that no object created may be taken over:
+    /// the object opted in, the ProviderConfig allows it, and the provider
+    /// can mark the rule in place. Another object's rule never is.
+    fn may_adopt(&self, existing: &DescribedRule) -> bool {
+        self.adopt
+            && self.resolved.kind.modifies_in_place()
+            && !existing.rule_id.is_empty()
+            && ownership::split(&existing.rule.description).1.is_none()
+    }
+
     /// An identical rule that is not this object's holds the place.
     fn foreign(&self, notices: &mut Vec<Notice>, existing: &DescribedRule) -> Halt {
         let message = format!(
             "an identical rule {} already exists in security group {} and was not created for this object; \
-             the operator leaves it alone and revokes nothing on deletion. Remove it at the provider, or delete this object",
+             the operator leaves it alone and revokes nothing on deletion. Remove it at the provider, delete this object, \
+             or (Alibaba) take it over with spec.adopt where the ProviderConfig sets allowAdoption",
             existing.rule_id, self.group.security_group_id
         );
         self.stall(
@@ -417,6 +479,7 @@ impl Pass<'_> {
     fn done(&self, action: Action, token: &str, result: OperationResult) -> Notice {
         let (reason, verb) = match action {
             Action::Revoke => (reasons::REVOKED, "revoked"),
+            Action::Modify => (reasons::AUTHORIZED, "changed in place"),
             _ => (reasons::AUTHORIZED, "authorized"),
         };
         Notice {

@@ -61,6 +61,8 @@ pub enum Operation {
     Authorize,
     Revoke,
     Describe,
+    /// A change in place (Alibaba `ModifySecurityGroupRule`).
+    Modify,
 }
 
 impl Operation {
@@ -70,6 +72,7 @@ impl Operation {
             Self::Authorize => "authorize",
             Self::Revoke => "revoke",
             Self::Describe => "describe",
+            Self::Modify => "modify",
         }
     }
 }

@@ -17,7 +17,7 @@ use self::{
     wire::Attempt,
 };
 use super::{
-    Authorize, DescribedRule, GroupRef, Provider, ProviderKind, Receipt, Revoke, apsara,
+    Authorize, DescribedRule, GroupRef, Modify, Provider, ProviderKind, Receipt, Revoke, apsara,
     credentials::Credentials,
     denials::Denials,
     error::{ErrorKind, Operation, ProviderError},
@@ -192,6 +192,11 @@ impl Provider for EcsClient {
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
         let rpc = api::revoke_call(call, self.region(&call.group), self.rule_form());
         self.mutate(Operation::Revoke, &call.group, rpc).await
+    }
+
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        let rpc = api::modify_call(call, self.region(&call.group));
+        self.mutate(Operation::Modify, &call.group, rpc).await
     }
 
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
