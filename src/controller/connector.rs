@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::resolve::{Connector, kind_of};
+use super::resolve::{ConnectFailure, Connector, kind_of};
 use crate::{
     api::{
         ProviderConfig,
@@ -26,9 +26,12 @@ impl Connector for Clients {
         &self,
         config: &ProviderConfig,
         secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, String> {
-        let settings = settings_of(&config.spec)?;
-        settings::connect(&settings, credentials_of(secret)?).map_err(|e| e.to_string())
+        extra_roots: &[u8],
+    ) -> Result<Arc<dyn Provider>, ConnectFailure> {
+        let mut settings = settings_of(&config.spec).map_err(ConnectFailure::Config)?;
+        settings.extra_roots = extra_roots.to_vec();
+        let credentials = credentials_of(secret).map_err(ConnectFailure::Secret)?;
+        settings::connect(&settings, credentials).map_err(|e| ConnectFailure::Config(e.to_string()))
     }
 }
 

@@ -60,15 +60,38 @@ pub struct Transport {
     limiter: DefaultDirectRateLimiter,
 }
 
+/// The largest answer read: a describe page of 1000 rules is about 0.5 MiB,
+/// and a gateway (or something posing as one) must not fill the memory.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
 impl Transport {
-    pub fn new(rate_limit: RateLimit, timeouts: Timeouts) -> Result<Self, ConnectError> {
+    /// `extra_roots`: PEM certificates trusted besides the system's roots
+    /// (the image's CA store) and the bundled Mozilla roots.
+    pub fn new(
+        rate_limit: RateLimit,
+        timeouts: Timeouts,
+        extra_roots: &[u8],
+    ) -> Result<Self, ConnectError> {
         let (Some(qps), Some(burst)) = (
             NonZeroU32::new(rate_limit.qps),
             NonZeroU32::new(rate_limit.burst),
         ) else {
             return Err(ConnectError::InvalidRateLimit);
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !extra_roots.is_empty() {
+            let roots = reqwest::Certificate::from_pem_bundle(extra_roots)
+                .map_err(|e| ConnectError::InvalidCaBundle(describe(&e)))?;
+            if roots.is_empty() {
+                return Err(ConnectError::InvalidCaBundle(
+                    "no CERTIFICATE block".to_owned(),
+                ));
+            }
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .redirect(reqwest::redirect::Policy::none())
@@ -93,10 +116,22 @@ impl Transport {
         if !request.body.is_empty() {
             builder = builder.body(request.body);
         }
-        let response = builder.send().await.map_err(transport_error)?;
+        let mut response = builder.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    "ResponseTooLarge",
+                    format!("the answer exceeds {MAX_RESPONSE_BYTES} bytes"),
+                )
+                .with_status(status));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = Bytes::from(body);
         // Path only: the query of a V2 request carries its signature.
         tracing::debug!(%method, %path, status, elapsed_ms = elapsed_ms(started), "provider request");
         Ok(HttpResponse {
@@ -175,6 +210,7 @@ mod tests {
                 connect: Duration::from_secs(2),
                 request: request_timeout,
             },
+            &[],
         )
         .expect("transport")
     }
@@ -234,6 +270,29 @@ mod tests {
             started.elapsed() >= Duration::from_millis(350),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    /// An endless answer is cut at the cap instead of filling the memory.
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_as_transient() {
+        let huge = "x".repeat(MAX_RESPONSE_BYTES + 1);
+        let app = axum::Router::new().fallback(move || {
+            let huge = huge.clone();
+            async move { huge }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let err = transport(10, 10, Duration::from_secs(5))
+            .send(get(&format!("http://{addr}/")))
+            .await
+            .expect_err("too large");
+        assert_eq!(
+            (err.kind, err.code.as_str()),
+            (ErrorKind::Transient, "ResponseTooLarge")
         );
     }
 

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::api::{Patch, PatchParams};
 use secgroup_operator::api::{
     SecurityGroupRule,
     conditions::{self, reasons},

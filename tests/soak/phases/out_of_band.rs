@@ -23,7 +23,7 @@ use crate::{
 const PHASE: &str = "out of band";
 const RESYNC_SECS: u64 = 5;
 
-pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
+pub async fn run(soak: &Arc<Soak>, live: &mut [Track]) {
     soak.operator().stop();
     soak.start_operator_with_resync(RESYNC_SECS);
     new_journal(soak, "leader election").await;
