@@ -273,6 +273,14 @@ async fn apply(
         )
         .await;
     }
+    // An id drift detection saw for the applied rule; the pass's status
+    // write records it (lost with a failed write until the next sweep).
+    if let Some((_, rule_id)) = record.applied.as_mut()
+        && rule_id.is_none()
+        && let Some(learned) = ctx.drift.take_id(&object)
+    {
+        *rule_id = Some(learned);
+    }
     if let Some(wait) = refused_at_this_generation(rule) {
         return Ok(Action::requeue(wait));
     }

@@ -896,4 +896,28 @@ async fn a_priority_change_is_made_in_place() {
     assert_eq!(provider.group.lock().expect("lock")[0].rule.priority, 5);
 }
 
+/// A rule id that drift detection learned is recorded without a call.
+#[tokio::test]
+async fn a_rule_id_learned_by_drift_detection_is_recorded() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut object = rule(authorized_status());
+    if let Some(status) = object.status.as_mut() {
+        status.rule_id = None;
+    }
+    let (client, server) = api_server(object.clone());
+    let ctx = context(client, world(provider.clone(), config(None)));
+    ctx.drift.learned(
+        kube::runtime::reflector::ObjectRef::from_obj(&object),
+        "sgr-7".into(),
+    );
+    let result = reconcile(Arc::new(object), ctx).await;
+    let out = Outcome {
+        result,
+        seen: server.await.expect("mock API server"),
+    };
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    assert_eq!(out.last_status()["ruleId"], "sgr-7");
+}
+
 mod gates;
