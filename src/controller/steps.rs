@@ -27,7 +27,10 @@ use crate::{
             Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
         },
     },
-    provider::{DescribedRule, ErrorKind, GroupRef, ProviderError, Receipt, RevokeTarget, Rule},
+    provider::{
+        DescribedRule, ErrorKind, GroupRef, MODIFY_UNSUPPORTED, ProviderError, Receipt,
+        RevokeTarget, Rule,
+    },
 };
 
 /// More steps than any path needs (revoke superseded, revoke a rule left
@@ -224,6 +227,16 @@ impl Pass<'_> {
                         RevokeCheck::Own(d) => {
                             let call = plan::modify_call(&input, &call.rule, &d.rule_id);
                             let result = self.resolved.provider.modify(&call).await;
+                            if result.as_ref().is_err_and(|e| e.code == MODIFY_UNSUPPORTED) {
+                                // The endpoint lacks the call: revoke first, as
+                                // where it is not offered.
+                                if let Some((rule, rule_id)) = record.applied.take() {
+                                    record.superseded = Some(SupersededRule { rule_id, rule });
+                                }
+                                record_intent(writer, record, "revoking the rule at the provider")
+                                    .await?;
+                                continue;
+                            }
                             let outcome = self.fold(
                                 record,
                                 notices,

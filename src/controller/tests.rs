@@ -896,6 +896,37 @@ async fn a_priority_change_is_made_in_place() {
     assert_eq!(provider.group.lock().expect("lock")[0].rule.priority, 5);
 }
 
+/// An endpoint without ModifySecurityGroupRule: the rule is replaced,
+/// revoke first, as where the call is not offered.
+#[tokio::test]
+async fn a_modify_the_endpoint_lacks_falls_back_to_replacing_the_rule() {
+    let provider = ProviderDouble::holding(
+        vec![web_at_cloud("sgr-1", Some("uid-1"))],
+        vec![refused(
+            ErrorKind::Invalid,
+            crate::provider::MODIFY_UNSUPPORTED,
+        )],
+    );
+    let mut extra = authorized_status();
+    merge(
+        &mut extra,
+        json!({"metadata": {"generation": 2}, "spec": {"rule": {"priority": 5}}}),
+    );
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    let calls = provider.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [Call::Describe, Call::Modify { .. }, Call::RevokeById { rule_id, .. }, Call::Authorize { .. }, Call::Describe]
+                if rule_id == "sgr-1"
+        ),
+        "{calls:?}"
+    );
+    assert_eq!(out.condition("Ready").1, "Authorized");
+    assert_eq!(out.last_status()["appliedRule"]["priority"], 5);
+}
+
 /// A rule id that drift detection learned is recorded without a call.
 #[tokio::test]
 async fn a_rule_id_learned_by_drift_detection_is_recorded() {

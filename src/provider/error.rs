@@ -77,6 +77,10 @@ impl Operation {
     }
 }
 
+/// The code of a modify that the endpoint does not offer: the caller
+/// falls back to revoke and authorize.
+pub const MODIFY_UNSUPPORTED: &str = "ModifyUnsupported";
+
 /// A failed (or "successfully failed") provider call.
 ///
 /// `code` and `message` come from the provider's error envelope, or name the

@@ -23,7 +23,7 @@ mod properties;
 use async_trait::async_trait;
 
 pub use credentials::{Credentials, SecretString};
-pub use error::{ErrorKind, Operation, ProviderError};
+pub use error::{ErrorKind, MODIFY_UNSUPPORTED, Operation, ProviderError};
 pub use model::{
     Authorize, DescribedRule, Direction, GroupRef, Modify, NicType, Peer, Policy, PortRange,
     Protocol, ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
@@ -55,7 +55,7 @@ pub trait Provider: Send + Sync {
     async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
         Err(ProviderError::new(
             ErrorKind::Invalid,
-            "ModifyUnsupported",
+            MODIFY_UNSUPPORTED,
             format!(
                 "{} rules cannot be changed in place",
                 call.rule.direction.as_wire()

@@ -194,9 +194,22 @@ impl Provider for EcsClient {
         self.mutate(Operation::Revoke, &call.group, rpc).await
     }
 
+    /// An endpoint without the action (an Alibaba-compatible cloud) says
+    /// so as `ModifyUnsupported`, and the rule is replaced instead.
     async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
         let rpc = api::modify_call(call, self.region(&call.group));
-        self.mutate(Operation::Modify, &call.group, rpc).await
+        self.mutate(Operation::Modify, &call.group, rpc)
+            .await
+            .map_err(|e| {
+                if e.code == "InvalidAction.NotFound" {
+                    ProviderError {
+                        code: super::MODIFY_UNSUPPORTED.to_owned(),
+                        ..e
+                    }
+                } else {
+                    e
+                }
+            })
     }
 
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
