@@ -405,17 +405,35 @@ impl Pass<'_> {
         Ok(check)
     }
 
+    /// The group as a describe sent at or after `since` shows it. A describe
+    /// only reads, so a transient failure is asked again a few times here
+    /// before it halts the pass: a revoke that needs it must not wait out the
+    /// object's backoff for every failed read.
     async fn describe(&self, since: Instant) -> Result<Arc<Vec<DescribedRule>>, ProviderError> {
-        self.ctx
-            .snapshots
-            .describe(
-                &self.resolved.config_name,
-                &self.group,
-                self.resolved.provider.as_ref(),
-                since,
-            )
-            .await
-            .map(|s| s.rules)
+        let mut failure = None;
+        for pause in std::iter::once(Duration::ZERO).chain(LAG_RETRIES) {
+            tokio::time::sleep(pause).await;
+            match self
+                .ctx
+                .snapshots
+                .describe(
+                    &self.resolved.config_name,
+                    &self.group,
+                    self.resolved.provider.as_ref(),
+                    since,
+                )
+                .await
+            {
+                Ok(snapshot) => return Ok(snapshot.rules),
+                Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) => {
+                    failure = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| {
+            ProviderError::new(ErrorKind::Transient, "DescribeFailed", "describe failed")
+        }))
     }
 
     /// Whether an identical rule that no object created may be taken over:

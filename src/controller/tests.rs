@@ -58,6 +58,8 @@ struct ProviderDouble {
     calls: Mutex<Vec<Call>>,
     answers: Mutex<VecDeque<Result<Receipt, ProviderError>>>,
     group: Mutex<Vec<DescribedRule>>,
+    /// Describes still to fail (transiently) before they answer.
+    failing_describes: Mutex<u32>,
 }
 
 impl ProviderDouble {
@@ -161,6 +163,15 @@ impl Provider for ProviderDouble {
 
     async fn describe(&self, _group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
         self.calls.lock().expect("lock").push(Call::Describe);
+        let mut failing = self.failing_describes.lock().expect("lock");
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                "ServiceUnavailable",
+                "down",
+            ));
+        }
         Ok(self.group.lock().expect("lock").clone())
     }
 }
@@ -925,6 +936,32 @@ async fn a_modify_the_endpoint_lacks_falls_back_to_replacing_the_rule() {
     );
     assert_eq!(out.condition("Ready").1, "Authorized");
     assert_eq!(out.last_status()["appliedRule"]["priority"], 5);
+}
+
+/// A describe before a revoke only reads: transient failures are asked
+/// again within the pass instead of halting it.
+#[tokio::test]
+async fn a_failing_describe_before_a_revoke_is_asked_again() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
+    *provider.failing_describes.lock().expect("lock") = 2;
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let calls = provider.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [
+                Call::Describe,
+                Call::Describe,
+                Call::Describe,
+                Call::RevokeById { .. }
+            ]
+        ),
+        "{calls:?}"
+    );
+    assert_eq!(out.finalizer_patches().len(), 1);
 }
 
 /// A rule id that drift detection learned is recorded without a call.
