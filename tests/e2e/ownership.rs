@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use secgroup_operator::api::{
     SecurityGroupRule,
     conditions::{self, reasons},
