@@ -15,7 +15,7 @@ use super::{
     credentials::Credentials,
     error::ProviderError,
     http::HttpRequest,
-    settings::{ApsaraSettings, endpoint_url},
+    settings::{ApsaraPath, ApsaraSettings, endpoint_url},
 };
 
 /// The signed request for `call` on the Apsara gateway at `endpoint`.
@@ -29,6 +29,19 @@ pub(crate) fn request(
 ) -> Result<HttpRequest, ProviderError> {
     // No default host: `connect` refuses Apsara settings without an endpoint.
     let url = endpoint_url(endpoint, "", &settings.path.path(call.action))?;
+    // The route gateway requires the region as `regionId` too (seed 000).
+    let routed;
+    let call = if settings.path == ApsaraPath::Route {
+        let mut params = call.params.clone();
+        params.push(("regionId".to_string(), region.to_string()));
+        routed = RpcCall {
+            action: call.action,
+            params,
+        };
+        &routed
+    } else {
+        call
+    };
     let mut headers = vec![("x-acs-regionid".to_string(), region.to_string())];
     if let Some(organization) = &settings.organization_id {
         headers.push(("x-acs-organizationid".to_string(), organization.clone()));
@@ -118,8 +131,17 @@ mod tests {
             request.param("Action").as_deref(),
             Some("RevokeSecurityGroup")
         );
-        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("tcp"));
         assert_eq!(request.param("PortRange").as_deref(), Some("1/200"));
+        assert_eq!(
+            request.param("regionId").as_deref(),
+            Some("cn-qingdao-env17-d01"),
+            "the seed's lower-case region too"
+        );
+        assert_eq!(
+            request.param("RegionId").as_deref(),
+            Some("cn-qingdao-env17-d01")
+        );
         assert_eq!(request.param("SourceCidrIp").as_deref(), Some("10.0.0.0/8"));
         assert_eq!(
             request.param("ClientToken").as_deref(),
@@ -157,7 +179,12 @@ mod tests {
         assert_eq!(request.url.path(), "/asapi/v3");
         assert!(request.body.is_empty());
         assert_eq!(request.header("x-acs-organizationid"), None);
-        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("tcp"));
+        assert_eq!(
+            request.param("regionId"),
+            None,
+            "only the route gateway wants it"
+        );
         request.assert_v2_signed("sk");
     }
 }
