@@ -55,7 +55,7 @@ for p in "${providers[@]}"; do
 done
 # The examples name the real endpoints; the demo points them at the fake cloud.
 for pc in alibaba-prod apsara-dc1 baidu-bj; do
-	kubectl patch providerconfig "$pc" --type merge -p "{\"spec\":{\"endpoint\":\"$cloud\"}}" >/dev/null
+	kubectl patch providerconfig "$pc" --type merge -p "{\"spec\":{\"endpoint\":\"$cloud\",\"allowInsecureHttp\":true}}" >/dev/null
 done
 kubectl get providerconfigs
 

@@ -13,6 +13,8 @@ pub mod types {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// ProviderConfig: its endpoint is plain HTTP.
+    pub const INSECURE_ENDPOINT: &str = "InsecureEndpoint";
 }
 
 pub mod reasons {
@@ -30,15 +32,27 @@ pub mod reasons {
     pub const SECRET_INVALID: &str = "CredentialsSecretInvalid";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
     pub const UNSUPPORTED: &str = "UnsupportedByProvider";
+    /// An identical rule that is not this object's exists at the provider.
+    pub const RULE_ALREADY_EXISTS: &str = "RuleAlreadyExists";
+    /// An older object declares the same cloud rule.
+    pub const DUPLICATE_CLAIM: &str = "DuplicateClaim";
+    /// Status names a rule that the provider shows is not this object's.
+    pub const RECORD_MISMATCH: &str = "RecordMismatch";
     pub const DELETING: &str = "Deleting";
     pub const SUCCEEDED: &str = "Succeeded";
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const PAUSED: &str = "Paused";
+    pub const OBSERVED: &str = "Observed";
+    pub const NOT_OBSERVED: &str = "NotObserved";
+    pub const PLAINTEXT_HTTP_ALLOWED: &str = "PlaintextHttpAllowed";
 }
 
 /// A Kubernetes API convention condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Reconciling` or `Stalled`.
+    /// What it is about: `Ready`, `Reconciling`, `Stalled` on rules;
+    /// `InsecureEndpoint` and others on ProviderConfigs.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

@@ -1,11 +1,13 @@
 //! `ProviderConfig`: one cloud account, its endpoint and its credentials.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::rule::DeletionPolicy;
+use super::{conditions::Condition, rule::DeletionPolicy};
 
 /// A cloud account that SecurityGroupRules refer to by name: which provider,
 /// where its API is, which Secret holds its credentials, how fast the
@@ -16,6 +18,7 @@ use super::rule::DeletionPolicy;
     version = "v1alpha1",
     kind = "ProviderConfig",
     category = "secgroup",
+    status = "ProviderConfigStatus",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint","priority":1}"#,
@@ -26,6 +29,7 @@ use super::rule::DeletionPolicy;
     validation = Rule::new("self.type != 'apsarastack' || has(self.endpoint)").message("spec.endpoint is required when spec.type is apsarastack").field_path(".endpoint").reason(Reason::FieldValueRequired),
     validation = Rule::new("!has(self.apsara) || self.type == 'apsarastack'").message("spec.apsara is allowed only when spec.type is apsarastack").field_path(".apsara").reason(Reason::FieldValueForbidden),
     validation = Rule::new("!has(self.signatureVersion) || self.type != 'baidu'").message("spec.signatureVersion applies to alibaba and apsarastack only; Baidu always signs with bce-auth-v1").field_path(".signatureVersion").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp)").message("spec.endpoint uses http://, which sends the access key id and signed requests in clear: use https://, or set spec.allowInsecureHttp: true").field_path(".endpoint").reason(Reason::FieldValueForbidden),
     validation = Rule::new("self.type != 'apsarastack' || !has(self.signatureVersion) || self.signatureVersion == 'v2'").message("spec.signatureVersion must be v2 for apsarastack").field_path(".signatureVersion").reason(Reason::FieldValueInvalid),
 )]
 pub struct ProviderConfigSpec {
@@ -42,6 +46,12 @@ pub struct ProviderConfigSpec {
         regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     )]
     pub endpoint: Option<String>,
+
+    /// Allows an `http://` endpoint: requests, the access key id and their
+    /// signatures then travel in clear. The ProviderConfig shows it in its
+    /// `InsecureEndpoint` condition. For test clouds on a trusted network only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_insecure_http: Option<bool>,
 
     /// Default region of the rules that use this config, e.g. `cn-hangzhou` or `bj`.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
@@ -74,6 +84,100 @@ pub struct ProviderConfigSpec {
     /// Defaults for the rules that use this config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ProviderDefaults>,
+
+    /// What the SecurityGroupRules of each set of namespaces may declare.
+    /// Unset: no limit beyond `allowedNamespaces`. Set: a rule follows the
+    /// first entry whose `namespaceSelector` selects its namespace, and a
+    /// namespace that no entry selects may not use this config. A rule
+    /// that breaks its entry is `Stalled` (`PolicyViolation`) before any
+    /// provider call; revoking is never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub policies: Option<Vec<NamespacePolicy>>,
+}
+
+/// Limits on the rules of the namespaces one selector picks. Everything a
+/// field leaves unset is allowed, except world-open peers, cross-account
+/// peers and `Drop`, which each need to be allowed explicitly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacePolicy {
+    /// Names the entry in the messages of refused rules.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// The namespaces this entry governs; `{}` selects every namespace.
+    /// Prefer the immutable `kubernetes.io/metadata.name` label, or labels
+    /// tenants cannot set on their own namespaces.
+    pub namespace_selector: LabelSelector,
+
+    /// The security groups the rules may be in. Unset allows any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub security_group_ids: Option<Vec<String>>,
+
+    /// The regions the rules may be in (a rule without `region` is in the
+    /// config's). Unset allows any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub regions: Option<Vec<String>>,
+
+    /// Directions (`Ingress`, `Egress`) in which a peer may be the whole
+    /// Internet, `0.0.0.0/0` or `::/0`. Unset or empty refuses both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub allow_world_open: Vec<super::rule::Direction>,
+
+    /// The shortest IPv4 prefix a `cidr` peer may have, 1 to 32 (16 refuses
+    /// `10.0.0.0/8`). World-open peers follow `allowWorldOpen` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub min_ipv4_prefix_length: Option<u8>,
+
+    /// The shortest IPv6 prefix an `ipv6Cidr` peer may have, 1 to 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 128))]
+    pub min_ipv6_prefix_length: Option<u8>,
+
+    /// Whether a peer security group may name another account
+    /// (`peer.ownerAccount` or `peer.ownerId`). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cross_account_peers: bool,
+
+    /// Whether rules may set `policy: Drop`, which can cut off traffic that
+    /// other rules of a shared group accept. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_drop: bool,
+
+    /// At most this many `Present` rules per namespace use this config; the
+    /// oldest (by creation time) count first, later ones are refused. Unset:
+    /// no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_rules: Option<u32>,
+}
+
+/// What the operator observed about a ProviderConfig. Each concern writes
+/// its own condition types under its own field manager: `conditions` is a
+/// map keyed by `type`, so server-side apply merges their writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl ProviderConfigSpec {
+    /// Whether the endpoint is plain `http://` (allowed only with `allowInsecureHttp`).
+    pub fn plaintext_endpoint(&self) -> bool {
+        self.endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -120,6 +224,27 @@ pub struct ApsaraSettings {
     /// `Query` (parameters in the URL) or `Form` (form-encoded body).
     #[serde(default)]
     pub body_mode: ApsaraBodyMode,
+    /// Sent as the lower-case `version` parameter that the route gateway's
+    /// reference documents (e.g. `2016-01-01`), besides `Version=2014-05-26`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[0-9A-Za-z.-]+$"))]
+    pub version: Option<String>,
+    /// Headers added to every request, e.g. `x-ascm-product-name: ecs`; they
+    /// may not replace the signature's or the protocol's own headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16, "x-kubernetes-validations" = [{
+        "rule": "self.all(k, k.matches('^[A-Za-z0-9][A-Za-z0-9-]*$') && !(k.lowerAscii() in ['host', 'authorization', 'content-type', 'content-length', 'accept', 'x-acs-signature-nonce', 'x-acs-date', 'x-acs-security-token']))",
+        "message": "spec.apsara.extraHeaders: names are letters, digits and '-', and may not be host, authorization, content-type, content-length, accept or an x-acs signing header"
+    }]))]
+    pub extra_headers: BTreeMap<String, String>,
+    /// Parameters added to every request and signed with it, e.g.
+    /// `Department` or `Product`; they may not replace the request's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16, "x-kubernetes-validations" = [{
+        "rule": "self.all(k, k.matches('^[A-Za-z][A-Za-z0-9._]*$') && !(k in ['Action', 'Version', 'Format', 'AccessKeyId', 'SignatureMethod', 'SignatureVersion', 'SignatureNonce', 'Timestamp', 'Signature', 'SecurityToken', 'RegionId', 'regionId', 'SecurityGroupId', 'ClientToken', 'version']))",
+        "message": "spec.apsara.extraParams: names are letters, digits, '.' and '_', and may not be a signature parameter, Action, Version, RegionId, regionId, SecurityGroupId, ClientToken or version (use spec.apsara.version)"
+    }]))]
+    pub extra_params: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -34,6 +34,14 @@ impl Connector for Clients {
 
 pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String> {
     let mut settings = ProviderSettings::new(kind_of(spec.type_), spec.region.clone());
+    // Admission refuses this too; a config stored before that rule existed
+    // must not send credentials in clear either.
+    if spec.plaintext_endpoint() && spec.allow_insecure_http != Some(true) {
+        return Err(
+            "spec.endpoint is http://: use https://, or set spec.allowInsecureHttp: true"
+                .to_owned(),
+        );
+    }
     if let Some(endpoint) = &spec.endpoint {
         settings.endpoint = Some(
             endpoint
@@ -60,6 +68,9 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
                 api::ApsaraBodyMode::Query => settings::BodyMode::Query,
                 api::ApsaraBodyMode::Form => settings::BodyMode::Form,
             },
+            version: apsara.version.clone(),
+            extra_headers: apsara.extra_headers.clone().into_iter().collect(),
+            extra_params: apsara.extra_params.clone().into_iter().collect(),
         };
     }
     let rate = spec.rate_limit.unwrap_or_default();
@@ -134,9 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_needs_the_opt_in() {
+        let mut spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "type": "alibaba", "region": "r1", "endpoint": "http://127.0.0.1:9",
+            "credentialsSecretRef": {"namespace": "n", "name": "s"},
+        }))
+        .expect("valid");
+        let err = settings_of(&spec).expect_err("plain http");
+        assert!(err.contains("allowInsecureHttp"), "{err}");
+        spec.allow_insecure_http = Some(true);
+        assert!(settings_of(&spec).is_ok());
+    }
+
+    #[test]
     fn apsara_always_signs_with_v2() {
         let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
             "type": "apsarastack", "region": "r1", "endpoint": "http://127.0.0.1:9",
+            "allowInsecureHttp": true,
             "credentialsSecretRef": {"namespace": "n", "name": "s"},
             "apsara": {"path": "Route", "bodyMode": "Form"}
         }))

@@ -7,14 +7,20 @@
 //! one server-side apply of `/status`, only when it changed.
 
 pub mod backoff;
+pub mod configs;
 pub mod connector;
 pub mod convert;
 pub mod drift;
 pub mod events;
+pub mod gate;
+pub mod ownership;
 pub mod persist;
 pub mod plan;
+pub mod policy;
 pub mod resolve;
 pub mod run;
+pub mod share;
+pub mod snapshot;
 pub mod status;
 pub mod steps;
 #[cfg(test)]
@@ -30,7 +36,7 @@ use kube::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
         finalizer::{self, Event},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef, Store},
     },
 };
 use tracing::{info, warn};
@@ -40,9 +46,11 @@ pub use run::run;
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
+    ownership::Mark,
     persist::{Outdated, StatusWriter},
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
+    snapshot::Snapshots,
     status::{Record, Standing},
     steps::{Halt, Notice, Pass, Stop},
 };
@@ -53,7 +61,7 @@ use crate::{
         rule::{DeletionPolicy, Ensure},
     },
     metrics::Metrics,
-    provider::{GroupRef, Rule},
+    provider::GroupRef,
 };
 
 /// Shared state of the controller.
@@ -65,9 +73,13 @@ pub struct Context {
     pub config_backoff: Backoff<String>,
     pub drift: DriftFindings,
     pub outdated: Outdated,
+    /// Describes of groups, shared between the rules checked at one time.
+    pub snapshots: Snapshots,
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
+    /// Every rule the operator watches: per-namespace counts for policy.
+    pub rules: Store<SecurityGroupRule>,
 }
 
 impl Context {
@@ -86,29 +98,18 @@ impl Context {
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
             outdated: Outdated::default(),
+            snapshots: Snapshots::default(),
             wake,
             metrics,
+            rules: reflector::store().0,
         }
     }
 
-    /// Authorize answers no rule id: describe the group to learn it. A failed
-    /// describe only costs the id (revoke falls back to attributes).
-    pub async fn learn_rule_id(
-        &self,
-        resolved: &Resolved,
-        group: &GroupRef,
-        rule: &Rule,
-    ) -> Option<String> {
-        match resolved.provider.describe(group).await {
-            Ok(rules) => rules
-                .into_iter()
-                .find(|d| resolved.kind.same_rule(rule, &d.rule))
-                .map(|d| d.rule_id),
-            Err(e) => {
-                warn!(group = %group.security_group_id, error = %e, "describe after authorize failed; the rule id stays unknown");
-                None
-            }
-        }
+    /// Lets policy count the rules of a namespace.
+    #[must_use]
+    pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
+        self.rules = rules;
+        self
     }
 }
 
@@ -222,6 +223,10 @@ async fn apply(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, false).await?;
+        return Ok(Action::await_change());
+    }
     let resolved = match ctx.resolver.resolve(
         &rule.spec.provider_config_ref.name,
         &rule.namespace().unwrap_or_default(),
@@ -233,6 +238,15 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Ok(Action::requeue(wait));
+    }
+    if gate::observed(rule) {
+        return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
+    }
+    if let Some(action) = gate::enforce_policy(rule, ctx, &resolved, &mut writer, &record).await? {
+        return Ok(action);
+    }
     if record.applied.is_some() && ctx.drift.flagged(&object) {
         // The cloud lost the rule: a new attempt at this generation needs a
         // new token, persisted before the call, or the provider would replay
@@ -302,7 +316,11 @@ async fn cleanup(
     let object = ObjectRef::from_obj(rule);
     let mut record = Record::from_status(rule.status.as_ref());
     let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
-    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) {
+    if gate::paused(rule) {
+        gate::hold_paused(&mut writer, &record, true).await?;
+        return Err(Error::CleanupPending { requeue: None });
+    }
+    if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) || gate::observed(rule) {
         return orphan(rule, ctx, &object).await;
     }
     let revoked = Standing::Settled {
@@ -335,7 +353,15 @@ async fn cleanup(
     {
         return orphan(rule, ctx, &object).await;
     }
-    if let Some(wait) = refused_at_this_generation(rule) {
+    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
+        return Err(Error::CleanupPending {
+            requeue: Some(wait),
+        });
+    }
+    // With nothing recorded the pass makes no call, so nothing is held.
+    if !nothing_recorded(&record)
+        && let Some(wait) = refused_at_this_generation(rule)
+    {
         return Err(Error::CleanupPending {
             requeue: Some(wait),
         });
@@ -382,6 +408,11 @@ async fn orphan(
     object: &ObjectRef<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     ctx.object_backoff.reset(object);
+    let why = if gate::observed(rule) {
+        "managementPolicy is Observe"
+    } else {
+        "deletionPolicy is Orphan"
+    };
     publish(
         ctx,
         rule,
@@ -389,7 +420,7 @@ async fn orphan(
             type_: EventType::Normal,
             reason: reasons::ORPHANED,
             action: crate::api::rule::Action::Revoke,
-            note: "deletionPolicy is Orphan: the cloud rule is left in place".into(),
+            note: format!("{why}: the cloud rule is left in place"),
         }],
     )
     .await;
@@ -424,11 +455,13 @@ fn pass_for<'a>(
     object: ObjectRef<SecurityGroupRule>,
     desired: Desired,
 ) -> Pass<'a> {
+    let uid = rule.meta().uid.as_deref().unwrap_or_default();
     Pass {
         ctx,
         object,
         resolved,
-        uid: rule.meta().uid.as_deref().unwrap_or_default(),
+        uid,
+        mark: Mark::of_uid(uid),
         generation: rule.meta().generation.unwrap_or_default(),
         group: group_of(rule, record, resolved),
         spec_rule: &rule.spec.rule,

@@ -23,6 +23,8 @@ use crate::{
     provider::{Provider, ProviderKind},
 };
 
+use super::share::Share;
+
 /// Builds a provider client from a ProviderConfig and its credentials Secret.
 /// The operator uses the real clients; unit tests plug in doubles.
 pub trait Connector: Send + Sync {
@@ -94,6 +96,9 @@ pub struct Resolved {
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
+    /// The config's call rate, shared between namespaces; `provider`
+    /// already waits on it.
+    pub share: Arc<Share>,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -120,6 +125,7 @@ struct CachedClient {
     /// resourceVersions of the config and the Secret it was built from.
     versions: (Option<String>, Option<String>),
     provider: Arc<dyn Provider>,
+    share: Arc<Share>,
 }
 
 impl Resolver {
@@ -165,9 +171,10 @@ impl Resolver {
                 namespace: secret_ref.namespace.clone(),
                 name: secret_ref.name.clone(),
             })?;
-        let provider = self.client(&config, &secret)?;
+        let (provider, share) = self.client(&config, &secret)?;
         Ok(Resolved {
-            provider,
+            provider: share.wrap(provider, namespace),
+            share,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
             credentials_key: format!(
@@ -216,7 +223,7 @@ impl Resolver {
         &self,
         config: &ProviderConfig,
         secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, ResolveError> {
+    ) -> Result<(Arc<dyn Provider>, Arc<Share>), ResolveError> {
         let versions = (config.resource_version(), secret.resource_version());
         let name = config.name_any();
         let mut clients = self
@@ -224,7 +231,7 @@ impl Resolver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cached) = clients.get(&name).filter(|c| c.versions == versions) {
-            return Ok(cached.provider.clone());
+            return Ok((cached.provider.clone(), cached.share.clone()));
         }
         let provider = self.connector.connect(config, secret).map_err(|reason| {
             ResolveError::SecretInvalid {
@@ -234,13 +241,16 @@ impl Resolver {
             }
         })?;
         let provider = self.metrics.meter(provider);
+        let rate = config.spec.rate_limit.unwrap_or_default();
+        let share = Share::new(rate.qps, rate.burst);
         clients.insert(
             name,
             CachedClient {
                 versions,
                 provider: provider.clone(),
+                share: share.clone(),
             },
         );
-        Ok(provider)
+        Ok((provider, share))
     }
 }

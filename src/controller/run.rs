@@ -18,7 +18,7 @@ use kube::{
 use tracing::{debug, info, warn};
 
 use super::{
-    Context, backoff::WatchBackoff, drift, error_policy, reconcile, resolve::Connector,
+    Context, backoff::WatchBackoff, configs, drift, error_policy, reconcile, resolve::Connector,
     resolve::Resolver,
 };
 use crate::{
@@ -103,13 +103,16 @@ pub async fn run(
         connector,
         metrics.clone(),
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client, super::events::reporter()),
-        resolver,
-        wake,
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Recorder::new(client, super::events::reporter()),
+            resolver,
+            wake,
+            metrics.clone(),
+        )
+        .with_rules(rule_store.clone()),
+    );
     metrics.observe_rules(rule_store.clone());
 
     let mut caches: Vec<Box<dyn server::Readiness>> = vec![
@@ -137,6 +140,7 @@ pub async fn run(
     // kube's graceful shutdown waits for reconciles that never start when
     // the signal comes before the caches synced: the wait is bounded.
     let stop = crate::signal::shutdown().boxed().shared();
+    let _config_status = AbortOnDrop(tokio::spawn(configs::run(ctx.client.clone(), stop.clone())));
     let controller = controller
         .watches_stream(config_events, rules_using_config(rule_store.clone()))
         .watches_stream(

@@ -7,6 +7,7 @@ pub mod alibaba;
 pub mod apsara;
 pub mod baidu;
 pub mod credentials;
+pub mod denials;
 pub mod error;
 pub mod http;
 pub mod model;

@@ -65,6 +65,12 @@ pub struct ApsaraSettings {
     pub resource_group_id: Option<String>,
     pub path: ApsaraPath,
     pub body_mode: BodyMode,
+    /// The lower-case `version` parameter of the route gateway, when set.
+    pub version: Option<String>,
+    /// Added to every request's headers.
+    pub extra_headers: Vec<(String, String)>,
+    /// Added to every request's parameters, and signed.
+    pub extra_params: Vec<(String, String)>,
 }
 
 /// Where an Apsara Stack gateway serves ECS.

@@ -212,6 +212,7 @@ pub fn provider_config(
     let mut spec = json!({
         "type": "alibaba",
         "endpoint": fakecloud,
+        "allowInsecureHttp": true,
         "region": REGION,
         "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": "cloud-credentials"},
         "rateLimit": {"qps": rate.0, "burst": rate.1},

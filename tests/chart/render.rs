@@ -116,6 +116,7 @@ fn cluster_role_grants_only_what_the_operator_calls() {
     let objects = template(&[]);
     let mut expected: BTreeSet<_> = rule_rights().into_iter().collect();
     expected.insert(right("secgroup.dev", "providerconfigs", &["list", "watch"]));
+    expected.insert(right("secgroup.dev", "providerconfigs/status", &["patch"]));
     expected.insert(right("", "namespaces", &["list", "watch"]));
     assert_eq!(rights(one(&objects, "ClusterRole")), expected);
     let binding = one(&objects, "ClusterRoleBinding");

@@ -76,7 +76,7 @@ async fn kstatus_reports_current_in_progress_and_failed() {
             &Patch::Apply(json!({
                 "apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
                 "metadata": {"name": unreachable},
-                "spec": {"type": "alibaba", "region": "cn-hangzhou", "endpoint": "http://127.0.0.1:9",
+                "spec": {"type": "alibaba", "region": "cn-hangzhou", "endpoint": "http://127.0.0.1:9", "allowInsecureHttp": true,
                          "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": "cloud-credentials"}}
             })),
         )

@@ -319,6 +319,7 @@ pub fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str
     let mut spec = json!({
         "type": if provider == "apsara" { "apsarastack" } else { provider },
         "endpoint": fakecloud,
+        "allowInsecureHttp": true,
         "region": region,
         "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": secret},
         "rateLimit": {"qps": 200, "burst": 50},
@@ -521,6 +522,24 @@ pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_i
         reqwest::StatusCode::NO_CONTENT,
         "deleting {rule_id}"
     );
+}
+
+/// Plants a rule in the fake cloud out of band, as someone using the console
+/// (or another tool) would; returns the id the cloud gave it.
+pub async fn plant_rule(provider: &str, region: &str, group: &str, rule: &Value) -> String {
+    let res = http()
+        .post(format!("{}/_fake/rules", env().fakecloud))
+        .json(&json!({"provider": provider, "region": region, "group": group, "rule": rule}))
+        .send()
+        .await
+        .expect("reachable");
+    assert!(
+        res.status().is_success(),
+        "planting a rule: {}",
+        res.status()
+    );
+    let body: Value = res.json().await.expect("JSON");
+    body["ruleId"].as_str().expect("a rule id").to_owned()
 }
 
 /// Asserts that no ClientToken of `calls` had more than one effect, by the

@@ -111,7 +111,8 @@ impl Cluster {
         let configs: Api<ProviderConfig> = Api::all(self.client.clone());
         for provider in &PROVIDERS {
             let mut spec = json!({
-                "type": provider.config_type, "endpoint": fake_cloud, "region": provider.region,
+                "type": provider.config_type, "endpoint": fake_cloud, "allowInsecureHttp": true,
+                "region": provider.region,
                 "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": SECRET_NAME},
                 "rateLimit": {"qps": 100, "burst": 100},
             });

@@ -240,20 +240,27 @@ fn described_rule(p: &Permission) -> Option<DescribedRule> {
         _ => return None,
     };
     let protocol = Protocol::parse_wire(&p.ip_protocol)?;
-    let (cidr, ipv6, group, owner) = match direction {
+    let (cidr, ipv6, group, owner, other_side) = match direction {
         Direction::Ingress => (
             &p.source_cidr_ip,
             &p.ipv6_source_cidr_ip,
             &p.source_group_id,
             &p.source_group_owner_account,
+            [&p.dest_cidr_ip, &p.ipv6_dest_cidr_ip],
         ),
         Direction::Egress => (
             &p.dest_cidr_ip,
             &p.ipv6_dest_cidr_ip,
             &p.dest_group_id,
             &p.dest_group_owner_account,
+            [&p.source_cidr_ip, &p.ipv6_source_cidr_ip],
         ),
     };
+    if other_side.iter().any(|cidr| !cidr.trim().is_empty()) {
+        // A "quintuple" rule: its other-side CIDR is part of its identity
+        // (RevokeSecurityGroup's matching set), and no declared rule has one.
+        return None;
+    }
     let peer = if !cidr.is_empty() {
         Peer::parse_ip(cidr)?
     } else if !ipv6.is_empty() {
@@ -541,6 +548,24 @@ mod tests {
                 owner_id: None
             }
         );
+    }
+
+    /// A quintuple rule with the same five-tuple is another rule (its
+    /// other-side CIDR is part of Alibaba's identity): it must never be taken
+    /// for the declared one.
+    #[test]
+    fn quintuple_rules_are_not_the_declared_rule() {
+        let body = br#"{"RequestId":"r","Permissions":{"Permission":[
+            {"SecurityGroupRuleId":"sgr-5","Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22",
+             "SourceCidrIp":"10.0.0.0/8","DestCidrIp":"192.168.0.0/24","Policy":"Accept","Priority":"1"},
+            {"SecurityGroupRuleId":"sgr-6","Direction":"egress","IpProtocol":"TCP","PortRange":"22/22",
+             "DestCidrIp":"10.0.0.0/8","Ipv6SourceCidrIp":"2001:db8::/32","Policy":"Accept","Priority":"1"},
+            {"SecurityGroupRuleId":"sgr-7","Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22",
+             "SourceCidrIp":"10.0.0.0/8","DestCidrIp":"","Policy":"Accept","Priority":"1"}
+        ]}}"#;
+        let page = parse_describe(body).expect("parses");
+        let ids: Vec<_> = page.rules.iter().map(|d| d.rule_id.as_str()).collect();
+        assert_eq!(ids, ["sgr-7"]);
     }
 
     #[test]

@@ -18,15 +18,21 @@ use crate::provider::{
 pub const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
 const REQUEST_ID_HEADER: &str = "x-acs-request-id";
 
+/// A RAM policy denies the call; it may cover some groups only (see `denials`).
+pub const DENIAL: &str = "Forbidden.RAM";
+
 /// The whole security group is missing.
 const GROUP_GONE: &str = "InvalidSecurityGroupId.NotFound";
 
 /// The rule is missing. Alibaba's pages disagree on the code (and a revoke by
 /// attributes may even succeed), so a revoke accepts every one of them.
-const RULE_GONE: [&str; 3] = [
+/// `InvalidGroupAuthItem.NotFound` (403) is RevokeSecurityGroup's answer to a
+/// revoke by attributes that matches no rule.
+const RULE_GONE: [&str; 4] = [
     "InvalidSecurityGroupRuleId.NotFound",
     "InvalidParam.SecurityGroupRuleId",
     "InvalidSecurityGroupRule.RuleNotExist",
+    "InvalidGroupAuthItem.NotFound",
 ];
 
 /// Every other documented code (ECS reference pages and the common codes).
@@ -80,7 +86,6 @@ const TABLE: &[(&str, ErrorKind)] = &[
         ErrorKind::Invalid,
     ),
     ("InvalidNicType.Mismatch", ErrorKind::Invalid),
-    ("InvalidGroupAuthItem.NotFound", ErrorKind::Invalid),
     ("InvalidDestGroupId.Mismatch", ErrorKind::Invalid),
     ("InvalidNetworkType.Conflict", ErrorKind::Invalid),
     ("InvalidSecurityGroup.IsSame", ErrorKind::Invalid),
@@ -96,6 +101,12 @@ const TABLE: &[(&str, ErrorKind)] = &[
     // Server trouble: retry with the same ClientToken.
     ("InternalError", ErrorKind::Transient),
     ("ServiceUnavailable", ErrorKind::Transient),
+    ("SystemBusy", ErrorKind::Transient),
+    // The same token still in flight, or another change to the group at the
+    // same time: the first request may yet take effect, so the retry must
+    // carry the same ClientToken, not a new one.
+    ("LastTokenProcessing", ErrorKind::Transient),
+    ("OperationConflict", ErrorKind::Transient),
     // A nonce seen before: the next attempt draws a fresh one.
     ("SignatureNonceUsed", ErrorKind::Transient),
     // Credentials or clock rejected: back off every rule of the ProviderConfig.
@@ -104,6 +115,17 @@ const TABLE: &[(&str, ErrorKind)] = &[
     ("InvalidTimeStamp.Expired", ErrorKind::Unauthorized),
     ("InvalidAccessKeyId.NotFound", ErrorKind::Unauthorized),
     ("SignatureDoesNotMatch", ErrorKind::Unauthorized),
+    ("MissingAccessKeyId", ErrorKind::Unauthorized),
+    ("InvalidAccessKeyId.Inactive", ErrorKind::Unauthorized),
+    ("Forbidden.AccessKeyDisabled", ErrorKind::Unauthorized),
+    // STS tokens expire routinely: a credentials problem, not a rule's.
+    ("InvalidSecurityToken.Expired", ErrorKind::Unauthorized),
+    ("InvalidSecurityToken.Malformed", ErrorKind::Unauthorized),
+    (
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        ErrorKind::Unauthorized,
+    ),
+    ("MissingSecurityToken", ErrorKind::Unauthorized),
     ("Forbidden.RAM", ErrorKind::Unauthorized),
 ];
 
@@ -210,7 +232,7 @@ mod tests {
             .map(|code| (*code, 404, ErrorKind::AlreadyGone))
             .chain(TABLE.iter().map(|(code, kind)| (*code, 400, *kind)))
             .collect();
-        assert_eq!(cases.len(), 4 + TABLE.len());
+        assert_eq!(cases.len(), 5 + TABLE.len());
         for (code, status, kind) in cases {
             assert_eq!(classify(Operation::Revoke, status, code), kind, "{code}");
         }
@@ -296,6 +318,46 @@ mod tests {
                 Unauthorized,
             ),
             (Operation::Revoke, 403, "Forbidden.RAM", Unauthorized),
+            // The rule a revoke by attributes names is not there: done.
+            (
+                Operation::Revoke,
+                403,
+                "InvalidGroupAuthItem.NotFound",
+                AlreadyGone,
+            ),
+            (
+                Operation::Authorize,
+                403,
+                "InvalidGroupAuthItem.NotFound",
+                Invalid,
+            ),
+            (
+                Operation::Authorize,
+                400,
+                "InvalidSecurityToken.Expired",
+                Unauthorized,
+            ),
+            (Operation::Revoke, 400, "MissingSecurityToken", Unauthorized),
+            (
+                Operation::Describe,
+                403,
+                "Forbidden.AccessKeyDisabled",
+                Unauthorized,
+            ),
+            (
+                Operation::Authorize,
+                400,
+                "InvalidAccessKeyId.Inactive",
+                Unauthorized,
+            ),
+            (
+                Operation::Authorize,
+                400,
+                "MissingAccessKeyId",
+                Unauthorized,
+            ),
+            (Operation::Authorize, 403, "LastTokenProcessing", Transient),
+            (Operation::Revoke, 409, "OperationConflict", Transient),
         ] {
             assert_eq!(
                 classify(operation, status, code),

@@ -19,6 +19,7 @@ use self::{
 use super::{
     Authorize, DescribedRule, GroupRef, Provider, ProviderKind, Receipt, Revoke, apsara,
     credentials::Credentials,
+    denials::Denials,
     error::{ErrorKind, Operation, ProviderError},
     http::{HttpRequest, HttpResponse, Transport, attempt_nonce, attempt_timestamp},
     settings::{
@@ -41,6 +42,7 @@ pub struct EcsClient {
     endpoint: Option<Url>,
     region: String,
     gateway: Gateway,
+    denials: Denials,
 }
 
 impl EcsClient {
@@ -63,6 +65,7 @@ impl EcsClient {
             endpoint: settings.endpoint.clone(),
             region: settings.region.clone(),
             gateway,
+            denials: Denials::default(),
         })
     }
 
@@ -147,13 +150,22 @@ impl EcsClient {
         }
     }
 
+    /// A permission denial counts against this group, not the credentials, at first.
+    fn judged(&self, group: &GroupRef, err: ProviderError) -> ProviderError {
+        self.denials
+            .judge(&group.security_group_id, errors::DENIAL, err)
+    }
+
     async fn mutate(
         &self,
         operation: Operation,
         group: &GroupRef,
         call: RpcCall,
     ) -> Result<Receipt, ProviderError> {
-        let response = self.call(operation, self.region(group), &call).await?;
+        let response = self
+            .call(operation, self.region(group), &call)
+            .await
+            .map_err(|e| self.judged(group, e))?;
         Ok(Receipt {
             request_id: errors::request_id(&response),
         })
@@ -188,7 +200,10 @@ impl Provider for EcsClient {
         let mut next_token: Option<String> = None;
         for _ in 0..MAX_DESCRIBE_PAGES {
             let call = api::describe_call(group, region, next_token.as_deref());
-            let response = self.call(Operation::Describe, region, &call).await?;
+            let response = self
+                .call(Operation::Describe, region, &call)
+                .await
+                .map_err(|e| self.judged(group, e))?;
             let page = api::parse_describe(&response.body).map_err(|err| {
                 ProviderError::new(
                     ErrorKind::Transient,

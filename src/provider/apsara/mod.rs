@@ -29,19 +29,6 @@ pub(crate) fn request(
 ) -> Result<HttpRequest, ProviderError> {
     // No default host: `connect` refuses Apsara settings without an endpoint.
     let url = endpoint_url(endpoint, "", &settings.path.path(call.action))?;
-    // The route gateway requires the region as `regionId` too (seed 000).
-    let routed;
-    let call = if settings.path == ApsaraPath::Route {
-        let mut params = call.params.clone();
-        params.push(("regionId".to_string(), region.to_string()));
-        routed = RpcCall {
-            action: call.action,
-            params,
-        };
-        &routed
-    } else {
-        call
-    };
     let mut headers = vec![("x-acs-regionid".to_string(), region.to_string())];
     if let Some(organization) = &settings.organization_id {
         headers.push(("x-acs-organizationid".to_string(), organization.clone()));
@@ -49,9 +36,26 @@ pub(crate) fn request(
     if let Some(resource_group) = &settings.resource_group_id {
         headers.push(("x-acs-resourcegroupid".to_string(), resource_group.clone()));
     }
+    // ASAPI routes by product and API version headers, as Alibaba's own
+    // Apsara Stack client sends them.
+    if settings.path == ApsaraPath::Asapi {
+        headers.push(("x-acs-asapi-product".to_string(), "Ecs".to_string()));
+        headers.push(("x-acs-request-version".to_string(), "v1".to_string()));
+    }
+    headers.extend(settings.extra_headers.iter().cloned());
+    let mut call = call.clone();
+    if settings.path == ApsaraPath::Route {
+        // The route gateway requires the region as `regionId` too (seed 000).
+        call.params
+            .push(("regionId".to_string(), region.to_string()));
+    }
+    if let Some(version) = &settings.version {
+        call.params.push(("version".to_string(), version.clone()));
+    }
+    call.params.extend(settings.extra_params.iter().cloned());
     Ok(wire::v2_request(
         url,
-        call,
+        &call,
         credentials,
         attempt,
         settings.body_mode,
@@ -66,7 +70,7 @@ mod tests {
         GroupRef, PortRange, Revoke, RevokeTarget, Rule,
         alibaba::api::{RuleForm, revoke_call},
         fixtures::ssh_from_ten,
-        settings::{ApsaraPath, BodyMode},
+        settings::BodyMode,
     };
 
     /// The rule of the vendor reference page (seed): tcp 1/200 from 10.0.0.0/8.
@@ -106,6 +110,7 @@ mod tests {
             resource_group_id: Some("rg-9".into()),
             path: ApsaraPath::Route,
             body_mode: BodyMode::Form,
+            ..ApsaraSettings::default()
         };
         let endpoint = Url::parse("http://127.0.0.1:8080").expect("url");
         let request = request(
@@ -185,6 +190,38 @@ mod tests {
             None,
             "only the route gateway wants it"
         );
+        assert_eq!(request.header("x-acs-asapi-product"), Some("Ecs"));
+        assert_eq!(request.header("x-acs-request-version"), Some("v1"));
+        request.assert_v2_signed("sk");
+    }
+
+    /// Configured extra headers travel as given; extra parameters and the
+    /// lower-case `version` are signed with the rest.
+    #[test]
+    fn extra_headers_parameters_and_version_are_sent_and_signed() {
+        let settings = ApsaraSettings {
+            path: ApsaraPath::Route,
+            body_mode: BodyMode::Form,
+            version: Some("2016-01-01".into()),
+            extra_headers: vec![("x-ascm-product-name".into(), "ecs".into())],
+            extra_params: vec![("Department".into(), "12".into())],
+            ..ApsaraSettings::default()
+        };
+        let endpoint = Url::parse("https://gw.example").expect("url");
+        let request = request(
+            &settings,
+            Some(&endpoint),
+            "r1",
+            &revoke(),
+            &Credentials::new("ak", "sk", None),
+            ATTEMPT,
+        )
+        .expect("request");
+        assert_eq!(request.header("x-ascm-product-name"), Some("ecs"));
+        assert_eq!(request.header("x-acs-asapi-product"), None, "route mode");
+        assert_eq!(request.param("Department").as_deref(), Some("12"));
+        assert_eq!(request.param("version").as_deref(), Some("2016-01-01"));
+        assert_eq!(request.param("Version").as_deref(), Some("2014-05-26"));
         request.assert_v2_signed("sk");
     }
 }

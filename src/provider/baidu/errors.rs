@@ -13,6 +13,8 @@ pub const REQUEST_ID_HEADER: &str = "x-bce-request-id";
 
 /// The group (or, for delete-by-id, the rule) does not exist.
 const NO_SUCH_OBJECT: &str = "NoSuchObject";
+/// IAM denies the call; it may cover some groups only (see `denials`).
+pub const DENIAL: &str = "AccessDenied";
 /// A revoke by attributes matched no rule.
 const RULE_NOT_EXIST: &str = "SecurityGroup.RuleNotExist";
 
@@ -34,8 +36,10 @@ const TABLE: &[(&str, ErrorKind)] = &[
     // Optimistic locking on sgVersion (never sent by this client): re-read and retry.
     ("VersionMismatch", ErrorKind::Transient),
     ("InternalError", ErrorKind::Transient),
-    // The signature's validity window passed: the next attempt signs anew (the SDKs retry it).
-    ("RequestExpired", ErrorKind::Transient),
+    // Signatures are valid for 30 minutes, so an expired one means the
+    // node's clock is off: as Alibaba's `InvalidTimeStamp.Expired`, a
+    // config-wide pause rather than endless retries.
+    ("RequestExpired", ErrorKind::Unauthorized),
     // Credentials or the account rejected: back off every rule of the ProviderConfig.
     ("AccessDenied", ErrorKind::Unauthorized),
     ("InvalidAccessKeyId", ErrorKind::Unauthorized),
@@ -139,7 +143,7 @@ mod tests {
             (403, "IdempotentParameterMismatch", Invalid),
             (403, "AccessDenied", Unauthorized),
             (400, "SignatureDoesNotMatch", Unauthorized),
-            (400, "RequestExpired", Transient),
+            (400, "RequestExpired", Unauthorized),
             (500, "InternalError", Transient),
             (400, "SecurityGroup.RulePortRangeInvalid", Invalid),
             (429, "TooManyRequests", Throttled),

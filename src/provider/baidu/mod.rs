@@ -13,6 +13,7 @@ use self::api::BaiduCall;
 use super::{
     Authorize, DescribedRule, GroupRef, Provider, ProviderKind, Receipt, Revoke,
     credentials::Credentials,
+    denials::Denials,
     error::{ErrorKind, Operation, ProviderError},
     http::{HttpResponse, Transport, attempt_timestamp},
     settings::{ProviderSettings, endpoint_url},
@@ -23,6 +24,7 @@ pub struct BaiduClient {
     credentials: Credentials,
     endpoint: Option<Url>,
     region: String,
+    denials: Denials,
 }
 
 impl BaiduClient {
@@ -36,6 +38,7 @@ impl BaiduClient {
             credentials,
             endpoint: settings.endpoint.clone(),
             region: settings.region.clone(),
+            denials: Denials::default(),
         }
     }
 
@@ -63,7 +66,11 @@ impl BaiduClient {
             Ok(response) => Err(errors::error_from_response(operation, &response)),
             Err(err) => Err(err),
         };
-        outcome.map_err(|err| self.credentials.redact_error(err))
+        outcome.map_err(|err| {
+            let err = self.credentials.redact_error(err);
+            self.denials
+                .judge(&group.security_group_id, errors::DENIAL, err)
+        })
     }
 }
 
