@@ -216,12 +216,11 @@ impl EcsRule {
             }
             (None, Some(_)) => Err(invalid(&format!("InvalidParam.{v6_name}"), &v6_name)),
             (None, None) => {
-                if let Some(id) = field(&format!("{side}GroupId")) {
+                if field(&format!("{side}GroupId")).is_some() {
                     for name in ["GroupId", "GroupOwnerAccount", "GroupOwnerId"] {
                         let name = format!("{side}{name}");
                         *self.field_mut(&name) = field(&name).unwrap_or_default().to_owned();
                     }
-                    debug_assert_eq!(self.peer_group().0, id);
                     return Ok(());
                 }
                 if field(&format!("{side}PrefixListId")).is_some() {
@@ -444,7 +443,7 @@ fn capitalised(lower: &str) -> String {
 }
 
 /// `start/end` with 1 <= start <= end <= 65535.
-pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let (from, to) = text.split_once('/')?;
     let number = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
