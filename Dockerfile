@@ -13,7 +13,8 @@
 #
 # The chart runs the operator as 65532 with a read-only root filesystem; the
 # binary writes nothing to disk. Provider endpoints are verified against the
-# image's CA certificates, the API server against the cluster's CA.
+# image's CA certificates (and any CA a ProviderConfig adds in spec.tls), the
+# API server against the cluster's CA.
 
 ARG RUST_VERSION=1.95
 

@@ -28,6 +28,7 @@ pub mod reasons {
     pub const PROVIDER_ERROR: &str = "ProviderError";
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const PROVIDER_CONFIG_NOT_FOUND: &str = "ProviderConfigNotFound";
+    pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
     pub const SECRET_NOT_FOUND: &str = "CredentialsSecretNotFound";
     pub const SECRET_INVALID: &str = "CredentialsSecretInvalid";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";

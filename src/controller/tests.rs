@@ -25,7 +25,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, Error, ownership::Mark, reconcile, resolve::Connector, resolve::Resolver};
+use super::{
+    Context, Error,
+    ownership::Mark,
+    reconcile,
+    resolve::{ConnectFailure, Connector, Resolver},
+};
 use crate::{
     api::{FINALIZER, ProviderConfig, SecurityGroupRule},
     metrics::Metrics,
@@ -163,7 +168,12 @@ fn web_at_cloud(rule_id: &str, uid: Option<&str>) -> DescribedRule {
 struct Connects(Arc<ProviderDouble>);
 
 impl Connector for Connects {
-    fn connect(&self, _: &ProviderConfig, _: &Secret) -> Result<Arc<dyn Provider>, String> {
+    fn connect(
+        &self,
+        _: &ProviderConfig,
+        _: &Secret,
+        _: &[u8],
+    ) -> Result<Arc<dyn Provider>, ConnectFailure> {
         Ok(self.0.clone())
     }
 }
@@ -577,6 +587,28 @@ async fn a_namespace_the_config_does_not_allow_is_stalled_without_calls() {
         ("True", "NamespaceNotAllowed")
     );
     assert!(message.contains("allowedNamespaces"), "{message}");
+}
+
+/// A CA Secret that is not there stalls the rule before any call, naming it.
+#[tokio::test]
+async fn a_missing_ca_secret_is_stalled_without_calls() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut with_ca = config(None);
+    with_ca.spec.tls = serde_json::from_value(json!({
+        "caSecretRef": {"namespace": "system", "name": "gateway-ca"}
+    }))
+    .expect("valid tls");
+    let out = reconcile_with(rule(json!({})), &provider, with_ca).await;
+    assert_eq!(provider.calls(), vec![]);
+    let (stalled, reason, message) = out.condition("Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "CredentialsSecretNotFound")
+    );
+    assert!(
+        message.contains("system/gateway-ca") && message.contains("ca.crt"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

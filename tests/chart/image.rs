@@ -67,11 +67,13 @@ struct Container {
     id: String,
     runc: Child,
     bundle: PathBuf,
+    started: Instant,
 }
 
 impl Container {
     fn start(id: &str, bundle: &Path, log: &Path) -> Container {
         let log = std::fs::File::create(log).expect("log");
+        let started = Instant::now();
         let runc = Command::new("runc")
             .args(["run", "--bundle"])
             .arg(bundle)
@@ -85,6 +87,7 @@ impl Container {
             id: id.to_owned(),
             runc,
             bundle: bundle.to_owned(),
+            started,
         }
     }
 
@@ -215,15 +218,36 @@ fn memory_bytes(quantity: &str) -> u64 {
 struct Pod<'a> {
     name: &'a str,
     spec: &'a Value,
-    image: &'a Value,
+    image: &'a Image,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    service_account: &'a Path,
+    service_account: Option<&'a Path>,
     hosts: &'a Path,
 }
 
 impl Pod<'_> {
+    /// Unpacks the image into a bundle next to the logs and starts it.
+    fn boot(&self, id: &str) -> Container {
+        let bundle = log_path(&format!("{id}-bundle"));
+        ok(
+            "umoci",
+            &[
+                "unpack",
+                "--image",
+                &self.image.reference,
+                bundle.to_str().expect("utf-8"),
+            ],
+        );
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&self.runtime_spec()).expect("JSON"),
+        )
+        .expect("config.json");
+        Container::start(id, &bundle, &log_path(&format!("{id}.log")))
+    }
+
     fn runtime_spec(&self) -> Value {
+        let image = &self.image.config["config"];
         let container = &self.spec["containers"][0];
         let (pod_context, context) = (&self.spec["securityContext"], &container["securityContext"]);
         let setting = |key: &str| -> &Value {
@@ -231,7 +255,7 @@ impl Pod<'_> {
                 .filter(|v| !v.is_null())
                 .unwrap_or(&pod_context[key])
         };
-        let image_user = self.image["User"].as_str().unwrap_or("0");
+        let image_user = image["User"].as_str().unwrap_or("0");
         let (image_uid, image_gid) = image_user.split_once(':').unwrap_or((image_user, "0"));
         let uid = setting("runAsUser")
             .as_u64()
@@ -254,11 +278,11 @@ impl Pod<'_> {
             Some("RuntimeDefault") => runtime_default_seccomp(&capabilities),
             other => panic!("seccompProfile {other:?}: the chart asks for RuntimeDefault"),
         };
-        let args: Vec<String> = strings_of(&self.image["Entrypoint"])
+        let args: Vec<String> = strings_of(&image["Entrypoint"])
             .into_iter()
             .chain(self.args.iter().cloned())
             .collect();
-        let env: Vec<String> = strings_of(&self.image["Env"])
+        let env: Vec<String> = strings_of(&image["Env"])
             .into_iter()
             .chain(self.env.iter().map(|(k, v)| format!("{k}={v}")))
             .collect();
@@ -269,7 +293,7 @@ impl Pod<'_> {
             json!({"destination": destination, "type": "bind", "source": source,
                    "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
         };
-        json!({
+        let mut spec = json!({
             "ociVersion": "1.0.2",
             "hostname": self.name,
             "root": {"path": "rootfs", "readonly": context["readOnlyRootFilesystem"] == true},
@@ -278,7 +302,7 @@ impl Pod<'_> {
                 "user": {"uid": uid, "gid": gid},
                 "args": args,
                 "env": env,
-                "cwd": self.image["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/"),
+                "cwd": image["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/"),
                 "capabilities": {
                     "bounding": capabilities, "effective": capabilities,
                     "permitted": capabilities, "inheritable": [], "ambient": [],
@@ -298,7 +322,6 @@ impl Pod<'_> {
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                  "options": ["nosuid", "noexec", "nodev", "ro"]},
                 bind(self.hosts, "/etc/hosts"),
-                bind(self.service_account, SERVICE_ACCOUNT_DIR),
             ],
             "linux": {
                 // No network namespace: loopback of this machine only.
@@ -311,7 +334,12 @@ impl Pod<'_> {
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                     "/proc/sysrq-trigger"],
             },
-        })
+        });
+        if let Some(volume) = self.service_account {
+            let mounts = spec["mounts"].as_array_mut().expect("mounts");
+            mounts.push(bind(volume, SERVICE_ACCOUNT_DIR));
+        }
+        spec
     }
 }
 
@@ -398,8 +426,50 @@ async fn operator_image_runs_under_the_charts_security_context() {
         "the image's USER and the chart's runAsUser:runAsGroup"
     );
 
-    let cloud = start_fakecloud(&format!("image-{id}-fakecloud.log"));
-    let (config, group) = release.provider_config(&cloud.url).await;
+    // The fake cloud from its image, as a demo would run it: under the same
+    // security context, listening on a free loopback port.
+    let hosts = log_path(&format!("image-{id}-hosts"));
+    std::fs::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").expect("hosts");
+    let cloud_image = Image::open("secgroup-fakecloud");
+    let cloud_port = free_port();
+    let cloud_url = format!("http://127.0.0.1:{cloud_port}");
+    let cloud_spec = json!({
+        "securityContext": spec["securityContext"],
+        "containers": [{"securityContext": container["securityContext"]}],
+    });
+    let cloud_id = format!("secgroup-image-{id}-fakecloud");
+    let _cloud = Pod {
+        name: "fakecloud",
+        spec: &cloud_spec,
+        image: &cloud_image,
+        args: [
+            "--listen",
+            &format!("127.0.0.1:{cloud_port}"),
+            "--access-key",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: Vec::new(),
+        service_account: None,
+        hosts: &hosts,
+    }
+    .boot(&cloud_id);
+    let cloud_log = log_path(&format!("{cloud_id}.log"));
+    eventually(
+        "the fake cloud in its container listening",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&cloud_log).map_err(|e| e.to_string())?;
+            if log.contains(&format!("listening on {cloud_url}")) {
+                Ok(())
+            } else {
+                Err(format!("not listening yet: {log}"))
+            }
+        },
+    )
+    .await;
+    let (config, group) = release.provider_config(&cloud_url).await;
 
     // The container's ports on free loopback ports of this machine.
     let (mut args, mut env) = deployment_command(&release.system, &release.sa);
@@ -433,49 +503,32 @@ async fn operator_image_runs_under_the_charts_security_context() {
         ),
     ]);
 
-    // The bundle: the image unpacked, the kubelet's files, the runtime spec.
-    let bundle = log_path(&format!("image-{id}-bundle"));
+    // The kubelet's files: the ServiceAccount volume, /etc/hosts.
     let volume = log_path(&format!("image-{id}-serviceaccount"));
-    let hosts = log_path(&format!("image-{id}-hosts"));
-    ok(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &image.reference,
-            bundle.to_str().expect("utf-8"),
-        ],
-    );
     let uid = spec["securityContext"]["runAsUser"]
         .as_u64()
         .expect("runAsUser");
     service_account_volume(&volume, &release.token(), &release.system, uid);
+    let pod_hosts = log_path(&format!("image-{id}-pod-hosts"));
     std::fs::write(
-        &hosts,
+        &pod_hosts,
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\t{pod}\n"),
     )
     .expect("hosts");
-    let runtime_spec = Pod {
+    let operator_id = format!("secgroup-image-{id}");
+    let log = log_path(&format!("{operator_id}.log"));
+    let mut operator = Pod {
         name: &pod,
         spec,
-        image: &image.config["config"],
+        image: &image,
         args,
         env,
-        service_account: &volume,
-        hosts: &hosts,
+        service_account: Some(&volume),
+        hosts: &pod_hosts,
     }
-    .runtime_spec();
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec_pretty(&runtime_spec).expect("JSON"),
-    )
-    .expect("config.json");
-
-    let log = log_path(&format!("image-{id}-operator.log"));
-    let started = Instant::now();
-    let mut operator = Container::start(&format!("secgroup-image-{id}"), &bundle, &log);
+    .boot(&operator_id);
     until_ready("the operator in its container ready", ready_port).await;
-    let to_ready = started.elapsed();
+    let to_ready = operator.started.elapsed();
 
     // The security context holds for the running process: its user, no
     // capabilities, no privilege escalation, a seccomp filter, a read-only root.
@@ -498,7 +551,7 @@ async fn operator_image_runs_under_the_charts_security_context() {
         "read-only root: {root}"
     );
 
-    release.reconciles_a_rule(&cloud.url, &config, &group).await;
+    release.reconciles_a_rule(&cloud_url, &config, &group).await;
 
     let (to_exit, status) = operator.terminate(grace).await;
     let output = std::fs::read_to_string(&log).expect("log");

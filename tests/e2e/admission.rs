@@ -121,6 +121,7 @@ fn invalid_configs() -> Vec<Case> {
         case("V3 signatures on Apsara Stack", json!({"type": "apsarastack", "endpoint": "https://ecs.example.internal", "signatureVersion": "v3"}), "spec.signatureVersion", "must be v2"),
         case("unknown signature version", json!({"signatureVersion": "v4"}), "spec.signatureVersion", "supported values: \"v2\", \"v3\""),
         case("endpoint that is not HTTP", json!({"endpoint": "ftp://ecs.example.com"}), "spec.endpoint", "should match"),
+        case("credentials in the endpoint", json!({"endpoint": "https://ak:sk@ecs.example.com"}), "spec.endpoint", "should match"),
         case("plain HTTP without the opt-in", json!({"endpoint": "http://ecs.example.com"}), "spec.endpoint", "set spec.allowInsecureHttp: true"),
         case("plain HTTP with the opt-in off", json!({"endpoint": "http://ecs.example.com", "allowInsecureHttp": false}), "spec.endpoint", "use https://"),
         case("no region", json!({"region": null}), "spec.region", "Required value"),

@@ -208,14 +208,24 @@ pub struct FakeCloud {
 
 /// Starts a fake cloud of its own that accepts the shared test credentials.
 pub fn start_fakecloud(log: &str) -> FakeCloud {
+    let fake = start_fakecloud_with(log, &[]);
+    assert!(
+        fake.url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {:?}",
+        fake.url
+    );
+    fake
+}
+
+/// `start_fakecloud` with more arguments (say, `--tls-cert`); its URL is
+/// whatever the fake cloud announces.
+pub fn start_fakecloud_with(log: &str, extra: &[&str]) -> FakeCloud {
+    let access_key = format!("{ACCESS_KEY}:{SECRET_KEY}");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--access-key", &access_key];
+    args.extend_from_slice(extra);
     let mut fake = spawn_tied(
         &target_dir().join("secgroup-fakecloud"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--access-key",
-            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-        ],
+        &args,
         &[],
         Stdio::piped(),
         std::fs::File::create(log_dir().join(log))
@@ -227,10 +237,6 @@ pub fn start_fakecloud(log: &str) -> FakeCloud {
         .read_line(&mut line)
         .expect("listening line");
     let url = line.trim().trim_start_matches("listening on ").to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected fake cloud banner {line:?}"
-    );
     FakeCloud { url, process: fake }
 }
 
