@@ -80,6 +80,12 @@ pub struct ProviderConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
 
+    /// How long a provider call may take. Defaults to 5 s to connect and
+    /// 30 s for the whole request; the wait on the rate limit comes first
+    /// and is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<CallTimeouts>,
+
     /// Which namespaces' SecurityGroupRules may use these credentials. Unset
     /// allows every namespace; an empty selector (`{}`) does too. Rules in
     /// other namespaces are refused (Stalled) without any provider call.
@@ -261,8 +267,10 @@ pub struct ApsaraSettings {
     #[serde(default)]
     pub path: ApsaraPath,
     /// `Query` (parameters in the URL) or `Form` (form-encoded body).
-    #[serde(default)]
-    pub body_mode: ApsaraBodyMode,
+    /// Defaults to `Form` with the `Route` path, whose reference puts every
+    /// parameter in the body, and to `Query` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_mode: Option<ApsaraBodyMode>,
     /// Sent as the lower-case `version` parameter that the route gateway's
     /// reference documents (e.g. `2016-01-01`), besides `Version=2014-05-26`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,11 +302,24 @@ pub enum ApsaraPath {
     Route,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ApsaraBodyMode {
-    #[default]
     Query,
     Form,
+}
+
+/// Limits of one provider call, in seconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTimeouts {
+    /// TCP and TLS connection setup, 1 to 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60))]
+    pub connect_seconds: Option<u32>,
+    /// The whole request, from sending to the last byte of the answer, 1 to 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub request_seconds: Option<u32>,
 }
 
 /// A token bucket: at most `qps` calls per second on average, `burst` at once.

@@ -1,7 +1,7 @@
 //! Connects ProviderConfigs to the real provider clients: maps the API types
 //! onto `ProviderSettings` and the Secret onto `Credentials`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 
@@ -67,15 +67,24 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
                 api::ApsaraPath::Asapi => settings::ApsaraPath::Asapi,
                 api::ApsaraPath::Route => settings::ApsaraPath::Route,
             },
-            body_mode: match apsara.body_mode {
-                api::ApsaraBodyMode::Query => settings::BodyMode::Query,
-                api::ApsaraBodyMode::Form => settings::BodyMode::Form,
+            body_mode: match (apsara.body_mode, apsara.path) {
+                (Some(api::ApsaraBodyMode::Query), _) => settings::BodyMode::Query,
+                (Some(api::ApsaraBodyMode::Form), _) | (None, api::ApsaraPath::Route) => {
+                    settings::BodyMode::Form
+                }
+                (None, _) => settings::BodyMode::Query,
             },
             version: apsara.version.clone(),
             extra_headers: apsara.extra_headers.clone().into_iter().collect(),
             extra_params: apsara.extra_params.clone().into_iter().collect(),
         };
     }
+    let timeouts = spec.timeouts.unwrap_or_default();
+    let seconds = |s: Option<u32>, default| s.map_or(default, |s| Duration::from_secs(s.into()));
+    settings.timeouts = settings::Timeouts {
+        connect: seconds(timeouts.connect_seconds, settings.timeouts.connect),
+        request: seconds(timeouts.request_seconds, settings.timeouts.request),
+    };
     let rate = spec.rate_limit.unwrap_or_default();
     settings.rate_limit = settings::RateLimit {
         qps: rate.qps,
@@ -158,6 +167,44 @@ mod tests {
         assert!(err.contains("allowInsecureHttp"), "{err}");
         spec.allow_insecure_http = Some(true);
         assert!(settings_of(&spec).is_ok());
+    }
+
+    #[test]
+    fn timeouts_are_taken_from_the_spec_or_default() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "type": "alibaba", "region": "r1",
+            "credentialsSecretRef": {"namespace": "n", "name": "s"},
+            "timeouts": {"requestSeconds": 120}
+        }))
+        .expect("valid");
+        let timeouts = settings_of(&spec).expect("valid").timeouts;
+        assert_eq!(timeouts.request, Duration::from_secs(120));
+        assert_eq!(timeouts.connect, settings::Timeouts::default().connect);
+    }
+
+    /// The route gateway's reference puts every parameter in the body.
+    #[test]
+    fn the_route_path_defaults_to_a_form_body() {
+        let spec = |apsara: serde_json::Value| -> ProviderConfigSpec {
+            serde_json::from_value(serde_json::json!({
+                "type": "apsarastack", "region": "r1", "endpoint": "https://gw.example",
+                "credentialsSecretRef": {"namespace": "n", "name": "s"}, "apsara": apsara
+            }))
+            .expect("valid")
+        };
+        let mode = |apsara| settings_of(&spec(apsara)).expect("valid").apsara.body_mode;
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route"})),
+            settings::BodyMode::Form
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Asapi"})),
+            settings::BodyMode::Query
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route", "bodyMode": "Query"})),
+            settings::BodyMode::Query
+        );
     }
 
     #[test]

@@ -191,10 +191,20 @@ pub fn attempt_timestamp() -> String {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// `Retry-After`-style header value as a duration, in the unit the provider
-/// uses, at most [`MAX_RETRY_AFTER`].
+/// uses or as an HTTP date (RFC 9110), at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(response: &HttpResponse, header: &str, unit: Duration) -> Option<Duration> {
-    let value: u32 = response.header(header)?.trim().parse().ok()?;
-    Some((unit * value).min(MAX_RETRY_AFTER))
+    let text = response.header(header)?.trim();
+    let wait = match text.parse::<u32>() {
+        Ok(value) => unit * value,
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::DateTimeParser::new()
+                .parse_timestamp(text)
+                .ok()?;
+            let seconds = at.as_second() - jiff::Timestamp::now().as_second();
+            Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -353,6 +363,26 @@ mod properties {
         let answer = response(429, "", &[("retry-after", "99999999")]);
         let wait = retry_after(&answer, "retry-after", Duration::from_secs(1));
         assert_eq!(wait, Some(MAX_RETRY_AFTER));
+    }
+
+    /// RFC 9110 allows a date instead of seconds.
+    #[test]
+    fn a_retry_after_date_waits_until_then() {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&at)
+            .expect("printable");
+        let answer = response(429, "", &[("retry-after", date.as_str())]);
+        let wait = retry_after(&answer, "retry-after", Duration::from_secs(1)).expect("a wait");
+        assert!(
+            (Duration::from_secs(110)..=Duration::from_secs(120)).contains(&wait),
+            "{wait:?} for {date}"
+        );
+        let past = response(429, "", &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(
+            retry_after(&past, "retry-after", Duration::from_secs(1)),
+            Some(Duration::ZERO)
+        );
     }
 
     proptest! {
