@@ -19,6 +19,7 @@ pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod share;
+pub mod slots;
 pub mod status;
 pub mod steps;
 #[cfg(test)]
@@ -74,6 +75,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Every rule the operator watches: per-namespace counts for policy.
     pub rules: Store<SecurityGroupRule>,
+    /// Caps the reconciles one namespace runs at once.
+    pub slots: slots::Slots,
 }
 
 impl Context {
@@ -95,6 +98,7 @@ impl Context {
             wake,
             metrics,
             rules: reflector::store().0,
+            slots: slots::Slots::new(usize::MAX),
         }
     }
 
@@ -102,6 +106,13 @@ impl Context {
     #[must_use]
     pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
         self.rules = rules;
+        self
+    }
+
+    /// Shares the controller's `concurrency` reconciles between namespaces.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.slots = slots::Slots::new(concurrency);
         self
     }
 
@@ -143,6 +154,13 @@ pub enum Error {
 /// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule.as_ref());
+    let _slot = match ctx
+        .slots
+        .enter(object.namespace.as_deref().unwrap_or_default())
+    {
+        Ok(slot) => slot,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let timer = ctx.metrics.reconcile_started(&object);
     let result = reconcile_rule(rule, &ctx).await;
     timer.finish(result.is_ok());
@@ -251,9 +269,6 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Ok(Action::requeue(wait));
-    }
     if gate::observed(rule) {
         return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
     }
@@ -365,11 +380,6 @@ async fn cleanup(
         && rule.spec.deletion_policy.is_none()
     {
         return orphan(rule, ctx, &object).await;
-    }
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Err(Error::CleanupPending {
-            requeue: Some(wait),
-        });
     }
     if let Some(wait) = refused_at_this_generation(rule) {
         return Err(Error::CleanupPending {
