@@ -28,10 +28,17 @@ pub mod reasons {
     pub const PROVIDER_ERROR: &str = "ProviderError";
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const PROVIDER_CONFIG_NOT_FOUND: &str = "ProviderConfigNotFound";
+    pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
     pub const SECRET_NOT_FOUND: &str = "CredentialsSecretNotFound";
     pub const SECRET_INVALID: &str = "CredentialsSecretInvalid";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
     pub const UNSUPPORTED: &str = "UnsupportedByProvider";
+    /// An identical rule that is not this object's exists at the provider.
+    pub const RULE_ALREADY_EXISTS: &str = "RuleAlreadyExists";
+    /// An older object declares the same cloud rule.
+    pub const DUPLICATE_CLAIM: &str = "DuplicateClaim";
+    /// Status names a rule that the provider shows is not this object's.
+    pub const RECORD_MISMATCH: &str = "RecordMismatch";
     pub const DELETING: &str = "Deleting";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const POLICY_VIOLATION: &str = "PolicyViolation";

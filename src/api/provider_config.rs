@@ -43,7 +43,7 @@ pub struct ProviderConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 512),
-        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+        regex(pattern = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
     )]
     pub endpoint: Option<String>,
 
@@ -52,6 +52,11 @@ pub struct ProviderConfigSpec {
     /// `InsecureEndpoint` condition. For test clouds on a trusted network only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_insecure_http: Option<bool>,
+
+    /// Certificate authorities trusted for the endpoint besides the system's
+    /// (the image's CA store), e.g. the private CA of an Apsara Stack gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 
     /// Default region of the rules that use this config, e.g. `cn-hangzhou` or `bj`.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
@@ -206,6 +211,40 @@ pub struct SecretRef {
     pub name: String,
 }
 
+/// Extra trust for the endpoint's certificate. Both sources may be given;
+/// their certificates add up.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSettings {
+    /// PEM certificates (`-----BEGIN CERTIFICATE-----` blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 262144))]
+    pub ca_bundle: Option<String>,
+    /// A Secret key holding PEM certificates, read like the credentials
+    /// Secret: only in the namespaces the operator reads Secrets in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// One key of a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Namespace of the Secret.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key; defaults to `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_owned()
+}
+
 /// How an Apsara Stack gateway wants ECS calls.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -222,8 +261,10 @@ pub struct ApsaraSettings {
     #[serde(default)]
     pub path: ApsaraPath,
     /// `Query` (parameters in the URL) or `Form` (form-encoded body).
-    #[serde(default)]
-    pub body_mode: ApsaraBodyMode,
+    /// Defaults to `Form` with the `Route` path, whose reference puts every
+    /// parameter in the body, and to `Query` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_mode: Option<ApsaraBodyMode>,
     /// Sent as the lower-case `version` parameter that the route gateway's
     /// reference documents (e.g. `2016-01-01`), besides `Version=2014-05-26`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,9 +296,8 @@ pub enum ApsaraPath {
     Route,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ApsaraBodyMode {
-    #[default]
     Query,
     Form,
 }

@@ -148,10 +148,14 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nic_type: Option<NicType>,
 
-    /// Free text. On Baidu this is the rule's remark, which is part of the
-    /// rule's identity there.
+    /// Free text, at most 234 characters. The operator adds its ownership
+    /// mark (` sgo:` and 16 hex digits, from this object's UID) before it
+    /// sends the rule, so the text cannot contain `sgo:` itself. On Baidu
+    /// this is the rule's remark, which is part of the rule's identity there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new("size(self) <= 234").message("spec.rule.description may have at most 234 characters: the operator adds a 21-character ownership mark, and Baidu's remark holds 255").reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new("!self.contains('sgo:')").message("spec.rule.description must not contain 'sgo:': the operator adds that ownership mark itself").reason(Reason::FieldValueForbidden))]
     pub description: Option<String>,
 }
 
@@ -258,14 +262,20 @@ pub struct SecurityGroupRuleStatus {
 
     /// The provider's id of the authorized rule, learned by describing the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 64), regex(pattern = r"^(sgr|r)-[A-Za-z0-9]+$"))]
     pub rule_id: Option<String>,
 
     /// The security group the rule was authorized in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 64),
+        regex(pattern = r"^[a-z]{1,8}-[A-Za-z0-9]+$")
+    )]
     pub security_group_id: Option<String>,
 
     /// The region the rule was authorized in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
     pub region: Option<String>,
 
     /// The rule as last authorized: what a revoke removes, so that deletion
@@ -308,6 +318,7 @@ fn is_zero(n: &u32) -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct SupersededRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 64), regex(pattern = r"^(sgr|r)-[A-Za-z0-9]+$"))]
     pub rule_id: Option<String>,
     pub rule: RuleSpec,
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::resolve::{Connector, kind_of};
+use super::resolve::{ConnectFailure, Connector, kind_of};
 use crate::{
     api::{
         ProviderConfig,
@@ -26,9 +26,12 @@ impl Connector for Clients {
         &self,
         config: &ProviderConfig,
         secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, String> {
-        let settings = settings_of(&config.spec)?;
-        settings::connect(&settings, credentials_of(secret)?).map_err(|e| e.to_string())
+        extra_roots: &[u8],
+    ) -> Result<Arc<dyn Provider>, ConnectFailure> {
+        let mut settings = settings_of(&config.spec).map_err(ConnectFailure::Config)?;
+        settings.extra_roots = extra_roots.to_vec();
+        let credentials = credentials_of(secret).map_err(ConnectFailure::Secret)?;
+        settings::connect(&settings, credentials).map_err(|e| ConnectFailure::Config(e.to_string()))
     }
 }
 
@@ -64,9 +67,12 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
                 api::ApsaraPath::Asapi => settings::ApsaraPath::Asapi,
                 api::ApsaraPath::Route => settings::ApsaraPath::Route,
             },
-            body_mode: match apsara.body_mode {
-                api::ApsaraBodyMode::Query => settings::BodyMode::Query,
-                api::ApsaraBodyMode::Form => settings::BodyMode::Form,
+            body_mode: match (apsara.body_mode, apsara.path) {
+                (Some(api::ApsaraBodyMode::Query), _) => settings::BodyMode::Query,
+                (Some(api::ApsaraBodyMode::Form), _) | (None, api::ApsaraPath::Route) => {
+                    settings::BodyMode::Form
+                }
+                (None, _) => settings::BodyMode::Query,
             },
             version: apsara.version.clone(),
             extra_headers: apsara.extra_headers.clone().into_iter().collect(),
@@ -160,6 +166,31 @@ mod tests {
         assert!(err.contains("allowInsecureHttp"), "{err}");
         spec.allow_insecure_http = Some(true);
         assert!(settings_of(&spec).is_ok());
+    }
+
+    /// The route gateway's reference puts every parameter in the body.
+    #[test]
+    fn the_route_path_defaults_to_a_form_body() {
+        let spec = |apsara: serde_json::Value| -> ProviderConfigSpec {
+            serde_json::from_value(serde_json::json!({
+                "type": "apsarastack", "region": "r1", "endpoint": "https://gw.example",
+                "credentialsSecretRef": {"namespace": "n", "name": "s"}, "apsara": apsara
+            }))
+            .expect("valid")
+        };
+        let mode = |apsara| settings_of(&spec(apsara)).expect("valid").apsara.body_mode;
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route"})),
+            settings::BodyMode::Form
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Asapi"})),
+            settings::BodyMode::Query
+        );
+        assert_eq!(
+            mode(serde_json::json!({"path": "Route", "bodyMode": "Query"})),
+            settings::BodyMode::Query
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Drift detection: each security group is described once per resync
 //! interval (one call per group, not per rule), and a `Present` rule whose
 //! cloud rule has vanished is handed back to the reconciler, which
-//! re-authorizes it under a new attempt epoch.
+//! re-authorizes it under a new attempt epoch. Only a rule carrying the
+//! object's mark counts: an identical one of someone else's does not.
 //!
 //! This task only reads; the reconciler stays the only writer of status.
 
@@ -18,7 +19,10 @@ use kube::{
 use rand::Rng;
 use tracing::{debug, warn};
 
-use super::{Context, convert};
+use super::{
+    Context, convert,
+    ownership::{self, Found, Mark},
+};
 use crate::{
     api::{SecurityGroupRule, rule::Ensure},
     provider::GroupRef,
@@ -128,8 +132,18 @@ async fn sweep_group(ctx: &Context, key: &GroupKey, members: &[Arc<SecurityGroup
     else {
         return;
     };
-    let described = match resolved.provider.describe(&key.group).await {
-        Ok(rules) => rules,
+    // Through the shared snapshots: checks before revokes reuse this describe.
+    let described = match ctx
+        .snapshots
+        .describe(
+            &key.config,
+            &key.group,
+            resolved.provider.as_ref(),
+            Instant::now(),
+        )
+        .await
+    {
+        Ok(snapshot) => snapshot.rules,
         Err(e) => {
             warn!(group = %key.group.security_group_id, error = %e, "drift check could not describe the group");
             return;
@@ -144,11 +158,9 @@ async fn sweep_group(ctx: &Context, key: &GroupKey, members: &[Arc<SecurityGroup
         else {
             continue;
         };
-        let present = described.iter().any(|d| {
-            status.rule_id.as_deref() == Some(d.rule_id.as_str())
-                || resolved.kind.same_rule(&applied, &d.rule)
-        });
-        if !present {
+        let mark = Mark::of_uid(rule.meta().uid.as_deref().unwrap_or_default());
+        let found = ownership::find(resolved.kind, &mark, &mark.on(&applied), &described);
+        if !matches!(found, Found::Own(_)) {
             let object = ObjectRef::from_obj(rule.as_ref());
             debug!(rule = %object, "cloud rule missing; waking the reconciler");
             ctx.drift.flag(object.clone());

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod drift;
 pub mod events;
 pub mod gate;
+pub mod ownership;
 pub mod persist;
 pub mod plan;
 pub mod policy;
@@ -20,6 +21,7 @@ pub mod resolve;
 pub mod run;
 pub mod share;
 pub mod slots;
+pub mod snapshot;
 pub mod status;
 pub mod steps;
 #[cfg(test)]
@@ -45,9 +47,11 @@ pub use run::run;
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
+    ownership::Mark,
     persist::{Outdated, StatusWriter},
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
+    snapshot::Snapshots,
     status::{Record, Standing},
     steps::{Halt, Notice, Pass, Stop},
 };
@@ -58,7 +62,7 @@ use crate::{
         rule::{DeletionPolicy, Ensure},
     },
     metrics::Metrics,
-    provider::{GroupRef, Rule},
+    provider::GroupRef,
 };
 
 /// Shared state of the controller.
@@ -70,6 +74,8 @@ pub struct Context {
     pub config_backoff: Backoff<String>,
     pub drift: DriftFindings,
     pub outdated: Outdated,
+    /// Describes of groups, shared between the rules checked at one time.
+    pub snapshots: Snapshots,
     /// Wakes the controller for rules that drift detection flagged.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
@@ -95,6 +101,7 @@ impl Context {
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
             outdated: Outdated::default(),
+            snapshots: Snapshots::default(),
             wake,
             metrics,
             rules: reflector::store().0,
@@ -114,26 +121,6 @@ impl Context {
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.slots = slots::Slots::new(concurrency);
         self
-    }
-
-    /// Authorize answers no rule id: describe the group to learn it. A failed
-    /// describe only costs the id (revoke falls back to attributes).
-    pub async fn learn_rule_id(
-        &self,
-        resolved: &Resolved,
-        group: &GroupRef,
-        rule: &Rule,
-    ) -> Option<String> {
-        match resolved.provider.describe(group).await {
-            Ok(rules) => rules
-                .into_iter()
-                .find(|d| resolved.kind.same_rule(rule, &d.rule))
-                .map(|d| d.rule_id),
-            Err(e) => {
-                warn!(group = %group.security_group_id, error = %e, "describe after authorize failed; the rule id stays unknown");
-                None
-            }
-        }
     }
 }
 
@@ -381,7 +368,10 @@ async fn cleanup(
     {
         return orphan(rule, ctx, &object).await;
     }
-    if let Some(wait) = refused_at_this_generation(rule) {
+    // With nothing recorded the pass makes no call, so nothing is held.
+    if !nothing_recorded(&record)
+        && let Some(wait) = refused_at_this_generation(rule)
+    {
         return Err(Error::CleanupPending {
             requeue: Some(wait),
         });
@@ -475,11 +465,13 @@ fn pass_for<'a>(
     object: ObjectRef<SecurityGroupRule>,
     desired: Desired,
 ) -> Pass<'a> {
+    let uid = rule.meta().uid.as_deref().unwrap_or_default();
     Pass {
         ctx,
         object,
         resolved,
-        uid: rule.meta().uid.as_deref().unwrap_or_default(),
+        uid,
+        mark: Mark::of_uid(uid),
         generation: rule.meta().generation.unwrap_or_default(),
         group: group_of(rule, record, resolved),
         spec_rule: &rule.spec.rule,

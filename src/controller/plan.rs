@@ -121,6 +121,16 @@ fn authorize(input: &PlanInput<'_>, rule: &Rule) -> Step {
 }
 
 fn revoke(input: &PlanInput<'_>, what: &Applied, of: RevokeOf) -> Step {
+    Step::Revoke {
+        call: revoke_call(input, what),
+        of,
+    }
+}
+
+/// The revoke of `what`, by its id when known, with the intent's token. The
+/// pass aims a planned revoke at the rule id a describe confirmed as this
+/// object's through this function, so the token always fits the call.
+pub fn revoke_call(input: &PlanInput<'_>, what: &Applied) -> Revoke {
     let target = match &what.rule_id {
         Some(id) => RevokeTarget::Id {
             rule_id: id.clone(),
@@ -134,7 +144,7 @@ fn revoke(input: &PlanInput<'_>, what: &Applied, of: RevokeOf) -> Step {
         client_token: String::new(),
     };
     call.client_token = token_for(input, Intent::Revoke, &token::canonical_revoke(&call));
-    Step::Revoke { call, of }
+    call
 }
 
 fn token_for(input: &PlanInput<'_>, intent: Intent, canonical_request: &str) -> String {

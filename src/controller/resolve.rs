@@ -25,15 +25,25 @@ use crate::{
 
 use super::share::Share;
 
-/// Builds a provider client from a ProviderConfig and its credentials Secret.
+/// Builds a provider client from a ProviderConfig, its credentials Secret
+/// and the PEM certificates it trusts besides the system's (`extra_roots`).
 /// The operator uses the real clients; unit tests plug in doubles.
 pub trait Connector: Send + Sync {
-    /// The error names the missing or malformed Secret key, never its value.
     fn connect(
         &self,
         config: &ProviderConfig,
         secret: &Secret,
-    ) -> Result<Arc<dyn Provider>, String>;
+        extra_roots: &[u8],
+    ) -> Result<Arc<dyn Provider>, ConnectFailure>;
+}
+
+/// Why no client could be built. Messages name fields and keys, never values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The ProviderConfig's spec cannot be used (endpoint, TLS).
+    Config(String),
+    /// The credentials Secret lacks a key or holds a malformed one.
+    Secret(String),
 }
 
 /// Why a rule cannot be acted on until someone changes something.
@@ -61,6 +71,16 @@ pub enum ResolveError {
         name: String,
         reason: String,
     },
+    #[error("ProviderConfig {config} cannot be used: {reason}")]
+    ConfigInvalid { config: String, reason: String },
+    #[error(
+        "CA Secret {namespace}/{name} (spec.tls.caSecretRef) does not exist or has no key {key}"
+    )]
+    CaSecretNotFound {
+        namespace: String,
+        name: String,
+        key: String,
+    },
 }
 
 impl ResolveError {
@@ -72,10 +92,11 @@ impl ResolveError {
                 reasons::NAMESPACE_NOT_ALLOWED
             }
             Self::NamespaceUnknown(_) => reasons::PROGRESSING,
-            Self::SecretNamespaceNotWatched(_) | Self::SecretNotFound { .. } => {
-                reasons::SECRET_NOT_FOUND
-            }
+            Self::SecretNamespaceNotWatched(_)
+            | Self::SecretNotFound { .. }
+            | Self::CaSecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
             Self::SecretInvalid { .. } => reasons::SECRET_INVALID,
+            Self::ConfigInvalid { .. } => reasons::PROVIDER_CONFIG_INVALID,
         }
     }
 
@@ -119,8 +140,8 @@ pub struct Resolver {
 }
 
 struct CachedClient {
-    /// resourceVersions of the config and the Secret it was built from.
-    versions: (Option<String>, Option<String>),
+    /// resourceVersions of the config, the Secret and the CA Secret it was built from.
+    versions: (Option<String>, Option<String>, Option<String>),
     provider: Arc<dyn Provider>,
     share: Arc<Share>,
 }
@@ -158,12 +179,8 @@ impl Resolver {
             .ok_or_else(|| ResolveError::ConfigNotFound(config_name.to_owned()))?;
         self.check_namespace(&config, namespace)?;
         let secret_ref = &config.spec.credentials_secret_ref;
-        let secrets = self
-            .secrets
-            .get(&secret_ref.namespace)
-            .ok_or_else(|| ResolveError::SecretNamespaceNotWatched(secret_ref.namespace.clone()))?;
-        let secret = secrets
-            .get(&ObjectRef::new(&secret_ref.name).within(&secret_ref.namespace))
+        let secret = self
+            .secret(&secret_ref.namespace, &secret_ref.name)?
             .ok_or_else(|| ResolveError::SecretNotFound {
                 namespace: secret_ref.namespace.clone(),
                 name: secret_ref.name.clone(),
@@ -216,12 +233,62 @@ impl Resolver {
         }
     }
 
+    /// A Secret from the cache of its namespace, which must be one the operator reads.
+    fn secret(&self, namespace: &str, name: &str) -> Result<Option<Arc<Secret>>, ResolveError> {
+        let secrets = self
+            .secrets
+            .get(namespace)
+            .ok_or_else(|| ResolveError::SecretNamespaceNotWatched(namespace.to_owned()))?;
+        Ok(secrets.get(&ObjectRef::new(name).within(namespace)))
+    }
+
+    /// The config's extra CA certificates (inline, then the Secret key's),
+    /// and the resourceVersion of the CA Secret they came from.
+    fn extra_roots(
+        &self,
+        config: &ProviderConfig,
+    ) -> Result<(Vec<u8>, Option<String>), ResolveError> {
+        let Some(tls) = &config.spec.tls else {
+            return Ok((Vec::new(), None));
+        };
+        let mut pem = tls.ca_bundle.clone().unwrap_or_default().into_bytes();
+        let Some(reference) = &tls.ca_secret_ref else {
+            return Ok((pem, None));
+        };
+        let missing = || ResolveError::CaSecretNotFound {
+            namespace: reference.namespace.clone(),
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+        };
+        let secret = self
+            .secret(&reference.namespace, &reference.name)?
+            .ok_or_else(missing)?;
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .map(|v| v.0.clone())
+            .or_else(|| {
+                let text = secret.string_data.as_ref()?.get(&reference.key)?;
+                Some(text.clone().into_bytes())
+            })
+            .ok_or_else(missing)?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&value);
+        Ok((pem, secret.resource_version()))
+    }
+
     fn client(
         &self,
         config: &ProviderConfig,
         secret: &Secret,
     ) -> Result<(Arc<dyn Provider>, Arc<Share>), ResolveError> {
-        let versions = (config.resource_version(), secret.resource_version());
+        let (extra_roots, ca_version) = self.extra_roots(config)?;
+        let versions = (
+            config.resource_version(),
+            secret.resource_version(),
+            ca_version,
+        );
         let name = config.name_any();
         let mut clients = self
             .clients
@@ -230,13 +297,20 @@ impl Resolver {
         if let Some(cached) = clients.get(&name).filter(|c| c.versions == versions) {
             return Ok((cached.provider.clone(), cached.share.clone()));
         }
-        let provider = self.connector.connect(config, secret).map_err(|reason| {
-            ResolveError::SecretInvalid {
-                namespace: secret.namespace().unwrap_or_default(),
-                name: secret.name_any(),
-                reason,
-            }
-        })?;
+        let provider = self
+            .connector
+            .connect(config, secret, &extra_roots)
+            .map_err(|failure| match failure {
+                ConnectFailure::Secret(reason) => ResolveError::SecretInvalid {
+                    namespace: secret.namespace().unwrap_or_default(),
+                    name: secret.name_any(),
+                    reason,
+                },
+                ConnectFailure::Config(reason) => ResolveError::ConfigInvalid {
+                    config: name.clone(),
+                    reason,
+                },
+            })?;
         let provider = self.metrics.meter(provider);
         let rate = config.spec.rate_limit.unwrap_or_default();
         let share = Share::new(rate.qps, rate.burst);

@@ -227,8 +227,10 @@ fn rules_using_secret(
             .state()
             .iter()
             .filter(|c| {
-                c.spec.credentials_secret_ref.namespace == ns
-                    && c.spec.credentials_secret_ref.name == name
+                let credentials = &c.spec.credentials_secret_ref;
+                let ca = c.spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
+                (credentials.namespace == ns && credentials.name == name)
+                    || ca.is_some_and(|r| r.namespace == ns && r.name == name)
             })
             .map(|c| c.name_any())
             .collect();

@@ -121,8 +121,9 @@ pub fn build(
 /// created). A spec change or deletion retries at once.
 pub const REFUSAL_RETRY: Duration = Duration::from_secs(600);
 
-/// Time left before a rule the provider refused (`Stalled`, `ProviderError`)
-/// at this generation may call again; `None` when it may call now. Without
+/// Time left before a rule the provider refused (`Stalled`, `ProviderError`),
+/// or whose rule someone else holds (`RuleAlreadyExists`), at this
+/// generation may call again; `None` when it may call now. Without
 /// this hold the status write of the refusal would trigger the next refusal.
 pub fn refusal_hold(
     status: Option<&SecurityGroupRuleStatus>,
@@ -131,16 +132,18 @@ pub fn refusal_hold(
 ) -> Option<Duration> {
     let status = status?;
     let stalled = conditions::find(&status.conditions, types::STALLED)?;
+    let foreign = stalled.reason == reasons::RULE_ALREADY_EXISTS;
     if stalled.status != "True"
-        || stalled.reason != reasons::PROVIDER_ERROR
+        || !(stalled.reason == reasons::PROVIDER_ERROR || foreign)
         || stalled.observed_generation != generation
     {
         return None;
     }
+    // A rule held by someone else was met by an authorize that succeeded.
     let refused_at = status
         .last_operation
         .as_ref()
-        .filter(|op| op.result == OperationResult::Failed)?
+        .filter(|op| op.result == OperationResult::Failed || foreign)?
         .time;
     let elapsed = now.duration_since(refused_at).unsigned_abs();
     REFUSAL_RETRY.checked_sub(elapsed).filter(|d| !d.is_zero())

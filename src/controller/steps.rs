@@ -2,16 +2,22 @@
 //! holds or a call fails. Each call's outcome is folded into the `Record`
 //! that becomes the status.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use jiff::Timestamp;
 use kube::runtime::{events::EventType, reflector::ObjectRef};
+use tracing::warn;
 
 use super::{
     Context, Error, convert,
+    ownership::{self, Found, Mark, RevokeCheck},
     persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
     resolve::Resolved,
+    snapshot::{LAG_RETRIES, SHARED_FOR},
     status::{Record, Standing},
 };
 use crate::{
@@ -21,7 +27,7 @@ use crate::{
             Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
         },
     },
-    provider::{ErrorKind, GroupRef, ProviderError, Receipt, Rule},
+    provider::{DescribedRule, ErrorKind, GroupRef, ProviderError, Receipt, RevokeTarget, Rule},
 };
 
 /// More steps than any path needs (revoke superseded, revoke a rule left
@@ -69,6 +75,8 @@ pub struct Pass<'a> {
     pub object: ObjectRef<SecurityGroupRule>,
     pub resolved: &'a Resolved,
     pub uid: &'a str,
+    /// What every rule this object authorizes carries (from `uid`).
+    pub mark: Mark,
     pub generation: i64,
     pub group: GroupRef,
     pub spec_rule: &'a RuleSpec,
@@ -86,6 +94,10 @@ impl Pass<'_> {
         writer: &mut StatusWriter<'_>,
     ) -> Result<Standing, Stop> {
         let kind = self.resolved.kind;
+        let desired = match &self.desired {
+            Desired::Present(rule) => Desired::Present(self.mark.on(rule)),
+            Desired::Absent => Desired::Absent,
+        };
         for _ in 0..MAX_STEPS {
             let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
             let superseded = recorded(
@@ -96,18 +108,18 @@ impl Pass<'_> {
                 self,
             )?;
             let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
-            let step = plan::plan(&PlanInput {
+            let input = PlanInput {
                 uid: self.uid,
                 generation: self.generation,
                 attempt_epoch: record.attempt_epoch,
                 kind,
                 group: self.group.clone(),
-                desired: self.desired.clone(),
+                desired: desired.clone(),
                 applied,
                 superseded,
                 authorizing: authorizing.map(|a| a.rule),
-            });
-            match step {
+            };
+            match plan::plan(&input) {
                 Step::Authorized => {
                     return Ok(Standing::Settled {
                         reason: reasons::AUTHORIZED,
@@ -137,21 +149,35 @@ impl Pass<'_> {
                             .await?;
                     }
                     let result = self.resolved.provider.authorize(&call).await;
+                    let sent = Instant::now();
                     if result.as_ref().is_err_and(|e| refused(e.kind)) {
                         // A refused request had no effect.
                         record.authorizing = None;
                     }
-                    self.fold(
+                    let outcome = self.fold(
                         record,
                         notices,
                         Action::Authorize,
                         &call.client_token,
                         result,
                     )?;
-                    let rule_id = self
-                        .ctx
-                        .learn_rule_id(self.resolved, &call.group, &call.rule)
-                        .await;
+                    let rule_id = match self.find_after_authorize(&call.rule, sent).await {
+                        Found::Own(d) => Some(d.rule_id).filter(|id| !id.is_empty()),
+                        Found::Foreign(d) => {
+                            // The provider keeps one rule per identity: this
+                            // authorize created nothing, so nothing is recorded.
+                            record.authorizing = None;
+                            return Err(self.foreign(notices, &d).into());
+                        }
+                        Found::Nothing if outcome == OperationResult::AlreadyExists => {
+                            // "Already exists" is believed only when the rule
+                            // shows (Baidu answers 409 to other conflicts too).
+                            return Err(self.unconfirmed(notices).into());
+                        }
+                        // Not visible yet: a revoke finds it by its mark.
+                        Found::Nothing => None,
+                    };
+                    notices.push(self.done(Action::Authorize, &call.client_token, outcome));
                     if let Some((old, old_id)) = record.applied.take()
                         && old != *self.spec_rule
                     {
@@ -169,8 +195,42 @@ impl Pass<'_> {
                     // a crash after this call only repeats it.
                     self.check_credentials_pause()?;
                     current(writer).await?;
-                    let result = self.resolved.provider.revoke(&call).await;
-                    self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
+                    let recorded_id = match &call.target {
+                        RevokeTarget::Id { rule_id, .. } => Some(rule_id.as_str()),
+                        RevokeTarget::Attributes(_) => None,
+                    };
+                    match self
+                        .check_before_revoke(record, notices, call.target.rule(), recorded_id)
+                        .await?
+                    {
+                        RevokeCheck::Own(d) => {
+                            let call = plan::revoke_call(
+                                &input,
+                                &Applied {
+                                    rule: call.target.rule().clone(),
+                                    rule_id: Some(d.rule_id.clone()).filter(|id| !id.is_empty()),
+                                },
+                            );
+                            let result = self.resolved.provider.revoke(&call).await;
+                            let outcome = self.fold(
+                                record,
+                                notices,
+                                Action::Revoke,
+                                &call.client_token,
+                                result,
+                            )?;
+                            notices.push(self.done(Action::Revoke, &call.client_token, outcome));
+                            self.ctx
+                                .snapshots
+                                .revoked(&self.resolved.config_name, &self.group, &d.rule_id)
+                                .await;
+                        }
+                        // Nothing of this object's is there: nothing to call.
+                        RevokeCheck::Gone => {}
+                        RevokeCheck::Mismatch { rule_id } => {
+                            return Err(self.mismatch(notices, &rule_id).into());
+                        }
+                    }
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
                         RevokeOf::Authorizing => record.authorizing = None,
@@ -210,7 +270,167 @@ impl Pass<'_> {
         }
     }
 
-    /// Records a call's outcome in `record` and `notices`; turns failures into a halt.
+    /// Where the rule just authorized stands in a describe sent after the
+    /// authorize, asked again a few times while it is not visible
+    /// (read-after-write lag). A failed describe only costs the rule id.
+    async fn find_after_authorize(&self, rule: &Rule, sent: Instant) -> Found {
+        let mut since = sent;
+        for pause in std::iter::once(Duration::ZERO).chain(LAG_RETRIES) {
+            tokio::time::sleep(pause).await;
+            match self.describe(since).await {
+                Ok(rules) => match ownership::find(self.resolved.kind, &self.mark, rule, &rules) {
+                    Found::Nothing => since = Instant::now(),
+                    found => return found,
+                },
+                Err(e) => {
+                    warn!(group = %self.group.security_group_id, error = %e, "describe after authorize failed; the rule id stays unknown");
+                    return Found::Nothing;
+                }
+            }
+        }
+        Found::Nothing
+    }
+
+    /// Whether a recorded rule may be revoked: the group's describe must show
+    /// it carrying this object's mark. A describe shared with other rules of
+    /// the group serves when it shows the rule; that it is gone is concluded
+    /// only from fresh describes (read-after-write lag).
+    async fn check_before_revoke(
+        &self,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        rule: &Rule,
+        recorded_id: Option<&str>,
+    ) -> Result<RevokeCheck, Halt> {
+        let kind = self.resolved.kind;
+        let shared = Instant::now()
+            .checked_sub(SHARED_FOR)
+            .unwrap_or_else(Instant::now);
+        let mut check = RevokeCheck::Gone;
+        for (attempt, pause) in std::iter::once(Duration::ZERO)
+            .chain(LAG_RETRIES)
+            .enumerate()
+        {
+            tokio::time::sleep(pause).await;
+            let since = if attempt == 0 { shared } else { Instant::now() };
+            let rules = match self.describe(since).await {
+                Ok(rules) => rules,
+                Err(e) => {
+                    record.last_operation = Some(operation(
+                        Action::Describe,
+                        None,
+                        OperationResult::Failed,
+                        &e,
+                    ));
+                    return Err(self.halt_on(record, notices, Action::Describe, e));
+                }
+            };
+            check = ownership::before_revoke(kind, &self.mark, rule, recorded_id, &rules);
+            // A shared describe may predate the record: it settles the
+            // question only when it shows the recorded rule id (the usual
+            // case), or the object's own rule when no id is recorded.
+            let conclusive = match recorded_id {
+                _ if attempt > 0 => check != RevokeCheck::Gone,
+                Some(id) => rules.iter().any(|d| d.rule_id == id),
+                None => matches!(check, RevokeCheck::Own(_)),
+            };
+            if conclusive {
+                break;
+            }
+        }
+        Ok(check)
+    }
+
+    async fn describe(&self, since: Instant) -> Result<Arc<Vec<DescribedRule>>, ProviderError> {
+        self.ctx
+            .snapshots
+            .describe(
+                &self.resolved.config_name,
+                &self.group,
+                self.resolved.provider.as_ref(),
+                since,
+            )
+            .await
+            .map(|s| s.rules)
+    }
+
+    /// An identical rule that is not this object's holds the place.
+    fn foreign(&self, notices: &mut Vec<Notice>, existing: &DescribedRule) -> Halt {
+        let message = format!(
+            "an identical rule {} already exists in security group {} and was not created for this object; \
+             the operator leaves it alone and revokes nothing on deletion. Remove it at the provider, or delete this object",
+            existing.rule_id, self.group.security_group_id
+        );
+        self.stall(
+            notices,
+            reasons::RULE_ALREADY_EXISTS,
+            Action::Authorize,
+            message,
+        )
+    }
+
+    /// A record that the cloud contradicts is not acted on.
+    fn mismatch(&self, notices: &mut Vec<Notice>, rule_id: &str) -> Halt {
+        let message = format!(
+            "status names rule {rule_id} in security group {}, but that rule was not created for this object; \
+             nothing is revoked. Status must be written by the operator only",
+            self.group.security_group_id
+        );
+        self.stall(notices, reasons::RECORD_MISMATCH, Action::Revoke, message)
+    }
+
+    fn stall(
+        &self,
+        notices: &mut Vec<Notice>,
+        reason: &'static str,
+        action: Action,
+        message: String,
+    ) -> Halt {
+        notices.push(Notice {
+            type_: EventType::Warning,
+            reason,
+            action,
+            note: message.clone(),
+        });
+        Halt {
+            standing: stalled_standing(reason, message),
+            requeue: Some(super::status::REFUSAL_RETRY),
+        }
+    }
+
+    /// The provider said the rule exists, but no describe shows it.
+    fn unconfirmed(&self, notices: &mut Vec<Notice>) -> Halt {
+        let what = "the provider answered that the rule already exists, but describing the group does not show it; retrying".to_owned();
+        notices.push(Notice {
+            type_: EventType::Warning,
+            reason: reasons::RETRYING,
+            action: Action::Authorize,
+            note: what.clone(),
+        });
+        Halt {
+            standing: progressing(reasons::RETRYING, what),
+            requeue: Some(self.ctx.object_backoff.fail(&self.object)),
+        }
+    }
+
+    /// The Event of a call that succeeded.
+    fn done(&self, action: Action, token: &str, result: OperationResult) -> Notice {
+        let (reason, verb) = match action {
+            Action::Revoke => (reasons::REVOKED, "revoked"),
+            _ => (reasons::AUTHORIZED, "authorized"),
+        };
+        Notice {
+            type_: EventType::Normal,
+            reason,
+            action,
+            note: format!(
+                "rule {verb} at {} ({result:?}, ClientToken {token})",
+                self.resolved.kind
+            ),
+        }
+    }
+
+    /// Records a call's outcome in `record`; turns failures into a halt.
     fn fold(
         &self,
         record: &mut Record,
@@ -234,7 +454,8 @@ impl Pass<'_> {
                 Some(e.message),
             ),
             Err(e) => {
-                record.last_operation = Some(operation(action, token, OperationResult::Failed, &e));
+                record.last_operation =
+                    Some(operation(action, Some(token), OperationResult::Failed, &e));
                 return Err(self.halt_on(record, notices, action, e));
             }
         };
@@ -249,19 +470,6 @@ impl Pass<'_> {
             code,
             message,
             time: Timestamp::now(),
-        });
-        let (reason, verb) = match action {
-            Action::Revoke => (reasons::REVOKED, "revoked"),
-            _ => (reasons::AUTHORIZED, "authorized"),
-        };
-        notices.push(Notice {
-            type_: EventType::Normal,
-            reason,
-            action,
-            note: format!(
-                "rule {verb} at {} ({result:?}, ClientToken {token})",
-                self.resolved.kind
-            ),
         });
         Ok(result)
     }
@@ -348,7 +556,8 @@ async fn current(writer: &mut StatusWriter<'_>) -> Result<(), Stop> {
     writer.ensure_current().await.map_err(Stop::Unrecorded)
 }
 
-/// Converts a recorded API rule into the provider model for planning.
+/// Converts a recorded API rule into the provider model for planning,
+/// marked as the operator authorized it.
 fn recorded(
     entry: Option<(&RuleSpec, Option<String>)>,
     pass: &Pass<'_>,
@@ -356,7 +565,10 @@ fn recorded(
     entry
         .map(|(rule, rule_id)| {
             convert::rule(rule, pass.resolved.kind)
-                .map(|rule: Rule| Applied { rule, rule_id })
+                .map(|rule: Rule| Applied {
+                    rule: pass.mark.on(&rule),
+                    rule_id,
+                })
                 .map_err(|e| stalled(reasons::UNSUPPORTED, e.0))
         })
         .transpose()
@@ -364,13 +576,13 @@ fn recorded(
 
 fn operation(
     action: Action,
-    token: &str,
+    token: Option<&str>,
     result: OperationResult,
     e: &ProviderError,
 ) -> LastOperation {
     LastOperation {
         action,
-        client_token: Some(token.to_owned()),
+        client_token: token.map(str::to_owned),
         request_id: e.request_id.clone(),
         result,
         code: Some(e.code.clone()),

@@ -25,7 +25,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, Error, reconcile, resolve::Connector, resolve::Resolver};
+use super::{
+    Context, Error,
+    ownership::Mark,
+    reconcile,
+    resolve::{ConnectFailure, Connector, Resolver},
+};
 use crate::{
     api::{FINALIZER, ProviderConfig, SecurityGroupRule},
     metrics::Metrics,
@@ -44,23 +49,43 @@ enum Call {
     Describe,
 }
 
-/// A provider that records calls and answers from a script (default: success).
+/// A provider that records calls and answers from a script (default:
+/// success), and keeps one group's rules as an authorize or revoke that
+/// succeeds leaves them.
 #[derive(Default)]
 struct ProviderDouble {
     calls: Mutex<Vec<Call>>,
     answers: Mutex<VecDeque<Result<Receipt, ProviderError>>>,
+    group: Mutex<Vec<DescribedRule>>,
 }
 
 impl ProviderDouble {
     fn answering(answers: Vec<Result<Receipt, ProviderError>>) -> Arc<Self> {
         Arc::new(Self {
-            calls: Mutex::default(),
             answers: Mutex::new(answers.into()),
+            ..Self::default()
+        })
+    }
+
+    /// A double whose group already holds `rules`.
+    fn holding(
+        rules: Vec<DescribedRule>,
+        answers: Vec<Result<Receipt, ProviderError>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            answers: Mutex::new(answers.into()),
+            group: Mutex::new(rules),
+            ..Self::default()
         })
     }
 
     fn calls(&self) -> Vec<Call> {
         self.calls.lock().expect("lock").clone()
+    }
+
+    fn rule_ids(&self) -> Vec<String> {
+        let group = self.group.lock().expect("lock");
+        group.iter().map(|d| d.rule_id.clone()).collect()
     }
 
     fn answer(&self, call: Call) -> Result<Receipt, ProviderError> {
@@ -82,32 +107,73 @@ impl Provider for ProviderDouble {
     }
 
     async fn authorize(&self, call: &Authorize) -> Result<Receipt, ProviderError> {
-        self.answer(Call::Authorize {
+        let answer = self.answer(Call::Authorize {
             token: call.client_token.clone(),
-        })
+        });
+        let mut group = self.group.lock().expect("lock");
+        if answer.is_ok()
+            && !group
+                .iter()
+                .any(|d| self.kind().same_rule(&call.rule, &d.rule))
+        {
+            let rule_id = format!("sgr-new{}", group.len());
+            group.push(DescribedRule {
+                rule_id,
+                rule: call.rule.clone(),
+            });
+        }
+        answer
     }
 
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
         let token = call.client_token.clone();
-        self.answer(match &call.target {
+        let answer = self.answer(match &call.target {
             RevokeTarget::Id { rule_id, .. } => Call::RevokeById {
                 rule_id: rule_id.clone(),
                 token,
             },
             RevokeTarget::Attributes(_) => Call::RevokeByAttributes { token },
-        })
+        });
+        if answer.is_ok() {
+            let mut group = self.group.lock().expect("lock");
+            group.retain(|d| match &call.target {
+                RevokeTarget::Id { rule_id, .. } => d.rule_id != *rule_id,
+                RevokeTarget::Attributes(rule) => !self.kind().same_rule(rule, &d.rule),
+            });
+        }
+        answer
     }
 
     async fn describe(&self, _group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
         self.calls.lock().expect("lock").push(Call::Describe);
-        Ok(Vec::new())
+        Ok(self.group.lock().expect("lock").clone())
+    }
+}
+
+/// Rule `web` (443 from 10.0.0.0/8) as the cloud holds it under `rule_id`,
+/// carrying the mark of the object with `uid`, or no mark.
+fn web_at_cloud(rule_id: &str, uid: Option<&str>) -> DescribedRule {
+    let spec: crate::api::rule::RuleSpec = serde_json::from_value(json!({
+        "direction": "Ingress", "protocol": "TCP",
+        "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}
+    }))
+    .expect("valid rule");
+    let rule = super::convert::rule(&spec, ProviderKind::Alibaba).expect("supported");
+    DescribedRule {
+        rule_id: rule_id.into(),
+        rule: uid.map_or_else(|| rule.clone(), |uid| Mark::of_uid(uid).on(&rule)),
     }
 }
 
 struct Connects(Arc<ProviderDouble>);
 
 impl Connector for Connects {
-    fn connect(&self, _: &ProviderConfig, _: &Secret) -> Result<Arc<dyn Provider>, String> {
+    fn connect(
+        &self,
+        _: &ProviderConfig,
+        _: &Secret,
+        _: &[u8],
+    ) -> Result<Arc<dyn Provider>, ConnectFailure> {
         Ok(self.0.clone())
     }
 }
@@ -400,15 +466,15 @@ async fn an_authorized_rule_is_left_alone() {
 
 #[tokio::test]
 async fn absent_revokes_the_recorded_rule_by_id_and_keeps_the_object() {
-    let provider = ProviderDouble::answering(vec![]);
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
     let mut extra = authorized_status();
     merge(&mut extra, json!({"spec": {"ensure": "Absent"}}));
     let out = reconcile_with(rule(extra), &provider, config(None)).await;
     assert!(out.result.is_ok());
     let calls = provider.calls();
     assert!(
-        matches!(calls.as_slice(), [Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
-        "{calls:?}"
+        matches!(calls.as_slice(), [Call::Describe, Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
+        "checked against the cloud, then revoked: {calls:?}"
     );
     assert_eq!(out.condition("Ready").1, "Revoked");
     assert_eq!(out.last_status()["ruleId"], Value::Null);
@@ -417,14 +483,14 @@ async fn absent_revokes_the_recorded_rule_by_id_and_keeps_the_object() {
 
 #[tokio::test]
 async fn deleting_revokes_then_releases_the_finalizer() {
-    let provider = ProviderDouble::answering(vec![]);
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
     let mut extra = authorized_status();
     merge(&mut extra, deleting());
     let out = reconcile_with(rule(extra), &provider, config(None)).await;
     assert!(out.result.is_ok(), "{:?}", out.result.err());
     let calls = provider.calls();
     assert!(
-        matches!(calls.as_slice(), [Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
+        matches!(calls.as_slice(), [Call::Describe, Call::RevokeById { rule_id, .. }] if rule_id == "sgr-1"),
         "{calls:?}"
     );
     let patches = out.finalizer_patches();
@@ -434,10 +500,13 @@ async fn deleting_revokes_then_releases_the_finalizer() {
 
 #[tokio::test]
 async fn deleting_a_rule_already_gone_at_the_provider_succeeds() {
-    let provider = ProviderDouble::answering(vec![refused(
-        ErrorKind::AlreadyGone,
-        "InvalidSecurityGroupRule.NotFound",
-    )]);
+    let provider = ProviderDouble::holding(
+        vec![web_at_cloud("sgr-1", Some("uid-1"))],
+        vec![refused(
+            ErrorKind::AlreadyGone,
+            "InvalidSecurityGroupRule.NotFound",
+        )],
+    );
     let mut extra = authorized_status();
     merge(&mut extra, deleting());
     let out = reconcile_with(rule(extra), &provider, config(None)).await;
@@ -447,10 +516,13 @@ async fn deleting_a_rule_already_gone_at_the_provider_succeeds() {
 
 #[tokio::test]
 async fn a_refused_revoke_on_delete_keeps_the_finalizer_and_says_how_to_proceed() {
-    let provider = ProviderDouble::answering(vec![refused(
-        ErrorKind::Invalid,
-        "InvalidSecurityGroupId.Malformed",
-    )]);
+    let provider = ProviderDouble::holding(
+        vec![web_at_cloud("sgr-1", Some("uid-1"))],
+        vec![refused(
+            ErrorKind::Invalid,
+            "InvalidSecurityGroupId.Malformed",
+        )],
+    );
     let mut extra = authorized_status();
     merge(&mut extra, deleting());
     let out = reconcile_with(rule(extra), &provider, config(None)).await;
@@ -515,6 +587,28 @@ async fn a_namespace_the_config_does_not_allow_is_stalled_without_calls() {
         ("True", "NamespaceNotAllowed")
     );
     assert!(message.contains("allowedNamespaces"), "{message}");
+}
+
+/// A CA Secret that is not there stalls the rule before any call, naming it.
+#[tokio::test]
+async fn a_missing_ca_secret_is_stalled_without_calls() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut with_ca = config(None);
+    with_ca.spec.tls = serde_json::from_value(json!({
+        "caSecretRef": {"namespace": "system", "name": "gateway-ca"}
+    }))
+    .expect("valid tls");
+    let out = reconcile_with(rule(json!({})), &provider, with_ca).await;
+    assert_eq!(provider.calls(), vec![]);
+    let (stalled, reason, message) = out.condition("Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "CredentialsSecretNotFound")
+    );
+    assert!(
+        message.contains("system/gateway-ca") && message.contains("ca.crt"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -604,6 +698,97 @@ async fn nothing_is_judged_before_the_caches_are_filled() {
     assert!(
         server.await.expect("mock API server").is_empty(),
         "no status written"
+    );
+}
+
+/// An authorize that meets an identical rule someone else created takes
+/// nothing over: the object says whose rule is in the way, records nothing,
+/// and its deletion calls nothing.
+#[tokio::test]
+async fn an_identical_foreign_rule_is_not_adopted() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-planted", None)], vec![]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    let (stalled, reason, message) = out.condition("Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "RuleAlreadyExists")
+    );
+    assert!(
+        message.contains("sgr-planted") && message.contains("sg-1"),
+        "{message}"
+    );
+    let status = out.last_status();
+    assert_eq!(status["appliedRule"], Value::Null);
+    assert_eq!(status["authorizing"], Value::Null);
+    assert_eq!(status["ruleId"], Value::Null);
+    assert!(
+        out.event_reasons()
+            .contains(&"RuleAlreadyExists".to_owned())
+    );
+
+    let mut gone = json!({"status": status.clone()});
+    merge(&mut gone, deleting());
+    let before = provider.calls().len();
+    let out = reconcile_with(rule(gone), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    assert_eq!(provider.calls().len(), before, "no call on deletion");
+    assert_eq!(provider.rule_ids(), ["sgr-planted"]);
+}
+
+/// A status that names someone else's rule is not acted on.
+#[tokio::test]
+async fn a_status_naming_a_foreign_rule_revokes_nothing() {
+    let provider = ProviderDouble::holding(
+        vec![
+            web_at_cloud("sgr-1", Some("uid-1")),
+            web_at_cloud("sgr-victim", Some("uid-other")),
+        ],
+        vec![],
+    );
+    let mut extra = authorized_status();
+    merge(&mut extra, json!({"status": {"ruleId": "sgr-victim"}}));
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(
+        matches!(out.result, Err(Error::Finalizer(_))),
+        "the finalizer stays"
+    );
+    assert_eq!(provider.calls(), vec![Call::Describe]);
+    assert_eq!(out.condition("Stalled").1, "RecordMismatch");
+    assert!(out.event_reasons().contains(&"RecordMismatch".to_owned()));
+    assert_eq!(provider.rule_ids(), ["sgr-1", "sgr-victim"]);
+}
+
+/// A recorded rule the cloud no longer holds needs no revoke, once fresh
+/// describes (read-after-write lag) agree it is gone.
+#[tokio::test]
+async fn a_recorded_rule_that_is_gone_is_not_revoked() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-other", None)], vec![]);
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let calls = provider.calls();
+    assert!(calls.iter().all(|c| *c == Call::Describe), "{calls:?}");
+    assert_eq!(calls.len(), 4, "one shared describe, then three fresh ones");
+    assert_eq!(out.finalizer_patches().len(), 1);
+    assert_eq!(provider.rule_ids(), ["sgr-other"]);
+}
+
+/// "Already exists" (Baidu answers 409 to other conflicts too) counts only
+/// when the rule shows in the group.
+#[tokio::test]
+async fn already_exists_without_the_rule_is_retried() {
+    let provider = ProviderDouble::answering(vec![refused(ErrorKind::AlreadyExists, "Conflict")]);
+    let out = reconcile_with(rule(json!({})), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    assert_eq!(out.condition("Reconciling").1, "Retrying");
+    let status = out.last_status();
+    assert_eq!(status["appliedRule"], Value::Null);
+    assert_eq!(
+        status["authorizing"]["ports"]["from"], 443,
+        "may exist: kept"
     );
 }
 

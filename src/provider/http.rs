@@ -60,15 +60,38 @@ pub struct Transport {
     limiter: DefaultDirectRateLimiter,
 }
 
+/// The largest answer read: a describe page of 1000 rules is about 0.5 MiB,
+/// and a gateway (or something posing as one) must not fill the memory.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
 impl Transport {
-    pub fn new(rate_limit: RateLimit, timeouts: Timeouts) -> Result<Self, ConnectError> {
+    /// `extra_roots`: PEM certificates trusted besides the system's roots
+    /// (the image's CA store) and the bundled Mozilla roots.
+    pub fn new(
+        rate_limit: RateLimit,
+        timeouts: Timeouts,
+        extra_roots: &[u8],
+    ) -> Result<Self, ConnectError> {
         let (Some(qps), Some(burst)) = (
             NonZeroU32::new(rate_limit.qps),
             NonZeroU32::new(rate_limit.burst),
         ) else {
             return Err(ConnectError::InvalidRateLimit);
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !extra_roots.is_empty() {
+            let roots = reqwest::Certificate::from_pem_bundle(extra_roots)
+                .map_err(|e| ConnectError::InvalidCaBundle(describe(&e)))?;
+            if roots.is_empty() {
+                return Err(ConnectError::InvalidCaBundle(
+                    "no CERTIFICATE block".to_owned(),
+                ));
+            }
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .redirect(reqwest::redirect::Policy::none())
@@ -93,10 +116,22 @@ impl Transport {
         if !request.body.is_empty() {
             builder = builder.body(request.body);
         }
-        let response = builder.send().await.map_err(transport_error)?;
+        let mut response = builder.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    "ResponseTooLarge",
+                    format!("the answer exceeds {MAX_RESPONSE_BYTES} bytes"),
+                )
+                .with_status(status));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = Bytes::from(body);
         // Path only: the query of a V2 request carries its signature.
         tracing::debug!(%method, %path, status, elapsed_ms = elapsed_ms(started), "provider request");
         Ok(HttpResponse {
@@ -156,10 +191,20 @@ pub fn attempt_timestamp() -> String {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// `Retry-After`-style header value as a duration, in the unit the provider
-/// uses, at most [`MAX_RETRY_AFTER`].
+/// uses or as an HTTP date (RFC 9110), at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(response: &HttpResponse, header: &str, unit: Duration) -> Option<Duration> {
-    let value: u32 = response.header(header)?.trim().parse().ok()?;
-    Some((unit * value).min(MAX_RETRY_AFTER))
+    let text = response.header(header)?.trim();
+    let wait = match text.parse::<u32>() {
+        Ok(value) => unit * value,
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::DateTimeParser::new()
+                .parse_timestamp(text)
+                .ok()?;
+            let seconds = at.as_second() - jiff::Timestamp::now().as_second();
+            Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -175,6 +220,7 @@ mod tests {
                 connect: Duration::from_secs(2),
                 request: request_timeout,
             },
+            &[],
         )
         .expect("transport")
     }
@@ -237,6 +283,29 @@ mod tests {
         );
     }
 
+    /// An endless answer is cut at the cap instead of filling the memory.
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_as_transient() {
+        let huge = "x".repeat(MAX_RESPONSE_BYTES + 1);
+        let app = axum::Router::new().fallback(move || {
+            let huge = huge.clone();
+            async move { huge }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let err = transport(10, 10, Duration::from_secs(5))
+            .send(get(&format!("http://{addr}/")))
+            .await
+            .expect_err("too large");
+        assert_eq!(
+            (err.kind, err.code.as_str()),
+            (ErrorKind::Transient, "ResponseTooLarge")
+        );
+    }
+
     /// A refused connection is Transient, and the message keeps the signed query out.
     #[tokio::test]
     async fn a_refused_connection_is_transient_and_names_no_url() {
@@ -294,6 +363,26 @@ mod properties {
         let answer = response(429, "", &[("retry-after", "99999999")]);
         let wait = retry_after(&answer, "retry-after", Duration::from_secs(1));
         assert_eq!(wait, Some(MAX_RETRY_AFTER));
+    }
+
+    /// RFC 9110 allows a date instead of seconds.
+    #[test]
+    fn a_retry_after_date_waits_until_then() {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&at)
+            .expect("printable");
+        let answer = response(429, "", &[("retry-after", date.as_str())]);
+        let wait = retry_after(&answer, "retry-after", Duration::from_secs(1)).expect("a wait");
+        assert!(
+            (Duration::from_secs(110)..=Duration::from_secs(120)).contains(&wait),
+            "{wait:?} for {date}"
+        );
+        let past = response(429, "", &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(
+            retry_after(&past, "retry-after", Duration::from_secs(1)),
+            Some(Duration::ZERO)
+        );
     }
 
     proptest! {

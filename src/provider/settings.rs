@@ -29,6 +29,8 @@ pub struct ProviderSettings {
     pub apsara: ApsaraSettings,
     pub rate_limit: RateLimit,
     pub timeouts: Timeouts,
+    /// PEM certificates trusted besides the system's roots; empty for none.
+    pub extra_roots: Vec<u8>,
 }
 
 impl ProviderSettings {
@@ -42,6 +44,7 @@ impl ProviderSettings {
             apsara: ApsaraSettings::default(),
             rate_limit: RateLimit::default(),
             timeouts: Timeouts::default(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -141,8 +144,12 @@ impl Default for Timeouts {
 pub enum ConnectError {
     #[error("an endpoint is required for {0}")]
     MissingEndpoint(ProviderKind),
-    #[error("endpoint {0:?} must be an http or https URL with a host and no query")]
+    #[error(
+        "endpoint {0:?} must be an http or https URL with a host, no user name or password, and no query"
+    )]
     InvalidEndpoint(String),
+    #[error("the CA bundle holds no usable PEM certificate: {0}")]
+    InvalidCaBundle(String),
     #[error("rate limit qps and burst must be at least 1")]
     InvalidRateLimit,
     #[error("cannot build the HTTP client: {0}")]
@@ -157,7 +164,11 @@ pub fn connect(
     if let Some(endpoint) = &settings.endpoint {
         check_endpoint(endpoint)?;
     }
-    let transport = Transport::new(settings.rate_limit, settings.timeouts)?;
+    let transport = Transport::new(
+        settings.rate_limit,
+        settings.timeouts,
+        &settings.extra_roots,
+    )?;
     Ok(match settings.kind {
         ProviderKind::Alibaba | ProviderKind::Apsara => {
             Arc::new(EcsClient::new(settings, credentials, transport)?)
@@ -167,13 +178,21 @@ pub fn connect(
 }
 
 fn check_endpoint(endpoint: &Url) -> Result<(), ConnectError> {
+    // Credentials in the URL would be sent in every Authorization header
+    // reqwest derives from them, and shown wherever the endpoint is.
+    let userinfo = !endpoint.username().is_empty() || endpoint.password().is_some();
     let usable = matches!(endpoint.scheme(), "http" | "https")
         && endpoint.host_str().is_some()
-        && endpoint.query().is_none();
+        && endpoint.query().is_none()
+        && !userinfo;
     if usable {
         Ok(())
     } else {
-        Err(ConnectError::InvalidEndpoint(endpoint.to_string()))
+        let mut shown = endpoint.clone();
+        // Best effort: a URL that cannot carry a user name has none to hide.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        Err(ConnectError::InvalidEndpoint(shown.to_string()))
     }
 }
 
@@ -287,6 +306,20 @@ mod tests {
         assert!(matches!(
             connect(&bad, credentials.clone()),
             Err(ConnectError::InvalidEndpoint(_))
+        ));
+        let mut userinfo = ProviderSettings::new(ProviderKind::Alibaba, "cn-1");
+        userinfo.endpoint = Some(url("https://ak:hunter2@gw.example/"));
+        match connect(&userinfo, credentials.clone()) {
+            Err(ConnectError::InvalidEndpoint(shown)) => {
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
+            other => panic!("userinfo accepted: {:?}", other.err()),
+        }
+        let mut garbage = ProviderSettings::new(ProviderKind::Alibaba, "cn-1");
+        garbage.extra_roots = b"not a certificate".to_vec();
+        assert!(matches!(
+            connect(&garbage, credentials.clone()),
+            Err(ConnectError::InvalidCaBundle(_))
         ));
         let mut zero = ProviderSettings::new(ProviderKind::Baidu, "bj");
         zero.rate_limit.qps = 0;

@@ -20,14 +20,14 @@ use serde_json::{Value, json};
 
 use crate::{helm, support::*};
 
-fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program} on PATH: {e}"))
 }
 
-fn ok(program: &str, args: &[&str]) -> String {
+pub(crate) fn ok(program: &str, args: &[&str]) -> String {
     let out = run(program, args);
     assert!(
         out.status.success(),
@@ -37,11 +37,11 @@ fn ok(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn suffix() -> String {
+pub(crate) fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -49,7 +49,8 @@ fn free_port() -> u16 {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
-/// A RESOURCE of `kind/sub` asks about the subresource `sub`.
+/// A RESOURCE of `kind/status` asks about the status subresource, one of
+/// `kind/NAME` about the object NAME (a Lease the chart names, say).
 fn can_i(
     kubeconfig: Option<&Path>,
     as_user: Option<&str>,
@@ -58,8 +59,8 @@ fn can_i(
     namespace: &str,
 ) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
-        Some((kind, sub)) => (kind, Some(format!("--subresource={sub}"))),
-        None => (resource, None),
+        Some((kind, "status")) => (kind, Some("--subresource=status".to_owned())),
+        _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource];
     if let Some(sub) = &subresource {
@@ -105,14 +106,24 @@ fn token_kubeconfig(token: &str, path: &Path) {
     std::fs::write(path, serde_yaml::to_string(&config).expect("YAML")).expect("write kubeconfig");
 }
 
-/// Args and env of the installed Deployment's container, as the kubelet would pass them.
-fn deployment_command(namespace: &str, name: &str) -> (Vec<String>, Vec<(String, String)>) {
-    let deployment: Value = serde_json::from_str(&ok(
+/// The installed Deployment.
+pub(crate) fn deployment(namespace: &str, name: &str) -> Value {
+    serde_json::from_str(&ok(
         "kubectl",
         &["get", "deployment", name, "-n", namespace, "-o", "json"],
     ))
-    .expect("JSON");
+    .expect("JSON")
+}
+
+/// Args and env of the installed Deployment's container, as the kubelet
+/// would pass them to its pod `{name}-0`.
+pub(crate) fn deployment_command(
+    namespace: &str,
+    name: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let deployment = deployment(namespace, name);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let pod = format!("{name}-0");
     let args = container["args"]
         .as_array()
         .expect("args")
@@ -126,7 +137,7 @@ fn deployment_command(namespace: &str, name: &str) -> (Vec<String>, Vec<(String,
         .map(|e| {
             let name = e["name"].as_str().expect("name").to_owned();
             let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                Some("metadata.name") => format!("{name}-pod-0").to_lowercase(),
+                Some("metadata.name") => pod.clone(),
                 Some("metadata.namespace") => namespace.to_owned(),
                 Some(other) => panic!("unexpected fieldRef {other}"),
                 None => e["value"].as_str().expect("value").to_owned(),
@@ -149,27 +160,44 @@ fn with_metrics_addr(args: &[String], port: u16) -> Vec<String> {
         .collect()
 }
 
-async fn readyz(port: u16) -> Result<u16, String> {
+pub(crate) async fn readyz(port: u16) -> Result<u16, String> {
     reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
         .await
         .map(|r| r.status().as_u16())
         .map_err(|e| e.to_string())
 }
 
-fn log_path(name: &str) -> PathBuf {
+/// Waits up to a minute for /readyz on `port` to answer 200.
+pub(crate) async fn until_ready(what: &str, port: u16) {
+    eventually(what, Duration::from_secs(60), || async {
+        match readyz(port).await? {
+            200 => Ok(()),
+            code => Err(format!("/readyz {code}")),
+        }
+    })
+    .await;
+}
+
+pub(crate) fn log_path(name: &str) -> PathBuf {
     log_dir().join(name)
 }
 
-#[tokio::test]
-async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
-    require_cluster();
+/// A release of the chart in its own namespace, watching rules labelled
+/// `shard`, with provider credentials in a Secret it may read.
+pub(crate) struct Release {
+    pub id: String,
+    pub system: String,
+    pub rules_ns: String,
+    pub sa: String,
+    pub shard: String,
+}
+
+pub(crate) fn install_release(prefix: &str) -> Release {
     let id = suffix();
-    let system = format!("chart-system-{id}");
-    let elsewhere = format!("chart-elsewhere-{id}");
-    let rules_ns = format!("chart-rules-{id}");
+    let system = format!("{prefix}-system-{id}");
+    let rules_ns = format!("{prefix}-rules-{id}");
     let release = format!("sgo-{id}");
     let shard = format!("secgroup-chart-e2e={id}");
-
     // The CRDs may already be in the cluster, applied by kubectl: the chart takes them over.
     helm::install(
         &release,
@@ -180,25 +208,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             &format!("labelSelector={shard}"),
         ],
     );
-    let sa = format!("{release}-secgroup-operator");
-    let sa_user = format!("system:serviceaccount:{system}:{sa}");
-
-    // A Secret the operator must not be able to read.
-    for ns in [&elsewhere, &rules_ns] {
-        ok("kubectl", &["create", "namespace", ns]);
-    }
-    ok(
-        "kubectl",
-        &[
-            "create",
-            "secret",
-            "generic",
-            "not-yours",
-            "-n",
-            &elsewhere,
-            "--from-literal=accessKeyId=x",
-        ],
-    );
+    ok("kubectl", &["create", "namespace", &rules_ns]);
     ok(
         "kubectl",
         &[
@@ -212,14 +222,135 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             &format!("--from-literal=accessKeySecret={SECRET_KEY}"),
         ],
     );
+    Release {
+        sa: format!("{release}-secgroup-operator"),
+        id,
+        system,
+        rules_ns,
+        shard,
+    }
+}
+
+impl Release {
+    /// A token of the release's ServiceAccount, as a Pod would get it.
+    pub fn token(&self) -> String {
+        ok(
+            "kubectl",
+            &[
+                "create",
+                "token",
+                &self.sa,
+                "-n",
+                &self.system,
+                "--duration=1h",
+            ],
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// A security group in the fake cloud at `cloud` and a ProviderConfig
+    /// pointing there with the release's credentials: (config, group).
+    pub async fn provider_config(&self, cloud: &str) -> (String, String) {
+        let (id, system) = (&self.id, &self.system);
+        let group = format!("sg-chart{id}");
+        create_group_at(cloud, "alibaba", "cn-hangzhou", &group).await;
+        let config = format!("chart-{id}");
+        let provider_config = format!(
+            "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
+             spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{cloud}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n"
+        );
+        kubectl(&["apply", "-f", "-"], Some(&provider_config));
+        (config, group)
+    }
+
+    /// A rule of the release's shard reconciled by the running operator:
+    /// finalizer, status, one rule in the cloud, an Event; revoked on delete.
+    pub async fn reconciles_a_rule(&self, cloud: &str, config: &str, group: &str) {
+        let client = Client::try_default().await.expect("kubeconfig");
+        let rules: Api<SecurityGroupRule> = Api::namespaced(client.clone(), &self.rules_ns);
+        let (label_key, label_value) = self.shard.split_once('=').expect("selector");
+        let mut manifest = rule_manifest(
+            "https",
+            config,
+            group,
+            json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}),
+        );
+        manifest["metadata"]["labels"] = json!({label_key: label_value});
+        rules
+            .patch(
+                "https",
+                &PatchParams::apply("chart-e2e").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("apply rule");
+        let ready = condition(&rules, "https", "Ready", "True").await;
+        assert!(
+            ready
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"secgroup.dev/revoke".to_owned())
+        );
+        assert_eq!(
+            cloud_rules_at(cloud, "alibaba", "cn-hangzhou", group)
+                .await
+                .len(),
+            1
+        );
+        let events: Api<Event> = Api::namespaced(client, &self.rules_ns);
+        let reported = events.list(&ListParams::default()).await.expect("events");
+        assert!(
+            reported
+                .items
+                .iter()
+                .any(
+                    |e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("https")
+                        && e.reporting_controller.as_deref() == Some("secgroup-operator")
+                ),
+            "an Event from the operator on the rule"
+        );
+        rules
+            .delete("https", &Default::default())
+            .await
+            .expect("delete");
+        gone(&rules, "https").await;
+        assert!(
+            cloud_rules_at(cloud, "alibaba", "cn-hangzhou", group)
+                .await
+                .is_empty(),
+            "revoked on delete"
+        );
+    }
+}
+
+#[tokio::test]
+async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
+    require_cluster();
+    let release = install_release("chart");
+    let (id, system, rules_ns, sa) = (&release.id, &release.system, &release.rules_ns, &release.sa);
+    let elsewhere = format!("chart-elsewhere-{id}");
+    let sa_user = format!("system:serviceaccount:{system}:{sa}");
+
+    // A Secret the operator must not be able to read.
+    ok("kubectl", &["create", "namespace", &elsewhere]);
+    ok(
+        "kubectl",
+        &[
+            "create",
+            "secret",
+            "generic",
+            "not-yours",
+            "-n",
+            &elsewhere,
+            "--from-literal=accessKeyId=x",
+        ],
+    );
 
     // The ServiceAccount's token, as a Pod would get it.
-    let token = ok(
-        "kubectl",
-        &["create", "token", &sa, "-n", &system, "--duration=1h"],
-    );
     let kubeconfig = log_path(&format!("chart-{id}.kubeconfig"));
-    token_kubeconfig(token.trim(), &kubeconfig);
+    token_kubeconfig(&release.token(), &kubeconfig);
 
     // kubectl auth can-i, as the admin asking for the ServiceAccount and as
     // the ServiceAccount itself, agrees with the chart: Secrets in the secret
@@ -229,25 +360,25 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         (Some(kubeconfig.as_path()), None),
     ] {
         let can = |verb: &str, resource: &str, ns: &str| can_i(view.0, view.1, verb, resource, ns);
-        assert!(can("list", "secrets", &system));
-        assert!(can("watch", "secrets", &system));
+        assert!(can("list", "secrets", system));
+        assert!(can("watch", "secrets", system));
         assert!(!can("get", "secrets", &elsewhere), "Secrets elsewhere");
         assert!(!can("list", "secrets", ""), "Secrets cluster-wide");
-        assert!(!can("create", "secrets", &system));
-        assert!(can("patch", "securitygrouprules.secgroup.dev", &rules_ns));
+        assert!(!can("create", "secrets", system));
+        assert!(can("patch", "securitygrouprules.secgroup.dev", rules_ns));
         assert!(can(
             "patch",
             "securitygrouprules.secgroup.dev/status",
-            &rules_ns
+            rules_ns
         ));
-        assert!(!can("delete", "securitygrouprules.secgroup.dev", &rules_ns));
-        assert!(!can("update", "securitygrouprules.secgroup.dev", &rules_ns));
+        assert!(!can("delete", "securitygrouprules.secgroup.dev", rules_ns));
+        assert!(!can("update", "securitygrouprules.secgroup.dev", rules_ns));
         assert!(can("watch", "providerconfigs.secgroup.dev", ""));
         assert!(!can("patch", "providerconfigs.secgroup.dev", ""));
         assert!(can("patch", "providerconfigs.secgroup.dev/status", ""));
-        assert!(can("create", "events.events.k8s.io", &rules_ns));
+        assert!(can("create", "events.events.k8s.io", rules_ns));
         assert!(
-            !can("create", "leases.coordination.k8s.io", &system),
+            !can("create", "leases.coordination.k8s.io", system),
             "no Lease with one replica"
         );
     }
@@ -272,18 +403,10 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
 
     // The fake cloud and a ProviderConfig pointing at it.
     let cloud = start_fakecloud(&format!("chart-{id}-fakecloud.log"));
-    let group = format!("sg-chart{id}");
-    create_group_at(&cloud.url, "alibaba", "cn-hangzhou", &group).await;
-    let config = format!("chart-{id}");
-    let provider_config = format!(
-        "apiVersion: secgroup.dev/v1alpha1\nkind: ProviderConfig\nmetadata: {{name: {config}}}\n\
-         spec: {{type: alibaba, region: cn-hangzhou, endpoint: \"{}\", allowInsecureHttp: true, credentialsSecretRef: {{namespace: {system}, name: cloud-credentials}}}}\n",
-        cloud.url
-    );
-    kubectl(&["apply", "-f", "-"], Some(&provider_config));
+    let (config, group) = release.provider_config(&cloud.url).await;
 
     // The operator as the Deployment would run it, with the ServiceAccount's token.
-    let (args, env) = deployment_command(&system, &sa);
+    let (args, env) = deployment_command(system, sa);
     assert!(
         args.contains(&format!("--secret-namespace={system}")),
         "{args:?}"
@@ -295,74 +418,14 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let env_refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let _operator = spawn_operator(&arg_refs, &env_refs, &format!("chart-{id}-operator.log"));
-    eventually(
+    until_ready(
         "the operator ready (every cache synced under the chart's RBAC)",
-        Duration::from_secs(60),
-        || async {
-            match readyz(port).await? {
-                200 => Ok(()),
-                code => Err(format!("/readyz {code}")),
-            }
-        },
+        port,
     )
     .await;
 
     // It reconciles a rule against the fake cloud: finalizer, status, events.
-    let client = Client::try_default().await.expect("kubeconfig");
-    let rules: Api<SecurityGroupRule> = Api::namespaced(client.clone(), &rules_ns);
-    let (label_key, label_value) = shard.split_once('=').expect("selector");
-    let mut manifest = rule_manifest(
-        "https",
-        &config,
-        &group,
-        json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}),
-    );
-    manifest["metadata"]["labels"] = json!({label_key: label_value});
-    rules
-        .patch(
-            "https",
-            &PatchParams::apply("chart-e2e").force(),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .expect("apply rule");
-    let ready = condition(&rules, "https", "Ready", "True").await;
-    assert!(
-        ready
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .contains(&"secgroup.dev/revoke".to_owned())
-    );
-    assert_eq!(
-        cloud_rules_at(&cloud.url, "alibaba", "cn-hangzhou", &group)
-            .await
-            .len(),
-        1
-    );
-    let events: Api<Event> = Api::namespaced(client, &rules_ns);
-    let reported = events.list(&ListParams::default()).await.expect("events");
-    assert!(
-        reported
-            .items
-            .iter()
-            .any(
-                |e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("https")
-                    && e.reporting_controller.as_deref() == Some("secgroup-operator")
-            ),
-        "an Event from the operator on the rule"
-    );
-    rules
-        .delete("https", &Default::default())
-        .await
-        .expect("delete");
-    gone(&rules, "https").await;
-    assert!(
-        cloud_rules_at(&cloud.url, "alibaba", "cn-hangzhou", &group)
-            .await
-            .is_empty(),
-        "revoked on delete"
-    );
+    release.reconciles_a_rule(&cloud.url, &config, &group).await;
     let log = std::fs::read_to_string(log_path(&format!("chart-{id}-operator.log"))).expect("log");
     assert!(
         !log.to_lowercase().contains("forbidden"),

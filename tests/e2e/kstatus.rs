@@ -2,7 +2,10 @@
 //! test cluster's `kstatus` command), reads live rules as the README says:
 //! Current when Ready, InProgress while work is retried, Failed when Stalled.
 
-use std::process::{Command, Stdio};
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use kube::{
     Api, Client,
@@ -88,7 +91,21 @@ async fn kstatus_reports_current_in_progress_and_failed() {
         &rule_manifest("retrying", &unreachable, &group_id("sg"), rule.clone()),
     )
     .await;
-    let retrying = condition(&api, "retrying", "Reconciling", "True").await;
+    // Reconciling=True comes first with the intent ("authorizing"), then
+    // with the failure; wait for the failure, which stays while retried.
+    let retrying = eventually(
+        "retrying Reconciling=True Retrying",
+        Duration::from_secs(60),
+        || async {
+            let rule = condition(&api, "retrying", "Reconciling", "True").await;
+            let status = rule.status.clone().unwrap_or_default();
+            match conditions::find(&status.conditions, "Reconciling") {
+                Some(c) if c.reason == "Retrying" => Ok(rule),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let (status, message) = kstatus(&ns, "retrying");
     assert_eq!(status, "InProgress");
     assert_eq!(message, condition_message(&retrying, "Reconciling"));

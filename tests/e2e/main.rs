@@ -6,6 +6,7 @@ mod admission;
 mod guardrails;
 mod kstatus;
 mod operations;
+mod ownership;
 mod recovery;
 mod support;
 mod transport;
@@ -13,7 +14,7 @@ mod transport;
 use std::time::Duration;
 
 use kube::{Api, Client};
-use secgroup_operator::api::SecurityGroupRule;
+use secgroup_operator::{api::SecurityGroupRule, controller::ownership::Mark};
 use serde_json::json;
 use support::*;
 
@@ -41,6 +42,10 @@ async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &st
     let cloud = cloud_rules(provider, region, &group).await;
     assert_eq!(cloud.len(), 1, "one rule at the provider: {cloud:?}");
     assert_eq!(cloud[0]["ruleId"], rule_id.as_str());
+    // The user's text, then the ownership mark from the object's UID.
+    let described = cloud[0]["rule"]["description"].as_str().unwrap_or_default();
+    let mark = Mark::of_uid(ready.metadata.uid.as_deref().expect("uid"));
+    assert_eq!(described, format!("web https {}", mark.as_str()));
     assert!(
         ready
             .metadata

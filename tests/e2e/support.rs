@@ -208,14 +208,24 @@ pub struct FakeCloud {
 
 /// Starts a fake cloud of its own that accepts the shared test credentials.
 pub fn start_fakecloud(log: &str) -> FakeCloud {
+    let fake = start_fakecloud_with(log, &[]);
+    assert!(
+        fake.url.starts_with("http://127.0.0.1:"),
+        "unexpected fake cloud banner {:?}",
+        fake.url
+    );
+    fake
+}
+
+/// `start_fakecloud` with more arguments (say, `--tls-cert`); its URL is
+/// whatever the fake cloud announces.
+pub fn start_fakecloud_with(log: &str, extra: &[&str]) -> FakeCloud {
+    let access_key = format!("{ACCESS_KEY}:{SECRET_KEY}");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--access-key", &access_key];
+    args.extend_from_slice(extra);
     let mut fake = spawn_tied(
         &target_dir().join("secgroup-fakecloud"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--access-key",
-            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-        ],
+        &args,
         &[],
         Stdio::piped(),
         std::fs::File::create(log_dir().join(log))
@@ -227,10 +237,6 @@ pub fn start_fakecloud(log: &str) -> FakeCloud {
         .read_line(&mut line)
         .expect("listening line");
     let url = line.trim().trim_start_matches("listening on ").to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected fake cloud banner {line:?}"
-    );
     FakeCloud { url, process: fake }
 }
 
@@ -522,6 +528,24 @@ pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_i
         reqwest::StatusCode::NO_CONTENT,
         "deleting {rule_id}"
     );
+}
+
+/// Plants a rule in the fake cloud out of band, as someone using the console
+/// (or another tool) would; returns the id the cloud gave it.
+pub async fn plant_rule(provider: &str, region: &str, group: &str, rule: &Value) -> String {
+    let res = http()
+        .post(format!("{}/_fake/rules", env().fakecloud))
+        .json(&json!({"provider": provider, "region": region, "group": group, "rule": rule}))
+        .send()
+        .await
+        .expect("reachable");
+    assert!(
+        res.status().is_success(),
+        "planting a rule: {}",
+        res.status()
+    );
+    let body: Value = res.json().await.expect("JSON");
+    body["ruleId"].as_str().expect("a rule id").to_owned()
 }
 
 /// Asserts that no ClientToken of `calls` had more than one effect, by the

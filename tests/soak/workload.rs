@@ -3,7 +3,7 @@
 
 use secgroup_operator::{
     api::rule::RuleSpec,
-    controller::convert,
+    controller::{convert, ownership},
     provider::{ProviderKind, Rule},
 };
 use serde_json::{Value, json};
@@ -139,19 +139,32 @@ impl Slot {
     /// Whether a cloud rule is `rule` exactly: the provider's identity, and
     /// the fields it keeps besides.
     pub fn holds(&self, cloud: &CloudRule, rule: &RuleSpec) -> bool {
-        let (want, have) = (self.model(rule), self.model(&cloud.rule));
-        self.provider.kind.same_rule(&want, &have)
-            && want.priority == have.priority
-            && want.description == have.description
+        let want = self.model(rule);
+        self.unmarked(cloud).is_some_and(|have| {
+            self.provider.kind.same_rule(&want, &have)
+                && want.priority == have.priority
+                && want.description == have.description
+        })
     }
 
     /// Whether a cloud rule is any rule this slot ever declared.
     pub fn owns(&self, cloud: &CloudRule, declared: &[RuleSpec]) -> bool {
-        declared.iter().any(|r| {
-            self.provider
-                .kind
-                .same_rule(&self.model(r), &self.model(&cloud.rule))
+        self.unmarked(cloud).is_some_and(|have| {
+            declared
+                .iter()
+                .any(|r| self.provider.kind.same_rule(&self.model(r), &have))
         })
+    }
+
+    /// A cloud rule the operator created (it carries an ownership mark),
+    /// with the mark taken off its description to compare it with what an
+    /// object declares; `None` for a rule that anyone else created.
+    fn unmarked(&self, cloud: &CloudRule) -> Option<Rule> {
+        let mut rule = self.model(&cloud.rule);
+        let (text, mark) = ownership::split(&rule.description);
+        mark?;
+        rule.description = text.to_owned();
+        Some(rule)
     }
 }
 

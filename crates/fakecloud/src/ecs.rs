@@ -511,7 +511,8 @@ fn describe(world: &World, key: &GroupKey, params: &Params) -> Result<Outcome, A
     body.insert("SecurityGroupId".into(), key.id.clone().into());
     body.insert("SecurityGroupName".into(), group.name.clone().into());
     body.insert("Description".into(), "".into());
-    body.insert("VpcId".into(), "".into());
+    // Its groups are VPC groups: an empty VpcId would mean the classic network.
+    body.insert("VpcId".into(), "vpc-fakecloud".into());
     body.insert("InnerAccessPolicy".into(), "Accept".into());
     body.insert("Permissions".into(), json!({ "Permission": page }));
     if start + max_results < matching.len() {

@@ -130,13 +130,13 @@ async fn a_rule_applied_before_the_policy_forbade_it_is_reported_not_revoked() {
     assert_eq!(out.last_status()["ruleId"], "sgr-1", "still recorded");
 
     // Deleting it revokes: a policy never refuses a revoke.
-    let deleted = ProviderDouble::answering(vec![]);
+    let deleted = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
     let mut extra = authorized_status();
     merge(&mut extra, deleting());
     let out = reconcile_with(rule(extra), &deleted, with_policies(policies)).await;
     assert!(out.result.is_ok());
     assert!(matches!(
         deleted.calls().as_slice(),
-        [Call::RevokeById { .. }]
+        [Call::Describe, Call::RevokeById { .. }]
     ));
 }

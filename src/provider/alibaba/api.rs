@@ -69,14 +69,18 @@ pub fn authorize_call(call: &Authorize, region: &str, form: RuleForm) -> RpcCall
     }
 }
 
-/// By `SecurityGroupRuleId.1` when the id is known and the form supports ids,
-/// else by the rule's matching attributes (without `Description`, which is
-/// not part of Alibaba's rule identity).
+/// By `SecurityGroupRuleId.1` when the id is known, looks like one (`sgr-`)
+/// and the form supports ids, else by the rule's matching attributes
+/// (without `Description`, which is not part of Alibaba's rule identity).
+/// ECS answers a malformed id with the same code as a missing rule, which a
+/// revoke takes for "already gone".
 pub fn revoke_call(call: &Revoke, region: &str, form: RuleForm) -> RpcCall {
     let mut params = group_params(&call.group, region);
     params.push(("ClientToken".into(), call.client_token.clone()));
     match (&call.target, form) {
-        (RevokeTarget::Id { rule_id, .. }, RuleForm::Permissions) => {
+        (RevokeTarget::Id { rule_id, .. }, RuleForm::Permissions)
+            if rule_id.starts_with("sgr-") =>
+        {
             params.push(("SecurityGroupRuleId.1".into(), rule_id.clone()));
         }
         (target, _) => params.extend(rule_params(target.rule(), form, false)),
@@ -87,11 +91,20 @@ pub fn revoke_call(call: &Revoke, region: &str, form: RuleForm) -> RpcCall {
     }
 }
 
-/// One page of both directions' rules.
-pub fn describe_call(group: &GroupRef, region: &str, next_token: Option<&str>) -> RpcCall {
+/// One page of both directions' rules; of one NIC type's only when `nic_type`
+/// is given (a classic-network group answers `internet` rules without it).
+pub fn describe_call(
+    group: &GroupRef,
+    region: &str,
+    next_token: Option<&str>,
+    nic_type: Option<NicType>,
+) -> RpcCall {
     let mut params = group_params(group, region);
     params.push(("Direction".into(), "all".into()));
     params.push(("MaxResults".into(), DESCRIBE_PAGE_SIZE.into()));
+    if let Some(nic_type) = nic_type {
+        params.push(("NicType".into(), nic_type_wire(nic_type).into()));
+    }
     if let Some(token) = next_token {
         params.push(("NextToken".into(), token.into()));
     }
@@ -140,8 +153,15 @@ fn rule_params(rule: &Rule, form: RuleForm, with_description: bool) -> Vec<(Stri
     if let Some(PortRange { from, to }) = rule.source_ports {
         fields.push(("SourcePortRange".into(), format!("{from}/{to}")));
     }
-    fields.push(("Policy".into(), policy_wire(rule.policy).into()));
-    fields.push(("Priority".into(), rule.priority.to_string()));
+    // Defaults are left out: enterprise security groups refuse an explicit
+    // Policy (InvalidGroupParameter.OperationDenied), and priority 1 is the
+    // default everywhere.
+    if rule.policy != Policy::Accept {
+        fields.push(("Policy".into(), policy_wire(rule.policy).into()));
+    }
+    if rule.priority != 1 {
+        fields.push(("Priority".into(), rule.priority.to_string()));
+    }
     fields.push(("NicType".into(), nic_type_wire(rule.nic_type).into()));
     if with_description && !rule.description.is_empty() {
         fields.push(("Description".into(), rule.description.clone()));
@@ -202,6 +222,8 @@ struct Permissions {
 struct DescribeResponse {
     next_token: String,
     permissions: Permissions,
+    security_group_id: Option<String>,
+    vpc_id: Option<String>,
 }
 
 /// One page of DescribeSecurityGroupAttribute.
@@ -210,6 +232,11 @@ pub struct DescribePage {
     pub rules: Vec<DescribedRule>,
     /// `None` on the last page.
     pub next_token: Option<String>,
+    /// The group the answer is about, when it says.
+    pub security_group_id: Option<String>,
+    /// A group of the classic network (an empty `VpcId`): describe shows
+    /// one NIC type per call there.
+    pub classic: bool,
 }
 
 /// Parses a describe page. Rules this model cannot express (prefix-list
@@ -224,6 +251,8 @@ pub fn parse_describe(body: &[u8]) -> Result<DescribePage, serde_json::Error> {
             .filter_map(described_rule)
             .collect(),
         next_token: Some(response.next_token).filter(|token| !token.is_empty()),
+        security_group_id: response.security_group_id,
+        classic: response.vpc_id.is_some_and(|vpc| vpc.is_empty()),
     })
 }
 
@@ -234,20 +263,27 @@ fn described_rule(p: &Permission) -> Option<DescribedRule> {
         _ => return None,
     };
     let protocol = Protocol::parse_wire(&p.ip_protocol)?;
-    let (cidr, ipv6, group, owner) = match direction {
+    let (cidr, ipv6, group, owner, other_side) = match direction {
         Direction::Ingress => (
             &p.source_cidr_ip,
             &p.ipv6_source_cidr_ip,
             &p.source_group_id,
             &p.source_group_owner_account,
+            [&p.dest_cidr_ip, &p.ipv6_dest_cidr_ip],
         ),
         Direction::Egress => (
             &p.dest_cidr_ip,
             &p.ipv6_dest_cidr_ip,
             &p.dest_group_id,
             &p.dest_group_owner_account,
+            [&p.source_cidr_ip, &p.ipv6_source_cidr_ip],
         ),
     };
+    if other_side.iter().any(|cidr| !cidr.trim().is_empty()) {
+        // A "quintuple" rule: its other-side CIDR is part of its identity
+        // (RevokeSecurityGroup's matching set), and no declared rule has one.
+        return None;
+    }
     let peer = if !cidr.is_empty() {
         Peer::parse_ip(cidr)?
     } else if !ipv6.is_empty() {
@@ -347,7 +383,8 @@ mod tests {
     }
 
     /// Our authorize carries exactly the business parameters the official SDK
-    /// put in the query of vector B2 (same rule, same token).
+    /// put in the query of vector B2 (same rule, same token), less the
+    /// defaults the vector spells out and enterprise groups refuse.
     #[test]
     fn an_authorize_has_the_parameters_the_sdk_sends() {
         let b2 = vectors::get("B2");
@@ -361,7 +398,30 @@ mod tests {
             RuleForm::Permissions,
         );
         assert_eq!(call.action, "AuthorizeSecurityGroup");
-        assert_eq!(sorted(call.params), sorted(pairs(&b2["query"])));
+        let defaults = [
+            ("Permissions.1.Policy", "accept"),
+            ("Permissions.1.Priority", "1"),
+        ];
+        let expected: Vec<_> = pairs(&b2["query"])
+            .into_iter()
+            .filter(|(k, v)| !defaults.contains(&(k.as_str(), v.as_str())))
+            .collect();
+        assert_eq!(sorted(call.params), sorted(expected));
+    }
+
+    /// Enterprise groups refuse an explicit Policy; only what differs from
+    /// the defaults (accept, priority 1) is sent.
+    #[test]
+    fn policy_and_priority_are_sent_only_when_not_the_default() {
+        let plain = authorize(ssh_from_ten());
+        assert_eq!(param(&plain, "Permissions.1.Policy"), None);
+        assert_eq!(param(&plain, "Permissions.1.Priority"), None);
+        let mut rule = ssh_from_ten();
+        rule.policy = Policy::Drop;
+        rule.priority = 7;
+        let explicit = authorize(rule);
+        assert_eq!(param(&explicit, "Permissions.1.Policy"), Some("drop"));
+        assert_eq!(param(&explicit, "Permissions.1.Priority"), Some("7"));
     }
 
     /// Vector B4 revokes egress rules by id; ours names one id the same way.
@@ -410,6 +470,28 @@ mod tests {
             Some("10.0.0.0/8")
         );
         assert_eq!(param(&call, "Permissions.1.Description"), None);
+    }
+
+    /// An id that is not an ECS rule id is not trusted to name the rule.
+    #[test]
+    fn a_malformed_rule_id_revokes_by_attributes() {
+        let call = revoke_call(
+            &Revoke {
+                group: group(),
+                target: RevokeTarget::Id {
+                    rule_id: "rule-1".into(),
+                    rule: ssh_from_ten(),
+                },
+                client_token: "t".into(),
+            },
+            "cn-hangzhou",
+            RuleForm::Permissions,
+        );
+        assert_eq!(param(&call, "SecurityGroupRuleId.1"), None);
+        assert_eq!(
+            param(&call, "Permissions.1.SourceCidrIp"),
+            Some("10.0.0.0/8")
+        );
     }
 
     /// Apsara's gateway knows no rule ids: the flat form revokes by attributes even when an id is known.
@@ -477,18 +559,15 @@ mod tests {
 
     #[test]
     fn a_describe_asks_for_both_directions_in_pages_of_a_thousand() {
-        let first = describe_call(&group(), "cn-hangzhou", None);
+        let first = describe_call(&group(), "cn-hangzhou", None, None);
         assert_eq!(first.action, "DescribeSecurityGroupAttribute");
         assert_eq!(param(&first, "Direction"), Some("all"));
         assert_eq!(param(&first, "MaxResults"), Some("1000"));
         assert_eq!(param(&first, "NextToken"), None);
-        assert_eq!(
-            param(
-                &describe_call(&group(), "cn-hangzhou", Some("p2")),
-                "NextToken"
-            ),
-            Some("p2")
-        );
+        assert_eq!(param(&first, "NicType"), None);
+        let next = describe_call(&group(), "cn-hangzhou", Some("p2"), Some(NicType::Intranet));
+        assert_eq!(param(&next, "NextToken"), Some("p2"));
+        assert_eq!(param(&next, "NicType"), Some("intranet"));
     }
 
     /// Described rules come back in Alibaba's spellings: capitalised policy,
@@ -537,6 +616,24 @@ mod tests {
         );
     }
 
+    /// A quintuple rule with the same five-tuple is another rule (its
+    /// other-side CIDR is part of Alibaba's identity): it must never be taken
+    /// for the declared one.
+    #[test]
+    fn quintuple_rules_are_not_the_declared_rule() {
+        let body = br#"{"RequestId":"r","Permissions":{"Permission":[
+            {"SecurityGroupRuleId":"sgr-5","Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22",
+             "SourceCidrIp":"10.0.0.0/8","DestCidrIp":"192.168.0.0/24","Policy":"Accept","Priority":"1"},
+            {"SecurityGroupRuleId":"sgr-6","Direction":"egress","IpProtocol":"TCP","PortRange":"22/22",
+             "DestCidrIp":"10.0.0.0/8","Ipv6SourceCidrIp":"2001:db8::/32","Policy":"Accept","Priority":"1"},
+            {"SecurityGroupRuleId":"sgr-7","Direction":"ingress","IpProtocol":"TCP","PortRange":"22/22",
+             "SourceCidrIp":"10.0.0.0/8","DestCidrIp":"","Policy":"Accept","Priority":"1"}
+        ]}}"#;
+        let page = parse_describe(body).expect("parses");
+        let ids: Vec<_> = page.rules.iter().map(|d| d.rule_id.as_str()).collect();
+        assert_eq!(ids, ["sgr-7"]);
+    }
+
     #[test]
     fn the_last_page_has_no_next_token() {
         let page =
@@ -546,7 +643,9 @@ mod tests {
             page,
             DescribePage {
                 rules: vec![],
-                next_token: None
+                next_token: None,
+                security_group_id: None,
+                classic: false,
             }
         );
         assert!(

@@ -118,7 +118,7 @@ pub fn v2_request(
             url.set_query(None);
             headers.push((
                 "content-type".to_string(),
-                "application/x-www-form-urlencoded".to_string(),
+                "application/x-www-form-urlencoded; charset=UTF-8".to_string(),
             ));
             encoded.into_bytes()
         }
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(request.url.query(), None);
         assert_eq!(
             request.header("content-type"),
-            Some("application/x-www-form-urlencoded")
+            Some("application/x-www-form-urlencoded; charset=UTF-8")
         );
         assert_eq!(request.header("x-acs-organizationid"), Some("org-1"));
         request.assert_v2_signed("testsecret");

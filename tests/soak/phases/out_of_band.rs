@@ -1,7 +1,8 @@
 //! Changes made behind the operator's back, with a short `--resync-interval`:
 //! a managed rule deleted at the provider is authorized again under a new
-//! ClientToken; a rule that already exists when its object is created is
-//! adopted, not duplicated; and a quiet cloud draws no mutations at all.
+//! ClientToken; an identical rule planted before its object is created is
+//! not taken over (and survives the object's deletion); and a quiet cloud
+//! draws no mutations at all.
 
 use std::{
     sync::Arc,
@@ -22,14 +23,14 @@ use crate::{
 const PHASE: &str = "out of band";
 const RESYNC_SECS: u64 = 5;
 
-pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
+pub async fn run(soak: &Arc<Soak>, live: &mut [Track]) {
     soak.operator().stop();
     soak.start_operator_with_resync(RESYNC_SECS);
     new_journal(soak, "leader election").await;
     let min_before = min_calls(live);
     let n = (soak.config.rules / 20).max(12);
     say(&format!(
-        "{PHASE}: {n} rules deleted at the provider, {n} adopted, resync every {RESYNC_SECS}s"
+        "{PHASE}: {n} rules deleted at the provider, {n} planted, resync every {RESYNC_SECS}s"
     ));
 
     let started = Instant::now();
@@ -51,13 +52,13 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     }
     let drift_time = started.elapsed();
 
-    let mut adopted_tracks: Vec<Track> = soak.slots(n).into_iter().map(Track::new).collect();
-    let mut preexisting = Vec::new();
-    for t in &adopted_tracks {
+    let mut planted_tracks: Vec<Track> = soak.slots(n).into_iter().map(Track::new).collect();
+    let mut planted = Vec::new();
+    for t in &planted_tracks {
         let slot = &t.slot;
         let id = match slot.provider.fake {
-            "baidu" => format!("r-adopt{}", slot.index),
-            _ => format!("sgr-adopt{}", slot.index),
+            "baidu" => format!("r-planted{}", slot.index),
+            _ => format!("sgr-planted{}", slot.index),
         };
         let rule = slot.initial();
         soak.cloud
@@ -69,27 +70,35 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
                 &id,
             )
             .await;
-        preexisting.push(id);
+        planted.push(id);
     }
-    for t in &mut adopted_tracks {
+    for t in &mut planted_tracks {
         let rule = t.slot.initial();
         soak.declare(t, &rule, "Present").await;
+        t.min_calls += 2; // authorize + describe
     }
-    soak.settle(&mut adopted_tracks, PHASE).await;
-    let mut adopted = 0;
-    for (t, id) in adopted_tracks.iter().zip(&preexisting) {
-        let cloud = soak.cloud.rules(t.slot.provider.fake, &t.slot.group).await;
-        let same_rule_kept = cloud
-            .iter()
-            .any(|c| c.rule_id == *id && t.slot.holds(c, &t.slot.initial()));
-        let recorded = soak
-            .cluster
-            .get(&t.slot.name)
-            .and_then(|o| o.status.clone())
-            .and_then(|s| s.rule_id)
-            .is_some_and(|r| r == *id);
-        if same_rule_kept && recorded {
-            adopted += 1;
+    let left_alone = stream::iter(planted_tracks.iter().zip(&planted))
+        .map(|(t, id)| async move { left_alone(soak, t, id).await })
+        .buffer_unordered(32)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    // Deleting the objects revokes nothing that was planted.
+    stream::iter(planted_tracks.iter_mut())
+        .for_each_concurrent(32, |t| async move {
+            soak.delete(t).await;
+            soak.confirm(t, PHASE).await;
+        })
+        .await;
+    let mut survived = 0;
+    for (t, id) in planted_tracks.iter().zip(&planted) {
+        let slot = &t.slot;
+        let cloud = soak.cloud.rules(slot.provider.fake, &slot.group).await;
+        if cloud.iter().any(|c| c.rule_id == *id) {
+            survived += 1;
+            soak.cloud
+                .delete_rule(slot.provider.fake, slot.provider.region, &slot.group, id)
+                .await;
         }
     }
     let calls = soak.cloud.calls().await;
@@ -107,8 +116,8 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     );
     report.figure(
         PHASE,
-        "present beforehand / adopted (same rule id, no copy)",
-        format!("{} / {adopted}", adopted_tracks.len()),
+        "planted beforehand / left alone / survived their objects' deletion",
+        format!("{} / {left_alone} / {survived}", planted_tracks.len()),
     );
     report.figure(
         PHASE,
@@ -127,12 +136,12 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
             ),
         );
     }
-    if adopted < adopted_tracks.len() {
+    if left_alone < planted_tracks.len() || survived < planted_tracks.len() {
         report.fail(
             PHASE,
             format!(
-                "{} existing rules were not adopted",
-                adopted_tracks.len() - adopted
+                "of {} planted rules, {left_alone} were left alone and {survived} survived",
+                planted_tracks.len()
             ),
         );
     }
@@ -142,10 +151,54 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
             format!("{quiet_mutations} mutations while nothing changed"),
         );
     }
-    let min_after = min_calls(live) + min_calls(&adopted_tracks);
+    let min_after = min_calls(live) + min_calls(&planted_tracks);
     call_figures(&mut report, PHASE, &calls, min_after - min_before);
-    drop(report);
-    live.append(&mut adopted_tracks);
+}
+
+/// Whether the object declaring a planted rule left it alone: on Alibaba and
+/// Apsara Stack (one rule per identity) it is Stalled with
+/// `RuleAlreadyExists` and records nothing; on Baidu (the remark, and so
+/// the ownership mark, is part of the identity) it is Ready with a rule of
+/// its own beside the planted one.
+async fn left_alone(soak: &Soak, t: &Track, planted: &str) -> bool {
+    let slot = &t.slot;
+    let deadline = Instant::now() + soak.config.step_timeout;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(status) = soak.cluster.get(&slot.name).and_then(|o| o.status.clone()) else {
+            continue;
+        };
+        let condition = |type_| {
+            conditions::find(&status.conditions, type_)
+                .filter(|c| c.status == "True" && c.observed_generation == Some(t.generation))
+                .map(|c| c.reason.clone())
+        };
+        let settled = match slot.provider.fake {
+            "baidu" => {
+                condition(conditions::types::READY).as_deref() == Some("Authorized")
+                    && status.rule_id.as_deref().is_some_and(|id| id != planted)
+            }
+            _ => {
+                condition(conditions::types::STALLED).as_deref() == Some("RuleAlreadyExists")
+                    && status.rule_id.is_none()
+                    && status.applied_rule.is_none()
+            }
+        };
+        if settled {
+            let cloud = soak.cloud.rules(slot.provider.fake, &slot.group).await;
+            return cloud.iter().any(|c| c.rule_id == planted);
+        }
+    }
+    let seen = soak
+        .cluster
+        .get(&slot.name)
+        .map(|o| crate::driver::describe_status(&o))
+        .unwrap_or_default();
+    soak.report().stuck.push(format!(
+        "[{PHASE}] {} did not leave the planted rule {planted} alone: {seen}",
+        slot.name
+    ));
+    false
 }
 
 /// Deletes the track's cloud rule out of band and waits until the operator

@@ -1,0 +1,179 @@
+//! Shared describes of security groups. Many rules of one group checked at
+//! about the same time (a mass delete, say) share one describe instead of
+//! making one each: a caller waits for a describe in flight and takes its
+//! answer when it is recent enough for it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::provider::{DescribedRule, GroupRef, Provider, ProviderError};
+
+/// How old a describe may be for a check before a revoke. A stale answer
+/// costs at most a revoke of a rule already gone (the provider says so), and
+/// a rule it does not show is looked up again in a fresh describe.
+pub const SHARED_FOR: Duration = Duration::from_secs(60);
+
+/// Read-after-write lag: how often, and after which pauses, a describe that
+/// does not show an expected rule is repeated before concluding.
+pub const LAG_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+
+/// One group's rules as a describe returned them.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// When the describe was sent: it shows everything done before.
+    pub sent: Instant,
+    pub rules: Arc<Vec<DescribedRule>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
+
+/// The latest describe of each group, keyed by ProviderConfig and group.
+#[derive(Default)]
+pub struct Snapshots(Mutex<HashMap<(String, GroupRef), Slot>>);
+
+impl Snapshots {
+    /// The group's rules as a describe sent at or after `since` shows them:
+    /// the latest one if it qualifies, else a new one, which concurrent
+    /// callers then share.
+    pub async fn describe(
+        &self,
+        config: &str,
+        group: &GroupRef,
+        provider: &dyn Provider,
+        since: Instant,
+    ) -> Result<Snapshot, ProviderError> {
+        let slot = self.slot(config, group);
+        let mut latest = slot.lock().await;
+        if let Some(snapshot) = latest.as_ref().filter(|s| s.sent >= since) {
+            return Ok(snapshot.clone());
+        }
+        let sent = Instant::now();
+        let rules = Arc::new(provider.describe(group).await?);
+        let snapshot = Snapshot { sent, rules };
+        *latest = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Forgets a rule this operator revoked, so later checks against the
+    /// same snapshot do not revoke it again.
+    pub async fn revoked(&self, config: &str, group: &GroupRef, rule_id: &str) {
+        let slot = self.slot(config, group);
+        let mut latest = slot.lock().await;
+        if let Some(snapshot) = latest.as_mut()
+            && snapshot.rules.iter().any(|d| d.rule_id == rule_id)
+        {
+            snapshot.rules = Arc::new(
+                snapshot
+                    .rules
+                    .iter()
+                    .filter(|d| d.rule_id != rule_id)
+                    .cloned()
+                    .collect(),
+            );
+        }
+    }
+
+    fn slot(&self, config: &str, group: &GroupRef) -> Slot {
+        let mut slots = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Groups no longer checked lose their snapshot after a while.
+        if slots.len() > 4096 {
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        slots
+            .entry((config.to_owned(), group.clone()))
+            .or_default()
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::provider::{Authorize, ProviderKind, Receipt, Revoke};
+
+    /// Counts describes; each takes a while, so callers overlap.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl Provider for Counting {
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Alibaba
+        }
+        async fn authorize(&self, _: &Authorize) -> Result<Receipt, ProviderError> {
+            unreachable!("describes only")
+        }
+        async fn revoke(&self, _: &Revoke) -> Result<Receipt, ProviderError> {
+            unreachable!("describes only")
+        }
+        async fn describe(&self, _: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Vec::new())
+        }
+    }
+
+    fn group(id: &str) -> GroupRef {
+        GroupRef {
+            region: "cn-hangzhou".into(),
+            security_group_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_of_one_group_share_a_describe() {
+        let snapshots = Snapshots::default();
+        let provider = Counting::default();
+        let start = Instant::now();
+        let since = start.checked_sub(SHARED_FOR).unwrap_or(start);
+        let sg1 = group("sg-1");
+        let checks = (0..100).map(|_| snapshots.describe("c", &sg1, &provider, since));
+        for result in futures::future::join_all(checks).await {
+            result.expect("described");
+        }
+        assert_eq!(provider.0.load(Ordering::SeqCst), 1);
+        snapshots
+            .describe("c", &group("sg-2"), &provider, since)
+            .await
+            .expect("described");
+        assert_eq!(provider.0.load(Ordering::SeqCst), 2, "one per group");
+    }
+
+    /// A caller that needs to see its own write waits for a describe sent
+    /// after it.
+    #[tokio::test]
+    async fn a_describe_older_than_needed_is_not_reused() {
+        let snapshots = Snapshots::default();
+        let provider = Counting::default();
+        let first = snapshots
+            .describe("c", &group("sg-1"), &provider, Instant::now())
+            .await
+            .expect("described");
+        let again = snapshots
+            .describe("c", &group("sg-1"), &provider, first.sent)
+            .await
+            .expect("described");
+        assert_eq!(again.sent, first.sent);
+        let after_write = Instant::now();
+        let fresh = snapshots
+            .describe("c", &group("sg-1"), &provider, after_write)
+            .await
+            .expect("described");
+        assert!(fresh.sent >= after_write);
+        assert_eq!(provider.0.load(Ordering::SeqCst), 2);
+    }
+}
