@@ -129,7 +129,7 @@ impl Bench {
         let mut latencies = Vec::new();
         let mut during = 0;
         let mut accepted = Vec::new();
-        for (i, name) in b_names.iter().enumerate() {
+        for name in &b_names {
             let sent = jiff::Timestamp::now();
             let clock = Instant::now();
             api_b.delete(name, &DeleteParams::default()).await?;
