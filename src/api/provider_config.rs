@@ -80,6 +80,12 @@ pub struct ProviderConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
 
+    /// How long a provider call may take. Defaults to 5 s to connect and
+    /// 30 s for the whole request; the wait on the rate limit comes first
+    /// and is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<CallTimeouts>,
+
     /// Which namespaces' SecurityGroupRules may use these credentials. Unset
     /// allows every namespace; an empty selector (`{}`) does too. Rules in
     /// other namespaces are refused (Stalled) without any provider call.
@@ -300,6 +306,20 @@ pub enum ApsaraPath {
 pub enum ApsaraBodyMode {
     Query,
     Form,
+}
+
+/// Limits of one provider call, in seconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTimeouts {
+    /// TCP and TLS connection setup, 1 to 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60))]
+    pub connect_seconds: Option<u32>,
+    /// The whole request, from sending to the last byte of the answer, 1 to 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub request_seconds: Option<u32>,
 }
 
 /// A token bucket: at most `qps` calls per second on average, `burst` at once.

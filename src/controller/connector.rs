@@ -1,7 +1,7 @@
 //! Connects ProviderConfigs to the real provider clients: maps the API types
 //! onto `ProviderSettings` and the Secret onto `Credentials`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 
@@ -79,6 +79,12 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
             extra_params: apsara.extra_params.clone().into_iter().collect(),
         };
     }
+    let timeouts = spec.timeouts.unwrap_or_default();
+    let seconds = |s: Option<u32>, default| s.map_or(default, |s| Duration::from_secs(s.into()));
+    settings.timeouts = settings::Timeouts {
+        connect: seconds(timeouts.connect_seconds, settings.timeouts.connect),
+        request: seconds(timeouts.request_seconds, settings.timeouts.request),
+    };
     let rate = spec.rate_limit.unwrap_or_default();
     // Calls are metered at (qps, burst) by the config's Share in front
     // (`share.rs`), which serves namespaces in turn. This bucket behind it
@@ -166,6 +172,19 @@ mod tests {
         assert!(err.contains("allowInsecureHttp"), "{err}");
         spec.allow_insecure_http = Some(true);
         assert!(settings_of(&spec).is_ok());
+    }
+
+    #[test]
+    fn timeouts_are_taken_from_the_spec_or_default() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "type": "alibaba", "region": "r1",
+            "credentialsSecretRef": {"namespace": "n", "name": "s"},
+            "timeouts": {"requestSeconds": 120}
+        }))
+        .expect("valid");
+        let timeouts = settings_of(&spec).expect("valid").timeouts;
+        assert_eq!(timeouts.request, Duration::from_secs(120));
+        assert_eq!(timeouts.connect, settings::Timeouts::default().connect);
     }
 
     /// The route gateway's reference puts every parameter in the body.
