@@ -119,9 +119,6 @@ pub struct Resolved {
     pub default_deletion_policy: DeletionPolicy,
     /// Whether rules that opt in may take over existing rules (`allowAdoption`).
     pub allow_adoption: bool,
-    /// The config's call rate, shared between namespaces; `provider`
-    /// already waits on it.
-    pub share: Arc<Share>,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -192,8 +189,8 @@ impl Resolver {
             })?;
         let (provider, share) = self.client(&config, &secret)?;
         Ok(Resolved {
+            // Calls wait for the namespace's turn at the config's rate.
             provider: share.wrap(provider, namespace),
-            share,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
             credentials_key: format!(
