@@ -30,6 +30,11 @@ release) cargo_profile=(--release) ;;
 debug) cargo_profile=() ;;
 *) echo "image/build.sh: --profile is release or debug, not '$profile'" >&2; exit 2 ;;
 esac
+# umoci is a Debian package: installed here when missing and we may (as CI does).
+if ! command -v umoci >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci >/dev/null ||
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci >/dev/null; }
+fi
 for tool in umoci python3 apt-get dpkg-deb; do
 	command -v "$tool" >/dev/null || { echo "image/build.sh: needs $tool (apt-get install umoci)" >&2; exit 1; }
 done

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tracing::info;
 
 use crate::provider::{
-    Authorize, DescribedRule, GroupRef, Operation, Provider, ProviderError, ProviderKind, Receipt,
-    Revoke, RevokeTarget,
+    Authorize, DescribedRule, GroupRef, Modify, Operation, Provider, ProviderError, ProviderKind,
+    Receipt, Revoke, RevokeTarget,
 };
 
 /// The log target of audit lines, for collectors to select them by.
@@ -72,7 +72,7 @@ impl Audited {
 struct Call<'a> {
     action: Operation,
     group: &'a GroupRef,
-    /// Known for a revoke by id; an authorize learns it only later.
+    /// Known for a revoke by id and a modify; an authorize learns it only later.
     rule_id: Option<&'a str>,
     client_token: &'a str,
 }
@@ -111,6 +111,18 @@ impl Provider for Audited {
         outcome
     }
 
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        let outcome = self.inner.modify(call).await;
+        let audited = Call {
+            action: Operation::Modify,
+            group: &call.group,
+            rule_id: Some(&call.rule_id),
+            client_token: &call.client_token,
+        };
+        self.record(audited, &outcome);
+        outcome
+    }
+
     /// Reads are not audited.
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
         self.inner.describe(group).await
@@ -142,6 +154,11 @@ mod tests {
                 ProviderError::new(ErrorKind::Throttled, "Throttling.User", "slow down")
                     .with_request_id(Some("req-2".into())),
             )
+        }
+        async fn modify(&self, _: &Modify) -> Result<Receipt, ProviderError> {
+            Ok(Receipt {
+                request_id: Some("req-3".into()),
+            })
         }
         async fn describe(&self, _: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
             Ok(Vec::new())
@@ -183,6 +200,7 @@ mod tests {
             security_group_id: "sg-1".into(),
         };
         let rule = fixtures::ssh_from_ten();
+
         audited
             .authorize(&Authorize {
                 group: group.clone(),
@@ -202,6 +220,15 @@ mod tests {
             })
             .await
             .expect_err("throttled");
+        audited
+            .modify(&Modify {
+                group: group.clone(),
+                rule_id: "sgr-9".into(),
+                rule: fixtures::ssh_from_ten(),
+                client_token: "sgo-m".into(),
+            })
+            .await
+            .expect("modified");
         audited.describe(&group).await.expect("described");
 
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
@@ -209,7 +236,7 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect();
-        assert_eq!(parsed.len(), 2, "{text}");
+        assert_eq!(parsed.len(), 3, "{text}");
         let fields = |i: usize, key: &str| parsed[i]["fields"][key].clone();
         for (i, line) in parsed.iter().enumerate() {
             assert_eq!(line["target"], TARGET);
@@ -258,6 +285,22 @@ mod tests {
                 fields(1, "code")
             ],
             ["req-2", "Throttled", "Throttling.User"]
+        );
+        assert_eq!(
+            [
+                fields(2, "action"),
+                fields(2, "rule_id"),
+                fields(2, "client_token")
+            ],
+            ["modify", "sgr-9", "sgo-m"]
+        );
+        assert_eq!(
+            [
+                fields(2, "request_id"),
+                fields(2, "result"),
+                fields(2, "code")
+            ],
+            ["req-3", "Success", ""]
         );
     }
 }

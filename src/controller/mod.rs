@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod claims;
 pub mod configs;
 pub mod connector;
 pub mod convert;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod share;
+pub mod slots;
 pub mod snapshot;
 pub mod status;
 pub mod steps;
@@ -65,7 +67,7 @@ use crate::{
         rule::{DeletionPolicy, Ensure},
     },
     metrics::Metrics,
-    provider::GroupRef,
+    provider::{self, GroupRef},
 };
 
 /// Shared state of the controller.
@@ -84,6 +86,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Every rule the operator watches: per-namespace counts for policy.
     pub rules: Store<SecurityGroupRule>,
+    /// Caps the reconciles one namespace runs at once.
+    pub slots: slots::Slots,
     /// Tells whether the rules' CRD is being deleted; without it, never.
     pub uninstall: Option<Uninstall>,
 }
@@ -108,6 +112,7 @@ impl Context {
             wake,
             metrics,
             rules: reflector::store().0,
+            slots: slots::Slots::new(usize::MAX),
             uninstall: None,
         }
     }
@@ -133,6 +138,13 @@ impl Context {
         self.rules = rules;
         self
     }
+
+    /// Shares the controller's `concurrency` reconciles between namespaces.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.slots = slots::Slots::new(concurrency);
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +164,13 @@ pub enum Error {
 /// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule.as_ref());
+    let _slot = match ctx
+        .slots
+        .enter(object.namespace.as_deref().unwrap_or_default())
+    {
+        Ok(slot) => slot,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let timer = ctx.metrics.reconcile_started(&object);
     let result = reconcile_rule(rule, &ctx).await;
     timer.finish(result.is_ok());
@@ -257,9 +276,6 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Ok(Action::requeue(wait));
-    }
     if gate::observed(rule) {
         return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
     }
@@ -291,6 +307,14 @@ async fn apply(
         )
         .await;
     }
+    // An id drift detection saw for the applied rule; the pass's status
+    // write records it (lost with a failed write until the next sweep).
+    if let Some((_, rule_id)) = record.applied.as_mut()
+        && rule_id.is_none()
+        && let Some(learned) = ctx.drift.take_id(&object)
+    {
+        *rule_id = Some(learned);
+    }
     if let Some(wait) = refused_at_this_generation(rule) {
         return Ok(Action::requeue(wait));
     }
@@ -305,6 +329,15 @@ async fn apply(
             }
         },
     };
+    if let Desired::Present(want) = &desired
+        && let Some(message) = duplicate_claim(rule, ctx, &resolved, &record, want)
+    {
+        let halt = steps::stalled(reasons::DUPLICATE_CLAIM, message);
+        writer.write(&record, &halt.standing).await?;
+        // The elder's deletion wakes this one; the requeue covers a change
+        // of the elder's spec.
+        return Ok(Action::requeue(CLAIM_RECHECK));
+    }
     let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
     let mut notices = Vec::new();
     let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
@@ -372,11 +405,6 @@ async fn cleanup(
     {
         return orphan(rule, ctx, &object).await;
     }
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Err(Error::CleanupPending {
-            requeue: Some(wait),
-        });
-    }
     // With nothing recorded the pass makes no call, so nothing is held.
     if !nothing_recorded(&record)
         && let Some(wait) = refused_at_this_generation(rule)
@@ -403,6 +431,7 @@ async fn cleanup(
             // shows the revoke and its outcome, not a stale `Authorized`.
             writer.confirm(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
+            wake_waiting_claimants(ctx, rule);
             Ok(Action::await_change())
         }
         Err(Stop::Halt(halt)) => {
@@ -413,6 +442,55 @@ async fn cleanup(
             })
         }
         Err(Stop::Unrecorded(e)) => Err(e),
+    }
+}
+
+/// How often a younger claimant looks again whether the elder still holds
+/// the rule (no provider call).
+const CLAIM_RECHECK: Duration = Duration::from_secs(60);
+
+/// Why this object must wait for an older one that declares the same cloud
+/// rule; `None` when it may act. An object that already holds the rule (say,
+/// the elder changed its spec to match it) keeps it.
+fn duplicate_claim(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    resolved: &Resolved,
+    record: &Record,
+    want: &provider::Rule,
+) -> Option<String> {
+    let holds = record.applied.as_ref().is_some_and(|(applied, _)| {
+        convert::rule(applied, resolved.kind).is_ok_and(|a| resolved.kind.same_rule(&a, want))
+    });
+    if holds {
+        return None;
+    }
+    let mark = Mark::of_uid(rule.meta().uid.as_deref().unwrap_or_default());
+    let others = ctx.rules.state();
+    claims::elder(
+        resolved.kind,
+        rule,
+        &mark.on(want),
+        &resolved.default_region,
+        &others,
+    )
+    .map(|elder| claims::message(rule, elder))
+}
+
+/// Wakes the objects of the same group that wait on a duplicate claim: the
+/// rule they declare may be theirs to authorize now.
+fn wake_waiting_claimants(ctx: &Context, released: &SecurityGroupRule) {
+    for other in ctx.rules.state() {
+        let waiting = other.status.as_ref().is_some_and(|s| {
+            crate::api::conditions::find(&s.conditions, crate::api::conditions::types::STALLED)
+                .is_some_and(|c| c.status == "True" && c.reason == reasons::DUPLICATE_CLAIM)
+        });
+        if waiting
+            && other.spec.security_group_id == released.spec.security_group_id
+            && other.spec.provider_config_ref == released.spec.provider_config_ref
+        {
+            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(other.as_ref()));
+        }
     }
 }
 
@@ -503,6 +581,7 @@ fn pass_for<'a>(
         generation: rule.meta().generation.unwrap_or_default(),
         group: group_of(rule, record, resolved),
         spec_rule: &rule.spec.rule,
+        adopt: resolved.allow_adoption && rule.spec.adopt == Some(true),
         desired,
     }
 }

@@ -139,9 +139,8 @@ pub struct Resolved {
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
-    /// The config's call rate, shared between namespaces; `provider`
-    /// already waits on it.
-    pub share: Arc<Share>,
+    /// Whether rules that opt in may take over existing rules (`allowAdoption`).
+    pub allow_adoption: bool,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -249,8 +248,8 @@ impl Resolver {
             access_key_id,
         } = self.client(&config, &secret)?;
         Ok(Resolved {
+            // Calls wait for the namespace's turn at the config's rate.
             provider: share.wrap(provider, namespace),
-            share,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
             access_key_id,
@@ -260,6 +259,7 @@ impl Resolver {
                 secret.resource_version().unwrap_or_default()
             ),
             default_region: config.spec.region.clone(),
+            allow_adoption: config.spec.allow_adoption == Some(true),
             default_deletion_policy: config
                 .spec
                 .defaults

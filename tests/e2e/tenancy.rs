@@ -190,6 +190,8 @@ async fn every_cloud_mutation_is_one_audit_line() {
         let action = call["action"].as_str().unwrap_or_default();
         let expected_action = if action.starts_with("Revoke") {
             "revoke"
+        } else if action.starts_with("Modify") {
+            "modify"
         } else {
             "authorize"
         };
