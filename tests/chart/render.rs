@@ -50,16 +50,6 @@ fn rule_rights() -> Vec<(String, String, Vec<String>, Vec<String>)> {
     ]
 }
 
-/// The operator's ClusterRole (not the metrics reader's).
-fn operator_role(objects: &[Value]) -> &Value {
-    let roles: Vec<_> = of_kind(objects, "ClusterRole")
-        .into_iter()
-        .filter(|r| !str_of(&r["metadata"]["name"]).ends_with("-metrics-reader"))
-        .collect();
-    assert_eq!(roles.len(), 1, "one operator ClusterRole");
-    roles[0]
-}
-
 fn roles_named<'a>(objects: &'a [Value], suffix: &str) -> Vec<&'a Value> {
     of_kind(objects, "Role")
         .into_iter()
