@@ -86,9 +86,14 @@ pub fn settings_of(spec: &ProviderConfigSpec) -> Result<ProviderSettings, String
         request: seconds(timeouts.request_seconds, settings.timeouts.request),
     };
     let rate = spec.rate_limit.unwrap_or_default();
+    // Calls are metered at (qps, burst) by the config's Share in front
+    // (`share.rs`), which serves namespaces in turn. This bucket behind it
+    // gets one burst of slack: at the same rate and burst, scheduling jitter
+    // would build a queue here that never drains, and its waiters are not
+    // served in order. A describe's extra pages use the slack.
     settings.rate_limit = settings::RateLimit {
         qps: rate.qps,
-        burst: rate.burst,
+        burst: rate.burst.saturating_mul(2),
     };
     Ok(settings)
 }

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod share;
+pub mod slots;
 pub mod snapshot;
 pub mod status;
 pub mod steps;
@@ -80,6 +81,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Every rule the operator watches: per-namespace counts for policy.
     pub rules: Store<SecurityGroupRule>,
+    /// Caps the reconciles one namespace runs at once.
+    pub slots: slots::Slots,
 }
 
 impl Context {
@@ -102,6 +105,7 @@ impl Context {
             wake,
             metrics,
             rules: reflector::store().0,
+            slots: slots::Slots::new(usize::MAX),
         }
     }
 
@@ -109,6 +113,13 @@ impl Context {
     #[must_use]
     pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
         self.rules = rules;
+        self
+    }
+
+    /// Shares the controller's `concurrency` reconciles between namespaces.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.slots = slots::Slots::new(concurrency);
         self
     }
 }
@@ -130,6 +141,13 @@ pub enum Error {
 /// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule.as_ref());
+    let _slot = match ctx
+        .slots
+        .enter(object.namespace.as_deref().unwrap_or_default())
+    {
+        Ok(slot) => slot,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let timer = ctx.metrics.reconcile_started(&object);
     let result = reconcile_rule(rule, &ctx).await;
     timer.finish(result.is_ok());
@@ -238,9 +256,6 @@ async fn apply(
                 .map(|()| requeue_for(&e).into());
         }
     };
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Ok(Action::requeue(wait));
-    }
     if gate::observed(rule) {
         return gate::observe(rule, ctx, &resolved, &mut writer, &record).await;
     }
@@ -352,11 +367,6 @@ async fn cleanup(
         && rule.spec.deletion_policy.is_none()
     {
         return orphan(rule, ctx, &object).await;
-    }
-    if let Some(wait) = resolved.share.defer(&rule.namespace().unwrap_or_default()) {
-        return Err(Error::CleanupPending {
-            requeue: Some(wait),
-        });
     }
     // With nothing recorded the pass makes no call, so nothing is held.
     if !nothing_recorded(&record)

@@ -117,9 +117,6 @@ pub struct Resolved {
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
-    /// The config's call rate, shared between namespaces; `provider`
-    /// already waits on it.
-    pub share: Arc<Share>,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -190,8 +187,8 @@ impl Resolver {
             })?;
         let (provider, share) = self.client(&config, &secret)?;
         Ok(Resolved {
+            // Calls wait for the namespace's turn at the config's rate.
             provider: share.wrap(provider, namespace),
-            share,
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
             credentials_key: format!(

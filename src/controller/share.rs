@@ -3,10 +3,8 @@
 //! Each namespace waits in its own queue; one task per ProviderConfig takes
 //! a token from the config's bucket and hands it to the next namespace in
 //! round robin, so a namespace with thousands of calls queued delays
-//! another's single call by at most one token per busy namespace. A
-//! reconcile that would wait long in its namespace's queue gives its slot
-//! back (`backlog`) instead of holding it, so another namespace's reconcile
-//! can start at all.
+//! another's single call by at most one token per busy namespace. That a
+//! reconcile of the other namespace gets to run at all is `slots`' part.
 //!
 //! The transport keeps its own bucket at the same rate: it caps HTTP
 //! requests (a describe may page), while this one orders the calls.
@@ -15,7 +13,6 @@ use std::{
     collections::{HashMap, VecDeque},
     num::NonZeroU32,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -24,7 +21,6 @@ use futures::{
     channel::{mpsc, oneshot},
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 
 use crate::provider::{
     Authorize, DescribedRule, GroupRef, Provider, ProviderError, ProviderKind, Receipt, Revoke,
@@ -32,18 +28,12 @@ use crate::provider::{
 
 type Request = (String, oneshot::Sender<()>);
 
-/// A reconcile whose calls would wait longer than this gives its slot back.
-const DEFER_ABOVE: Duration = Duration::from_secs(1);
-const DEFER_AT_MOST: Duration = Duration::from_secs(30);
-
 /// One ProviderConfig's bucket, served round robin between namespaces.
 pub struct Share {
-    qps: u32,
     requests: mpsc::UnboundedSender<Request>,
     /// Taken by the first `turn`, which starts the dispatcher: it needs a
     /// runtime, which building a client does not.
     pending: Mutex<Option<(mpsc::UnboundedReceiver<Request>, DefaultDirectRateLimiter)>>,
-    waiting: Mutex<HashMap<String, usize>>,
 }
 
 impl Share {
@@ -52,10 +42,8 @@ impl Share {
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         let (requests, receiver) = mpsc::unbounded();
         Arc::new(Self {
-            qps: qps.max(1),
             requests,
             pending: Mutex::new(Some((receiver, RateLimiter::direct(quota)))),
-            waiting: Mutex::default(),
         })
     }
 
@@ -69,7 +57,6 @@ impl Share {
         {
             tokio::spawn(dispatch(receiver, limiter));
         }
-        let _queued = Queued::new(self, tenant);
         let (grant, granted) = oneshot::channel();
         if self
             .requests
@@ -82,27 +69,6 @@ impl Share {
         }
     }
 
-    /// About how long a new call of `tenant` would wait for its turn:
-    /// its queue, served once per round over every namespace with calls queued.
-    pub fn backlog(&self, tenant: &str) -> Duration {
-        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        let own = waiting.get(tenant).copied().unwrap_or(0);
-        let busy = waiting.len().max(1);
-        Duration::from_secs_f64((own * busy) as f64 / f64::from(self.qps))
-    }
-
-    /// When a reconcile of `tenant` should give its slot back rather than
-    /// wait, and for how long: when its calls would wait over a second.
-    /// Jittered, so deferred reconciles do not return all at once.
-    pub fn defer(&self, tenant: &str) -> Option<Duration> {
-        let backlog = self.backlog(tenant);
-        (backlog > DEFER_ABOVE).then(|| {
-            backlog
-                .min(DEFER_AT_MOST)
-                .mul_f64(rand::rng().random_range(1.0..2.0))
-        })
-    }
-
     /// `inner`, its calls made in `tenant`'s turn.
     pub fn wrap(self: &Arc<Self>, inner: Arc<dyn Provider>, tenant: &str) -> Arc<dyn Provider> {
         Arc::new(Fair {
@@ -110,40 +76,6 @@ impl Share {
             share: self.clone(),
             tenant: tenant.to_owned(),
         })
-    }
-}
-
-/// Counts one queued call of a tenant while it lives.
-struct Queued<'a> {
-    share: &'a Share,
-    tenant: &'a str,
-}
-
-impl<'a> Queued<'a> {
-    fn new(share: &'a Share, tenant: &'a str) -> Self {
-        *share
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_owned())
-            .or_default() += 1;
-        Self { share, tenant }
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        let mut waiting = self
-            .share
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = waiting.get_mut(self.tenant) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.remove(self.tenant);
-            }
-        }
     }
 }
 
@@ -240,6 +172,8 @@ impl Provider for Fair {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use std::time::Duration;
+
     use tokio::time::Instant;
 
     use super::*;
@@ -260,12 +194,6 @@ mod tests {
             }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            share.backlog("a") > Duration::from_millis(500),
-            "{:?}",
-            share.backlog("a")
-        );
-        assert_eq!(share.backlog("b"), Duration::ZERO);
         let before = served.load(Ordering::SeqCst);
         let started = Instant::now();
         share.turn("b").await;
@@ -281,7 +209,6 @@ mod tests {
             task.await.expect("present");
         }
         assert_eq!(served.load(Ordering::SeqCst), 100);
-        assert_eq!(share.backlog("a"), Duration::ZERO);
     }
 
     /// Round robin keeps the bucket's rate: 40 calls over two tenants at

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 use crate::{
     provider::{
-        self, Authorize, Credentials, GroupRef, Operation, Provider, ProviderKind,
+        self, Authorize, Credentials, GroupRef, NicType, Operation, Provider, ProviderKind,
         ProviderSettings, RateLimit, Revoke, RevokeTarget, Rule,
         alibaba::errors as pop,
         baidu::errors as bce,
@@ -506,6 +506,7 @@ fn shared_cloud() -> &'static FakeCloud {
 /// loopback, with groups created on first use.
 struct Clients {
     by_kind: Vec<(ProviderKind, GroupRef, Arc<dyn Provider>)>,
+    cloud: FakeCloud,
 }
 
 fn clients() -> &'static Clients {
@@ -523,7 +524,7 @@ fn clients() -> &'static Clients {
                 .await
                 .expect("bind");
             let address = listener.local_addr().expect("address");
-            tokio::spawn(serve(listener, cloud));
+            tokio::spawn(serve(listener, cloud.clone()));
             format!("http://{address}")
         });
         let by_kind = [
@@ -539,6 +540,8 @@ fn clients() -> &'static Clients {
                 qps: 10_000,
                 burst: 10_000,
             };
+            // Its organisation header is what tells Apsara from Alibaba at `/`.
+            settings.apsara.organization_id = Some("1".into());
             let client =
                 provider::connect(&settings, Credentials::new(AK, SECRET, None)).expect("client");
             let group = GroupRef {
@@ -548,8 +551,26 @@ fn clients() -> &'static Clients {
             (kind, group, client)
         })
         .collect();
-        Clients { by_kind }
+        Clients { by_kind, cloud }
     })
+}
+
+/// Creates a classic-network ECS group, the only kind that takes `Internet` rules.
+fn create_classic_group(cloud: &FakeCloud, kind: ProviderKind, group: &GroupRef) {
+    let provider = match kind {
+        ProviderKind::Apsara => "apsara",
+        _ => "alibaba",
+    };
+    let body = json!({"provider": provider, "region": group.region,
+                      "id": group.security_group_id, "network": "classic"});
+    let request = Request::post("/_fake/groups")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let answer = runtime()
+        .block_on(cloud.router().oneshot(request))
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::CREATED);
 }
 
 /// Authorizes `want` through the real client, finds it in the group's
@@ -568,6 +589,9 @@ fn round_trip(kind: ProviderKind, want: &Rule) -> Result<(), TestCaseError> {
         region: base.region.clone(),
         security_group_id: format!("{}{case}", base.security_group_id),
     };
+    if want.nic_type == NicType::Internet {
+        create_classic_group(&clients().cloud, kind, group);
+    }
     let token = || format!("sgo-{}", nonce());
     runtime().block_on(async {
         let authorize = Authorize {

@@ -7,6 +7,7 @@
 mod apiserver;
 mod census;
 mod env;
+mod fairness;
 mod fake;
 mod load;
 mod procfs;
@@ -115,7 +116,8 @@ impl Bench {
         self.create_and_delete().await?;
         let idle = self.idle().await?;
         let rest = self.delete_latency(idle).await?;
-        self.absent_then_delete(rest).await
+        self.absent_then_delete(rest).await?;
+        self.fairness().await
     }
 
     fn client(&self) -> &Client {

@@ -45,6 +45,15 @@ pub struct Settings {
     /// Creates and deletes the harness keeps in flight against the API server.
     #[arg(long, env = "BENCH_CLIENT_CONCURRENCY", default_value_t = 32)]
     pub client_concurrency: usize,
+    /// Rules tenant A creates at once in the fair-sharing phase.
+    #[arg(long, env = "BENCH_FAIR_RULES")]
+    pub fair_rules: Option<usize>,
+    /// The shared ProviderConfig's rateLimit.qps in the fair-sharing phase.
+    #[arg(long, env = "BENCH_FAIR_QPS")]
+    pub fair_qps: Option<u32>,
+    /// Single deletes tenant B times during tenant A's burst.
+    #[arg(long, env = "BENCH_FAIR_SAMPLES")]
+    pub fair_samples: Option<usize>,
     /// Extra arguments for `secgroup-operator run`, e.g. "--concurrency 32".
     #[arg(long, env = "BENCH_OPERATOR_ARGS", default_value = "")]
     pub operator_args: String,
@@ -64,6 +73,11 @@ pub struct Sizes {
     pub load: Duration,
     pub load_concurrency: usize,
     pub client_concurrency: usize,
+    pub fair_rules: usize,
+    pub fair_qps: u32,
+    pub fair_samples: usize,
+    /// Pause between tenant B's deletes.
+    pub fair_spacing: Duration,
 }
 
 impl Settings {
@@ -90,6 +104,10 @@ impl Settings {
             load: Duration::from_secs(pick(self.load_seconds, 10, 1)),
             load_concurrency: self.load_concurrency.max(1),
             client_concurrency: self.client_concurrency.max(1),
+            fair_rules: count(self.fair_rules, 2_000, 40),
+            fair_qps: self.fair_qps.unwrap_or(50).max(1),
+            fair_samples: count(self.fair_samples, 20, 3).max(1),
+            fair_spacing: Duration::from_millis(if full { 1_000 } else { 200 }),
         }
     }
 }

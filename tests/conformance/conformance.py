@@ -137,6 +137,30 @@ def tea_v2():
     tea_cycle("sg-tea-v2", signature_algorithm="v2")
 
 
+@check("tea SDK: ModifySecurityGroupRule changes a rule's description and priority in place")
+def tea_modify():
+    from alibabacloud_ecs20140526 import models
+    group = "sg-tea-modify"
+    admin("POST", "/groups", {"provider": "alibaba", "region": REGION, "id": group})
+    client = tea_client()
+    client.authorize_security_group(models.AuthorizeSecurityGroupRequest(
+        region_id=REGION, security_group_id=group,
+        permissions=[models.AuthorizeSecurityGroupRequestPermissions(
+            ip_protocol="TCP", port_range="443/443", source_cidr_ip="10.0.0.0/8", description="before")]))
+    rule_id = rules_of("alibaba", group)[0]["ruleId"]
+    client.modify_security_group_rule(models.ModifySecurityGroupRuleRequest(
+        region_id=REGION, security_group_id=group, security_group_rule_id=rule_id,
+        description="after", priority="5", client_token="conformance-modify"))
+    described = client.describe_security_group_attribute(
+        models.DescribeSecurityGroupAttributeRequest(region_id=REGION, security_group_id=group))
+    rule = described.body.permissions.permission[0]
+    expect((rule.security_group_rule_id, rule.description, rule.priority, rule.port_range) ==
+           (rule_id, "after", "5", "443/443"), f"modified in place: {rule.to_map()}")
+    missing = models.ModifySecurityGroupRuleRequest(
+        region_id=REGION, security_group_id=group, security_group_rule_id="sgr-none", description="x")
+    expect_refused(lambda: client.modify_security_group_rule(missing), "InvalidSecurityGroupRuleId.NotFound", 404)
+
+
 @check("tea SDK: a request altered after signing is refused with SignatureDoesNotMatch")
 def tea_tampered():
     import darabonba.core

@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 
 use super::{
     FakeCloud, Settings,
+    cloud::Cloud,
     faults::FaultPlan,
     idempotency::Tokens,
     journal::CallRecord,
     rule_json::RuleJson,
-    state::{GroupKey, provider_name},
+    state::{GroupKey, GroupKind, WireRule},
 };
-use secgroup_operator::provider::{ProviderKind, Rule};
 
 pub fn router() -> Router<FakeCloud> {
     Router::new()
@@ -49,8 +49,8 @@ fn bad_json(rejection: &JsonRejection) -> (StatusCode, Json<Value>) {
     fail(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
-fn parse_provider(name: &str) -> Result<ProviderKind, (StatusCode, Json<Value>)> {
-    provider_name::parse(name).ok_or_else(|| {
+fn parse_provider(name: &str) -> Result<Cloud, (StatusCode, Json<Value>)> {
+    Cloud::parse(name).ok_or_else(|| {
         fail(
             StatusCode::BAD_REQUEST,
             format!("unknown provider {name:?}: alibaba, apsara or baidu"),
@@ -61,24 +61,32 @@ fn parse_provider(name: &str) -> Result<ProviderKind, (StatusCode, Json<Value>)>
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewGroup {
-    #[serde(with = "provider_name")]
-    provider: ProviderKind,
+    provider: Cloud,
     region: String,
     id: String,
     #[serde(default)]
     name: Option<String>,
+    /// `vpc` (default) or `classic`, and whether it is an enterprise group (ECS).
+    #[serde(default, flatten)]
+    kind: GroupKind,
+    /// At most this many rules; more is `AuthorizationLimitExceed` (ECS).
+    #[serde(default)]
+    rule_quota: Option<usize>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupView {
-    #[serde(with = "provider_name")]
-    provider: ProviderKind,
+    provider: Cloud,
     region: String,
     id: String,
     name: String,
     version: u64,
     rules: usize,
+    #[serde(flatten)]
+    kind: GroupKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_quota: Option<usize>,
 }
 
 async fn create_group(
@@ -102,6 +110,10 @@ async fn create_group(
     if !world.store.create(key.clone(), name) {
         return Err(fail(StatusCode::CONFLICT, format!("group {key} exists")));
     }
+    if let Some(group) = world.store.get_mut(&key) {
+        group.kind = new.kind;
+        group.rule_quota = new.rule_quota;
+    }
     cloud.persist(&world);
     let view = group_view(&world.store, &key);
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -115,6 +127,8 @@ fn group_view(store: &super::state::Store, key: &GroupKey) -> Option<GroupView> 
         name: g.name.clone(),
         version: g.version,
         rules: g.rules.len(),
+        kind: g.kind,
+        rule_quota: g.rule_quota,
     })
 }
 
@@ -155,13 +169,14 @@ struct RuleFilter {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RuleView {
-    #[serde(with = "provider_name")]
-    provider: ProviderKind,
+    provider: Cloud,
     region: String,
     group: String,
     rule_id: String,
     created_time: String,
     rule: RuleJson,
+    /// The rule as the provider keeps it, field for field.
+    wire: WireRule,
 }
 
 async fn list_rules(
@@ -183,7 +198,8 @@ async fn list_rules(
                 group: k.id.clone(),
                 rule_id: r.id.clone(),
                 created_time: r.created_time.clone(),
-                rule: RuleJson::from(&r.rule),
+                rule: r.rule.to_json(),
+                wire: r.rule.clone(),
             })
         })
         .collect();
@@ -193,8 +209,7 @@ async fn list_rules(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewRule {
-    #[serde(with = "provider_name")]
-    provider: ProviderKind,
+    provider: Cloud,
     region: String,
     group: String,
     /// Chosen by the fake cloud when absent.
@@ -210,7 +225,8 @@ async fn add_rule(
     body: Result<Json<NewRule>, JsonRejection>,
 ) -> AdminResult {
     let Json(new) = body.map_err(|r| bad_json(&r))?;
-    let rule = Rule::try_from(&new.rule).map_err(|e| fail(StatusCode::BAD_REQUEST, e))?;
+    let rule = WireRule::from_json(new.provider, &new.rule)
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e))?;
     let key = GroupKey {
         provider: new.provider,
         region: new.region,
@@ -296,8 +312,7 @@ async fn clear_calls(State(cloud): State<FakeCloud>) -> StatusCode {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TokenView {
-    #[serde(with = "provider_name")]
-    provider: ProviderKind,
+    provider: Cloud,
     access_key_id: String,
     action: String,
     client_token: String,

@@ -2,8 +2,8 @@
 //! signed with V3 (`Authorization: ACS3-HMAC-SHA256 …`) or V2 (`Signature`
 //! parameters). A request carrying Apsara's headers is Apsara's.
 
+use super::cloud::Cloud;
 use axum::{extract::State, response::Response};
-use secgroup_operator::provider::ProviderKind;
 
 use super::{
     FakeCloud, apsara,
@@ -12,9 +12,9 @@ use super::{
 
 pub async fn rpc_root(State(cloud): State<FakeCloud>, request: PopRequest) -> Response {
     let provider = if apsara::is_apsara(&request) {
-        ProviderKind::Apsara
+        Cloud::Apsara
     } else {
-        ProviderKind::Alibaba
+        Cloud::Alibaba
     };
     serve_pop(&cloud, provider, request, None).await
 }

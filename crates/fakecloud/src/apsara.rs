@@ -1,19 +1,22 @@
 //! Apsara Stack: the ECS RPC API behind a private gateway, at `/asapi/v3`
 //! (parameters in the query, as the ASAPI gateway takes them),
-//! `/apsara/route/Ecs/<Action>` (parameters in a form body), or `/` when the
-//! request carries Apsara's organisation headers. HMAC-SHA1 RPC signatures
-//! only, legacy flat rule parameters, POP error envelope.
+//! `/apsara/route/Ecs/<Action>` (as seed 000 has it: POST, every parameter
+//! in a form body, `regionId` as well as `RegionId`, success answered as
+//! `{"RequestID": ...}`), or `/` when the request carries Apsara's
+//! organisation headers. HMAC-SHA1 RPC signatures only, legacy flat rule
+//! parameters, `IpProtocol` in lower case only; failures in the envelope the
+//! `apsaraEnvelope` setting picks.
 
 use axum::{
     extract::{Path, State},
     response::Response,
 };
 
+use super::cloud::Cloud;
 use super::{
     FakeCloud,
     pop::{PopRequest, serve_pop},
 };
-use secgroup_operator::provider::ProviderKind;
 
 /// Headers only Apsara clients send; at `/` they select the Apsara cloud.
 const APSARA_HEADERS: [&str; 3] = [
@@ -27,7 +30,7 @@ pub fn is_apsara(request: &PopRequest) -> bool {
 }
 
 pub async fn asapi(State(cloud): State<FakeCloud>, request: PopRequest) -> Response {
-    serve_pop(&cloud, ProviderKind::Apsara, request, None).await
+    serve_pop(&cloud, Cloud::Apsara, request, None).await
 }
 
 pub async fn route(
@@ -35,5 +38,5 @@ pub async fn route(
     Path(action): Path<String>,
     request: PopRequest,
 ) -> Response {
-    serve_pop(&cloud, ProviderKind::Apsara, request, Some(action)).await
+    serve_pop(&cloud, Cloud::Apsara, request.body_only(), Some(action)).await
 }

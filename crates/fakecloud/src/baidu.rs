@@ -5,7 +5,7 @@
 //! Requests name no region; a `Host: bcc.<region>.baidubce.com` header
 //! selects one, otherwise groups are found by id in any region.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
     body::Bytes,
@@ -19,18 +19,16 @@ use serde_json::{Map, Value, json};
 use super::{
     FakeCloud, World,
     auth::{self, AuthError, Received},
+    bcc_rule::{BccRule, bad_request},
+    cloud::Cloud,
     header_pairs,
     idempotency::fingerprint,
     pipeline::{self, ApiError, Call, Dialect, Outcome},
-    state::{Group, GroupKey},
-};
-use secgroup_operator::provider::{
-    Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule,
+    state::{Group, GroupKey, WireRule},
 };
 
 /// Where a group is created when auto-creation is on and no region is known.
 const DEFAULT_REGION: &str = "bj";
-const MAX_REMARK_CHARS: usize = 255;
 
 pub struct BceRequest {
     method: String,
@@ -118,7 +116,7 @@ impl BceRequest {
             parameters.insert("body".into(), body);
         }
         Call {
-            provider: ProviderKind::Baidu,
+            provider: Cloud::Baidu,
             dialect: Dialect::Bce,
             action: action.to_owned(),
             region: self.region(),
@@ -187,10 +185,6 @@ fn no_such_object() -> ApiError {
     )
 }
 
-fn bad_request(message: &str) -> ApiError {
-    ApiError::new(400, "BadRequest", message)
-}
-
 /// `PUT /v2/securityGroup/{id}?authorizeRule` or `?revokeRule`.
 pub async fn update_group(
     State(cloud): State<FakeCloud>,
@@ -216,9 +210,9 @@ pub async fn update_group(
         }
         let key = find_group(world, &id, region).ok_or_else(no_such_object)?;
         check_version(world, &key, request.query_param("sgVersion"))?;
-        let rule = rule_from_body(&request.body)?;
-        let provider = ProviderKind::Baidu;
-        let existing = group(world, &key).find_same(provider, &rule);
+        let rule = WireRule::Bcc(BccRule::from_body(&request.body)?);
+        let provider = Cloud::Baidu;
+        let existing = group(world, &key).find_same(&rule);
         match (action, existing) {
             ("AuthorizeSecurityGroupRule", Some(_)) => Err(ApiError::new(
                 409,
@@ -259,13 +253,13 @@ pub async fn delete_rule(
     let group_id = cloud
         .world()
         .store
-        .find_rule(ProviderKind::Baidu, &rule_id)
+        .find_rule(Cloud::Baidu, &rule_id)
         .map(|k| k.id);
     let call = request.call("DeleteSecurityGroupRule", group_id);
     let execute = |world: &mut World| {
         let key = world
             .store
-            .find_rule(ProviderKind::Baidu, &rule_id)
+            .find_rule(Cloud::Baidu, &rule_id)
             .ok_or_else(no_such_object)?;
         check_version(world, &key, request.query_param("sgVersion"))?;
         let group = group_mut(world, &key);
@@ -293,7 +287,8 @@ pub async fn get_group(
     let region = call.region.clone();
     let execute = |world: &mut World| {
         let key = find_group(world, &id, region).ok_or_else(no_such_object)?;
-        let Value::Object(body) = group_json(&key, group(world, &key)) else {
+        let lag = world.describe_lag;
+        let Value::Object(body) = group_json(&key, group(world, &key), lag) else {
             unreachable!("group_json builds an object");
         };
         Ok(Outcome {
@@ -326,7 +321,7 @@ pub async fn list_groups(State(cloud): State<FakeCloud>, request: BceRequest) ->
         let mut groups = world
             .store
             .groups()
-            .filter(|(k, _)| k.provider == ProviderKind::Baidu)
+            .filter(|(k, _)| k.provider == Cloud::Baidu)
             .filter(|(k, _)| region.as_ref().is_none_or(|r| *r == k.region))
             .filter(|(k, _)| only.is_empty() || only.contains(&k.id.as_str()))
             .filter(|(k, _)| marker.is_empty() || k.id.as_str() >= marker)
@@ -337,7 +332,7 @@ pub async fn list_groups(State(cloud): State<FakeCloud>, request: BceRequest) ->
         let page: Vec<Value> = groups
             .iter()
             .take(max_keys)
-            .map(|(k, g)| group_json(k, g))
+            .map(|(k, g)| group_json(k, g, world.describe_lag))
             .collect();
         let mut body = Map::new();
         body.insert("marker".into(), marker.into());
@@ -359,14 +354,14 @@ fn find_group(world: &mut World, id: &str, region: Option<String>) -> Option<Gro
     let auto_create = world.settings.auto_create_groups;
     let key = match region {
         Some(region) => GroupKey {
-            provider: ProviderKind::Baidu,
+            provider: Cloud::Baidu,
             region,
             id: id.to_owned(),
         },
-        None => match world.store.find_by_id(ProviderKind::Baidu, id) {
+        None => match world.store.find_by_id(Cloud::Baidu, id) {
             Some(key) => return Some(key),
             None => GroupKey {
-                provider: ProviderKind::Baidu,
+                provider: Cloud::Baidu,
                 region: DEFAULT_REGION.to_owned(),
                 id: id.to_owned(),
             },
@@ -399,141 +394,14 @@ fn check_version(world: &World, key: &GroupKey, given: Option<&str>) -> Result<(
     ))
 }
 
-/// The rule of a `{"rule": SecurityGroupRuleModel}` body. Unset fields may be
-/// absent (Go SDK) or `null` (Python SDK).
-fn rule_from_body(body: &[u8]) -> Result<Rule, ApiError> {
-    let json: Value = serde_json::from_slice(body).map_err(|_| {
-        ApiError::new(
-            400,
-            "MalformedJSON",
-            "The JSON you provided was not well-formed.",
-        )
-    })?;
-    let Some(rule) = json.get("rule").and_then(Value::as_object) else {
-        return Err(ApiError::new(
-            400,
-            "InappropriateJSON",
-            "The JSON you provided was well-formed and valid, but not appropriate for this operation.",
-        ));
-    };
-    let text = |name: &str| {
-        rule.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-    };
-
-    let direction = match text("direction") {
-        "ingress" => Direction::Ingress,
-        "egress" => Direction::Egress,
-        _ => return Err(bad_request("direction is invalid.")),
-    };
-    let protocol = match text("protocol").to_ascii_lowercase().as_str() {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        "icmp" => Protocol::Icmp,
-        "" | "all" => Protocol::All,
-        _ => return Err(bad_request("protocol is invalid.")),
-    };
-    let ports = if protocol.has_ports() {
-        parse_ports(text("portRange"))?
-    } else {
-        None
-    };
-    let ipv6 = match text("ethertype") {
-        "" | "IPv4" => false,
-        "IPv6" => true,
-        _ => return Err(bad_request("ethertype is invalid.")),
-    };
-    let (ip_field, group_field) = match direction {
-        Direction::Ingress => ("sourceIp", "sourceGroupId"),
-        Direction::Egress => ("destIp", "destGroupId"),
-    };
-    let peer = match (text(ip_field), text(group_field)) {
-        (ip, group) if !ip.is_empty() && !group.is_empty() => {
-            return Err(bad_request(&format!(
-                "{ip_field} and {group_field} are mutually exclusive."
-            )));
-        }
-        ("", "") | ("all", "") => Peer::parse_ip(if ipv6 { "::/0" } else { "0.0.0.0/0" }),
-        ("", group) => Some(Peer::Group {
-            id: group.to_owned(),
-            owner_account: None,
-            owner_id: None,
-        }),
-        (ip, _) => Peer::parse_ip(ip).filter(|p| matches!(p, Peer::Ipv6Cidr(_)) == ipv6),
-    }
-    .ok_or_else(|| {
-        ApiError::new(
-            400,
-            "SecurityGroup.RuleCIDRAddressError",
-            "The cidr address of security group rule is invalid.",
-        )
-    })?;
-    let remark = text("remark");
-    if remark.chars().count() > MAX_REMARK_CHARS {
-        return Err(ApiError::new(
-            400,
-            "SecurityGroup.RuleRemarkTooLong",
-            "Security group description is too long.",
-        ));
-    }
-    Ok(Rule {
-        direction,
-        protocol,
-        ports,
-        source_ports: None,
-        peer,
-        policy: Policy::Accept,
-        priority: 1,
-        nic_type: NicType::Intranet,
-        description: remark.to_owned(),
-    })
-}
-
-/// `80` or `1-65535`; empty means all ports.
-fn parse_ports(text: &str) -> Result<Option<PortRange>, ApiError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let (from, to) = text.split_once('-').unwrap_or((text, text));
-    let number = |s: &str| {
-        s.trim().parse::<u32>().map_err(|_| {
-            ApiError::new(
-                400,
-                "SecurityGroup.RulePortInvalid",
-                "The value of security group rule port must be number.",
-            )
-        })
-    };
-    let (from, to) = (number(from)?, number(to)?);
-    let in_range = |p: u32| (1..=65535).contains(&p);
-    if !in_range(from) || !in_range(to) {
-        return Err(ApiError::new(
-            400,
-            "SecurityGroup.RulePortRangeInvalid",
-            "The value of security group rule port is exceeded.",
-        ));
-    }
-    if from > to {
-        return Err(ApiError::new(
-            400,
-            "SecurityGroup.RulePortOrderInvalid",
-            "The order of security group rule port is incorrect.",
-        ));
-    }
-    let port = |p: u32| u16::try_from(p).expect("checked to be a port");
-    Ok(Some(PortRange {
-        from: port(from),
-        to: port(to),
-    }))
-}
-
-fn group_json(key: &GroupKey, group: &Group) -> Value {
+fn group_json(key: &GroupKey, group: &Group, lag: Duration) -> Value {
     let rules: Vec<Value> = group
-        .rules
-        .iter()
-        .map(|r| rule_json(&key.id, &r.id, &r.rule, &r.created_time))
+        .described(lag)
+        .into_iter()
+        .filter_map(|r| match &r.rule {
+            WireRule::Bcc(rule) => Some(rule.described(&key.id, &r.id, &r.created_time)),
+            WireRule::Ecs(_) => None,
+        })
         .collect();
     json!({
         "id": key.id,
@@ -546,92 +414,4 @@ fn group_json(key: &GroupKey, group: &Group) -> Value {
         "rules": rules,
         "tags": [],
     })
-}
-
-/// A `SecurityGroupRuleModel` as the API describes it.
-fn rule_json(group_id: &str, rule_id: &str, rule: &Rule, created_time: &str) -> Value {
-    let (ip, group, ethertype) = match &rule.peer {
-        Peer::Cidr(net) => (net.to_string(), String::new(), "IPv4"),
-        Peer::Ipv6Cidr(net) => (net.to_string(), String::new(), "IPv6"),
-        Peer::Group { id, .. } => (String::new(), id.clone(), "IPv4"),
-    };
-    let (source, dest) = match rule.direction {
-        Direction::Ingress => ((ip, group), (String::new(), String::new())),
-        Direction::Egress => ((String::new(), String::new()), (ip, group)),
-    };
-    let port_range = match rule.effective_ports() {
-        Some(p) if p.from == p.to => p.from.to_string(),
-        Some(p) => format!("{}-{}", p.from, p.to),
-        None => String::new(),
-    };
-    json!({
-        "securityGroupRuleId": rule_id,
-        "securityGroupId": group_id,
-        "remark": rule.description,
-        "direction": rule.direction.as_wire(),
-        "ethertype": ethertype,
-        "portRange": port_range,
-        "protocol": rule.protocol.name().to_ascii_lowercase(),
-        "sourceIp": source.0,
-        "sourceGroupId": source.1,
-        "destIp": dest.0,
-        "destGroupId": dest.1,
-        "createdTime": created_time,
-        "updatedTime": created_time,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(json: &str) -> Result<Rule, ApiError> {
-        rule_from_body(json.as_bytes())
-    }
-
-    #[test]
-    fn python_nulls_and_go_omissions_read_the_same() {
-        let python = rule(
-            r#"{"rule":{"remark":"r","direction":"ingress","ethertype":"IPv4","portRange":"22","protocol":"tcp","sourceGroupId":null,"sourceIp":"10.0.0.0/8","destGroupId":null,"destIp":null}}"#,
-        );
-        let go = rule(
-            r#"{"rule":{"remark":"r","direction":"ingress","portRange":"22","protocol":"tcp","sourceIp":"10.0.0.0/8"}}"#,
-        );
-        assert_eq!(python, go);
-        assert_eq!(
-            python.expect("valid").ports,
-            Some(PortRange { from: 22, to: 22 })
-        );
-    }
-
-    #[test]
-    fn port_errors_use_the_documented_codes() {
-        let code = |ports: &str| parse_ports(ports).expect_err("refused").code;
-        assert_eq!(code("x"), "SecurityGroup.RulePortInvalid");
-        assert_eq!(code("0-80"), "SecurityGroup.RulePortRangeInvalid");
-        assert_eq!(code("90-80"), "SecurityGroup.RulePortOrderInvalid");
-        assert_eq!(parse_ports("1-65535").expect("valid"), Some(PortRange::ALL));
-    }
-
-    #[test]
-    fn an_empty_source_means_everywhere_of_the_ethertype() {
-        let v6 = rule(r#"{"rule":{"direction":"ingress","ethertype":"IPv6","protocol":""}}"#)
-            .expect("valid");
-        assert_eq!(v6.peer, Peer::parse_ip("::/0").expect("valid"));
-        assert_eq!(v6.protocol, Protocol::All);
-        let wrong_family = rule(r#"{"rule":{"direction":"ingress","sourceIp":"2001:db8::/32"}}"#);
-        assert_eq!(
-            wrong_family.expect_err("refused").code,
-            "SecurityGroup.RuleCIDRAddressError"
-        );
-    }
-
-    #[test]
-    fn rules_render_ports_with_a_hyphen_and_single_ports_bare() {
-        let r = rule(r#"{"rule":{"direction":"egress","protocol":"udp","portRange":"53","destIp":"10.0.0.1"}}"#).expect("valid");
-        let json = rule_json("g-1", "r-1", &r, "t");
-        assert_eq!(json["portRange"], "53");
-        assert_eq!(json["destIp"], "10.0.0.1/32");
-        assert_eq!(json["sourceIp"], "");
-    }
 }

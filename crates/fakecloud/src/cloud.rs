@@ -30,11 +30,6 @@ impl Cloud {
             _ => None,
         }
     }
-
-    /// Alibaba ECS and Apsara Stack speak the ECS RPC API (POP); Baidu does not.
-    pub fn is_ecs(self) -> bool {
-        self != Self::Baidu
-    }
 }
 
 impl fmt::Display for Cloud {

@@ -1,10 +1,12 @@
 //! ECS 2014-05-26 security-group actions, shared by Alibaba and Apsara Stack:
-//! `AuthorizeSecurityGroup[Egress]`, `RevokeSecurityGroup[Egress]` and
+//! `AuthorizeSecurityGroup[Egress]`, `RevokeSecurityGroup[Egress]`,
+//! `ModifySecurityGroupRule`/`ModifySecurityGroupEgressRule` (Alibaba) and
 //! `DescribeSecurityGroupAttribute`, with the documented semantics and codes.
 //!
 //! Alibaba accepts rules as `Permissions.N.*`, as legacy flat parameters, and
-//! revokes by `SecurityGroupRuleId.N`; Apsara Stack documents only the flat
-//! parameters, so there the other two forms are unknown (ignored) parameters.
+//! revokes and modifies by `SecurityGroupRuleId`; Apsara Stack documents only
+//! the flat parameters, so there the other forms are unknown (ignored)
+//! parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,11 +15,11 @@ use serde_json::{Map, Value, json};
 
 use super::{
     MissingRuleByAttributes, MissingRuleById, World,
+    cloud::Cloud,
+    ecs_rule::{EcsRule, Network, Reading, invalid, missing, operation_denied},
     pipeline::{ApiError, Outcome},
-    state::{Group, GroupKey},
-};
-use secgroup_operator::provider::{
-    Direction, NicType, Peer, Policy, PortRange, Protocol, ProviderKind, Rule,
+    rule_json::Direction,
+    state::{Group, GroupKey, WireRule},
 };
 
 pub const API_VERSION: &str = "2014-05-26";
@@ -27,6 +29,7 @@ const MAX_RULES_PER_CALL: usize = 100;
 pub enum EcsAction {
     Authorize(Direction),
     Revoke(Direction),
+    Modify(Direction),
     Describe,
 }
 
@@ -37,31 +40,34 @@ impl EcsAction {
             "AuthorizeSecurityGroupEgress" => Self::Authorize(Direction::Egress),
             "RevokeSecurityGroup" => Self::Revoke(Direction::Ingress),
             "RevokeSecurityGroupEgress" => Self::Revoke(Direction::Egress),
+            "ModifySecurityGroupRule" => Self::Modify(Direction::Ingress),
+            "ModifySecurityGroupEgressRule" => Self::Modify(Direction::Egress),
             "DescribeSecurityGroupAttribute" => Self::Describe,
             _ => return None,
         })
     }
 }
 
+/// Where an ECS call came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gateway {
+    Alibaba,
+    /// Apsara Stack at `/` or `/asapi/v3`.
+    Apsara,
+    /// Apsara Stack's `/apsara/route/Ecs/<Action>` (seed 000).
+    ApsaraRoute,
+}
+
+impl Gateway {
+    fn cloud(self) -> Cloud {
+        match self {
+            Self::Alibaba => Cloud::Alibaba,
+            Self::Apsara | Self::ApsaraRoute => Cloud::Apsara,
+        }
+    }
+}
+
 type Params = BTreeMap<String, String>;
-
-pub fn missing(name: &str) -> ApiError {
-    ApiError::new(
-        400,
-        "MissingParameter",
-        format!(
-            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
-        ),
-    )
-}
-
-fn invalid(code: &str, name: &str) -> ApiError {
-    ApiError::new(
-        400,
-        code,
-        format!("The specified parameter \"{name}\" is not valid."),
-    )
-}
 
 fn non_empty<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params
@@ -70,13 +76,29 @@ fn non_empty<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Runs one ECS action for `provider` with the call's business parameters.
+fn unknown_action() -> ApiError {
+    ApiError::new(
+        404,
+        "InvalidAction.NotFound",
+        "Specified api is not found, please check your url and method.",
+    )
+}
+
+/// Runs one ECS action with the call's business parameters.
 pub fn execute(
     world: &mut World,
-    provider: ProviderKind,
+    gateway: Gateway,
     action: EcsAction,
     params: &Params,
 ) -> Result<Outcome, ApiError> {
+    let provider = gateway.cloud();
+    if matches!(action, EcsAction::Modify(_)) && provider != Cloud::Alibaba {
+        return Err(unknown_action());
+    }
+    if gateway == Gateway::ApsaraRoute && non_empty(params, "regionId").is_none() {
+        // Required by the route gateway next to `RegionId` (seed 000).
+        return Err(missing("regionId"));
+    }
     let region = non_empty(params, "RegionId").ok_or_else(|| missing("RegionId"))?;
     let group_id =
         non_empty(params, "SecurityGroupId").ok_or_else(|| missing("SecurityGroupId"))?;
@@ -96,7 +118,18 @@ pub fn execute(
     match action {
         EcsAction::Authorize(direction) => authorize(world, &key, direction, params),
         EcsAction::Revoke(direction) => revoke(world, &key, direction, params),
+        EcsAction::Modify(direction) => modify(world, &key, direction, params),
         EcsAction::Describe => describe(world, &key, params),
+    }
+}
+
+/// How `key`'s group reads a rule.
+fn reading(world: &World, key: &GroupKey) -> Reading {
+    let kind = group(world, key).kind;
+    Reading {
+        case_sensitive_protocol: key.provider == Cloud::Apsara,
+        network: kind.network,
+        enterprise: kind.enterprise,
     }
 }
 
@@ -110,18 +143,53 @@ fn authorize(
     if rules.is_empty() {
         return Err(missing("Permissions"));
     }
-    let mut effect = false;
-    for rule in rules {
-        let group = group_mut(world, key);
-        // An existing rule is success without a change (documented).
-        if group.find_same(key.provider, &rule).is_some() {
-            continue;
-        }
+    let group = group(world, key);
+    // An existing rule is success without a change (documented).
+    let new: Vec<EcsRule> = rules
+        .into_iter()
+        .filter(|rule| group.find_same(&WireRule::Ecs(rule.clone())).is_none())
+        .collect();
+    if group
+        .rule_quota
+        .is_some_and(|quota| group.rules.len() + new.len() > quota)
+    {
+        return Err(ApiError::new(
+            403,
+            "AuthorizationLimitExceed",
+            "The limit of authorization records in the security group reaches.",
+        ));
+    }
+    let effect = !new.is_empty();
+    for rule in new {
         let id = world.store.new_rule_id(key.provider, &mut world.rng);
-        group_mut(world, key).add(id, rule);
-        effect = true;
+        group_mut(world, key).add(id, WireRule::Ecs(rule));
     }
     Ok(Outcome { body: None, effect })
+}
+
+/// `SecurityGroupRuleId.N` values (Alibaba only), checked for count and repeats.
+fn rule_ids<'a>(key: &GroupKey, params: &'a Params) -> Result<Vec<&'a str>, ApiError> {
+    if key.provider != Cloud::Alibaba {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = indexed(params, "SecurityGroupRuleId.")
+        .into_values()
+        .filter_map(|fields| fields.get("").copied())
+        .collect();
+    if ids.len() > MAX_RULES_PER_CALL {
+        return Err(invalid(
+            "InvalidParam.SecurityGroupRuleId",
+            "SecurityGroupRuleId",
+        ));
+    }
+    if ids.iter().collect::<BTreeSet<_>>().len() != ids.len() {
+        return Err(ApiError::new(
+            400,
+            "InvalidParam.SecurityGroupRuleIdRepeated",
+            "The specified SecurityGroupRuleId is repeated.",
+        ));
+    }
+    Ok(ids)
 }
 
 fn revoke(
@@ -130,57 +198,40 @@ fn revoke(
     direction: Direction,
     params: &Params,
 ) -> Result<Outcome, ApiError> {
-    let ids = if key.provider == ProviderKind::Alibaba {
-        indexed(params, "SecurityGroupRuleId.")
-    } else {
-        BTreeMap::new()
-    };
+    let ids = rule_ids(key, params)?;
     if ids.is_empty() {
         return revoke_by_attributes(world, key, direction, params);
     }
-    if !rules_from_params(world, key, direction, params)?.is_empty() {
+    if has_rule_fields(params) {
         return Err(ApiError::new(
             400,
             "InvalidParam.Permissions",
             "SecurityGroupRuleId cannot be combined with Permissions or rule attributes.",
         ));
     }
-    if ids.len() > MAX_RULES_PER_CALL {
-        return Err(invalid(
-            "InvalidParam.SecurityGroupRuleId",
-            "SecurityGroupRuleId",
-        ));
-    }
-    let wanted: Vec<&str> = ids.values().map(|fields| fields[""].as_str()).collect();
-    if wanted.iter().collect::<BTreeSet<_>>().len() != wanted.len() {
-        return Err(ApiError::new(
-            400,
-            "InvalidParam.SecurityGroupRuleIdRepeated",
-            "The specified SecurityGroupRuleId is repeated.",
-        ));
-    }
-    let group = group_mut(world, key);
-    let mut found = Vec::with_capacity(wanted.len());
-    for id in &wanted {
-        let index = group
-            .rules
-            .iter()
-            .position(|r| r.id == *id && r.rule.direction == direction);
-        match index {
-            Some(index) => found.push(index),
-            None => {
-                return Err(missing_rule_by_id(
-                    world.settings.alibaba_missing_rule_by_id,
-                    id,
-                ));
-            }
-        }
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        found.push(index_of(world, key, direction, id)?);
     }
     remove_all(group_mut(world, key), found);
     Ok(Outcome {
         body: None,
         effect: true,
     })
+}
+
+/// The index of rule `id` of this direction, or the configured "no such rule id".
+fn index_of(
+    world: &World,
+    key: &GroupKey,
+    direction: Direction,
+    id: &str,
+) -> Result<usize, ApiError> {
+    group(world, key)
+        .rules
+        .iter()
+        .position(|r| r.id == id && r.rule.direction() == Some(direction))
+        .ok_or_else(|| missing_rule_by_id(world.settings.alibaba_missing_rule_by_id, id))
 }
 
 fn missing_rule_by_id(mode: MissingRuleById, id: &str) -> ApiError {
@@ -198,6 +249,27 @@ fn missing_rule_by_id(mode: MissingRuleById, id: &str) -> ApiError {
     }
 }
 
+/// The answer to a rule, named by its attributes, that does not exist.
+fn missing_rule(world: &World, provider: Cloud) -> Option<ApiError> {
+    let mode = match provider {
+        Cloud::Apsara => world.settings.apsara_missing_rule_by_attributes,
+        _ => world.settings.alibaba_missing_rule_by_attributes,
+    };
+    match mode {
+        MissingRuleByAttributes::RuleNotExist => Some(ApiError::new(
+            400,
+            "InvalidSecurityGroupRule.RuleNotExist",
+            "The specified rule does not exist.",
+        )),
+        MissingRuleByAttributes::GroupAuthItemNotFound => Some(ApiError::new(
+            403,
+            "InvalidGroupAuthItem.NotFound",
+            "Specified group authorized item does not exist in our records.",
+        )),
+        MissingRuleByAttributes::Success => None,
+    }
+}
+
 fn revoke_by_attributes(
     world: &mut World,
     key: &GroupKey,
@@ -208,26 +280,98 @@ fn revoke_by_attributes(
     if rules.is_empty() {
         return Err(missing("Permissions"));
     }
-    let when_missing = world.settings.alibaba_missing_rule_by_attributes;
-    let group = group_mut(world, key);
     let mut found = Vec::new();
-    for rule in &rules {
-        match group.find_same(key.provider, rule) {
+    for rule in rules {
+        match group(world, key).find_same(&WireRule::Ecs(rule)) {
             Some(index) => found.push(index),
-            None => match when_missing {
-                MissingRuleByAttributes::RuleNotExist => {
-                    return Err(ApiError::new(
-                        400,
-                        "InvalidSecurityGroupRule.RuleNotExist",
-                        "The specified rule does not exist.",
-                    ));
+            None => {
+                if let Some(error) = missing_rule(world, key.provider) {
+                    return Err(error);
                 }
-                MissingRuleByAttributes::Success => {}
-            },
+            }
         }
     }
     let effect = !found.is_empty();
     remove_all(group_mut(world, key), found);
+    Ok(Outcome { body: None, effect })
+}
+
+/// Changes a rule in place: the one named by `SecurityGroupRuleId` takes
+/// every attribute given (an absent or empty one keeps its value, as the
+/// documentation says a value cannot be emptied); without an id, the rule
+/// with the given attributes takes the given description and priority.
+fn modify(
+    world: &mut World,
+    key: &GroupKey,
+    direction: Direction,
+    params: &Params,
+) -> Result<Outcome, ApiError> {
+    let reading = reading(world, key);
+    let index = match non_empty(params, "SecurityGroupRuleId") {
+        Some(id) => index_of(world, key, direction, id)?,
+        None => {
+            let field = |name: &str| non_empty(params, name);
+            let wanted = EcsRule::from_fields(direction, &field, reading)?;
+            match group(world, key).find_same(&WireRule::Ecs(wanted)) {
+                Some(index) => index,
+                None => {
+                    return Err(missing_rule(world, key.provider).unwrap_or_else(|| {
+                        ApiError::new(
+                            400,
+                            "InvalidSecurityGroupRule.RuleNotExist",
+                            "The specified rule does not exist.",
+                        )
+                    }));
+                }
+            }
+        }
+    };
+    let WireRule::Ecs(old) = &group(world, key).rules[index].rule else {
+        unreachable!("ECS groups hold ECS rules");
+    };
+    let mut merged = old.wire_fields();
+    for (name, value) in params.iter().filter(|(_, v)| !v.is_empty()) {
+        if let Some(slot) = merged.get_mut(name.as_str()) {
+            slot.clone_from(value);
+        }
+    }
+    // An enterprise group refuses only what the call sets, not what the rule keeps.
+    let setting = |name: &str| non_empty(params, name).is_some();
+    if reading.enterprise
+        && ["Policy", "SourceGroupId", "DestGroupId"]
+            .into_iter()
+            .any(setting)
+    {
+        return Err(operation_denied());
+    }
+    let field = |name: &str| {
+        merged
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let kept = Reading {
+        enterprise: false,
+        ..reading
+    };
+    let new = EcsRule::from_fields(direction, &field, kept)?;
+    let group = group(world, key);
+    let clash = group
+        .rules
+        .iter()
+        .enumerate()
+        .any(|(i, r)| i != index && r.rule.same(&WireRule::Ecs(new.clone())));
+    if clash {
+        return Err(ApiError::new(
+            400,
+            "InvalidParam.DuplicatePermissions",
+            "The modified rule is the same as another rule of the security group.",
+        ));
+    }
+    let effect = *old != new;
+    if effect {
+        group_mut(world, key).replace_at(index, WireRule::Ecs(new));
+    }
     Ok(Outcome { body: None, effect })
 }
 
@@ -239,6 +383,13 @@ fn remove_all(group: &mut Group, mut indexes: Vec<usize>) {
     }
 }
 
+fn group<'a>(world: &'a World, key: &GroupKey) -> &'a Group {
+    world
+        .store
+        .get(key)
+        .expect("the group was looked up at the start of the call")
+}
+
 fn group_mut<'a>(world: &'a mut World, key: &GroupKey) -> &'a mut Group {
     world
         .store
@@ -247,15 +398,15 @@ fn group_mut<'a>(world: &'a mut World, key: &GroupKey) -> &'a mut Group {
 }
 
 /// `Prefix.N.Field=value` (or `Prefix.N=value`, field "") grouped by N.
-fn indexed<'a>(params: &'a Params, prefix: &str) -> BTreeMap<usize, BTreeMap<&'a str, String>> {
-    let mut out: BTreeMap<usize, BTreeMap<&str, String>> = BTreeMap::new();
+fn indexed<'a>(params: &'a Params, prefix: &str) -> BTreeMap<usize, BTreeMap<&'a str, &'a str>> {
+    let mut out: BTreeMap<usize, BTreeMap<&str, &str>> = BTreeMap::new();
     for (name, value) in params {
         let Some(rest) = name.strip_prefix(prefix) else {
             continue;
         };
         let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
         if let Ok(n) = n.parse::<usize>() {
-            out.entry(n).or_default().insert(field, value.clone());
+            out.entry(n).or_default().insert(field, value.as_str());
         }
     }
     out
@@ -275,13 +426,18 @@ const FLAT_RULE_FIELDS: [&str; 10] = [
     "DestPrefixListId",
 ];
 
+fn has_rule_fields(params: &Params) -> bool {
+    FLAT_RULE_FIELDS.iter().any(|f| params.contains_key(*f))
+        || params.keys().any(|k| k.starts_with("Permissions."))
+}
+
 fn rules_from_params(
     world: &World,
     key: &GroupKey,
     direction: Direction,
     params: &Params,
-) -> Result<Vec<Rule>, ApiError> {
-    let permissions = if key.provider == ProviderKind::Alibaba {
+) -> Result<Vec<EcsRule>, ApiError> {
+    let permissions = if key.provider == Cloud::Alibaba {
         indexed(params, "Permissions.")
     } else {
         BTreeMap::new()
@@ -305,17 +461,15 @@ fn rules_from_params(
                 .collect(),
         ]
     } else {
-        permissions
-            .values()
-            .map(|fields| fields.iter().map(|(n, v)| (*n, v.as_str())).collect())
-            .collect()
+        permissions.into_values().collect()
     };
-    let mut rules: Vec<Rule> = Vec::new();
+    let reading = reading(world, key);
+    let mut rules: Vec<EcsRule> = Vec::new();
     for form in forms {
         let field = |name: &str| form.get(name).copied().filter(|v| !v.is_empty());
-        let rule = rule_from_fields(direction, &field)?;
+        let rule = EcsRule::from_fields(direction, &field, reading)?;
         check_peer_group_exists(world, key, &rule)?;
-        if rules.iter().any(|r| key.provider.same_rule(r, &rule)) {
+        if rules.iter().any(|r| r.same(&rule)) {
             return Err(ApiError::new(
                 400,
                 "InvalidParam.DuplicatePermissions",
@@ -327,18 +481,14 @@ fn rules_from_params(
     Ok(rules)
 }
 
-/// A rule may name another group only if that group exists (same region).
-fn check_peer_group_exists(world: &World, key: &GroupKey, rule: &Rule) -> Result<(), ApiError> {
-    let Peer::Group {
-        id,
-        owner_account: None,
-        owner_id: None,
-    } = &rule.peer
-    else {
+/// A rule may name another group of the same account only if that group exists (same region).
+fn check_peer_group_exists(world: &World, key: &GroupKey, rule: &EcsRule) -> Result<(), ApiError> {
+    let (id, owner_account, owner_id) = rule.peer_group();
+    if id.is_empty() || !owner_account.is_empty() || !owner_id.is_empty() {
         return Ok(());
-    };
+    }
     let peer = GroupKey {
-        id: id.clone(),
+        id: id.to_owned(),
         ..key.clone()
     };
     if world.settings.auto_create_groups || world.store.get(&peer).is_some() {
@@ -355,132 +505,23 @@ fn check_peer_group_exists(world: &World, key: &GroupKey, rule: &Rule) -> Result
     ))
 }
 
-/// One rule from its fields (`IpProtocol`, `PortRange`, ...), validated as ECS does.
-fn rule_from_fields<'a>(
-    direction: Direction,
-    field: &dyn Fn(&str) -> Option<&'a str>,
-) -> Result<Rule, ApiError> {
-    let protocol_text = field("IpProtocol").ok_or_else(|| missing("IpProtocol"))?;
-    let protocol = Protocol::parse_wire(protocol_text)
-        .ok_or_else(|| invalid("InvalidIpProtocol.ValueNotSupported", "IpProtocol"))?;
-    let ports = match (protocol.has_ports(), field("PortRange")) {
-        (true, None) => return Err(missing("PortRange")),
-        (true, Some(text)) => Some(
-            parse_port_range(text)
-                .ok_or_else(|| invalid("InvalidPortRange.Malformed", "PortRange"))?,
-        ),
-        (false, None | Some("-1/-1")) => None,
-        (false, Some(_)) => return Err(invalid("InvalidParam.PortRange", "PortRange")),
-    };
-    let source_ports = field("SourcePortRange")
-        .map(|text| {
-            parse_port_range(text)
-                .ok_or_else(|| invalid("InvalidSourcePortRange.Malformed", "SourcePortRange"))
-        })
-        .transpose()?;
-    let policy = match field("Policy").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("accept") => Policy::Accept,
-        Some("drop") => Policy::Drop,
-        Some(_) => return Err(invalid("InvalidPolicy.Malformed", "Policy")),
-    };
-    let priority = match field("Priority") {
-        None => 1,
-        Some(text) => text
-            .parse::<u8>()
-            .ok()
-            .filter(|p| (1..=100).contains(p))
-            .ok_or_else(|| invalid("InvalidPriority.Malformed", "Priority"))?,
-    };
-    let nic_type = match field("NicType").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("intranet") => NicType::Intranet,
-        Some("internet") => NicType::Internet,
-        Some(_) => return Err(invalid("InvalidNicType.ValueNotSupported", "NicType")),
-    };
-    let description = field("Description").unwrap_or_default();
-    if description.chars().count() > 512 {
-        return Err(invalid(
-            "InvalidSecurityGroupDiscription.Malformed",
-            "Description",
-        ));
-    }
-    Ok(Rule {
-        direction,
-        protocol,
-        ports,
-        source_ports,
-        peer: peer_from_fields(direction, field)?,
-        policy,
-        priority,
-        nic_type,
-        description: description.to_owned(),
-    })
-}
-
-/// The peer: source fields for ingress, destination fields for egress.
-fn peer_from_fields<'a>(
-    direction: Direction,
-    field: &dyn Fn(&str) -> Option<&'a str>,
-) -> Result<Peer, ApiError> {
-    let side = match direction {
-        Direction::Ingress => "Source",
-        Direction::Egress => "Dest",
-    };
-    let v4_name = format!("{side}CidrIp");
-    let v6_name = format!("Ipv6{side}CidrIp");
-    match (field(&v4_name), field(&v6_name)) {
-        (Some(_), Some(_)) => Err(invalid(&format!("InvalidParam.{side}Ip"), &v4_name)),
-        (Some(v4), None) => match Peer::parse_ip(v4) {
-            Some(peer @ Peer::Cidr(_)) => Ok(peer),
-            _ => Err(invalid(&format!("Invalid{side}CidrIp.Malformed"), &v4_name)),
-        },
-        (None, Some(v6)) => match Peer::parse_ip(v6) {
-            Some(peer @ Peer::Ipv6Cidr(_)) => Ok(peer),
-            _ => Err(invalid(&format!("InvalidParam.{v6_name}"), &v6_name)),
-        },
-        (None, None) => {
-            if let Some(id) = field(&format!("{side}GroupId")) {
-                return Ok(Peer::Group {
-                    id: id.to_owned(),
-                    owner_account: field(&format!("{side}GroupOwnerAccount")).map(str::to_owned),
-                    owner_id: field(&format!("{side}GroupOwnerId")).map(str::to_owned),
-                });
-            }
-            if field(&format!("{side}PrefixListId")).is_some() {
-                return Err(ApiError::new(
-                    404,
-                    "InvalidPrefixListId.NotFound",
-                    "The specified prefix list does not exist.",
-                ));
-            }
-            Err(ApiError::new(
-                400,
-                &format!("MissingParameter.{side}"),
-                format!("One of {side}CidrIp, Ipv6{side}CidrIp and {side}GroupId is required."),
-            ))
-        }
-    }
-}
-
-/// `start/end` with 1 <= start <= end <= 65535.
-fn parse_port_range(text: &str) -> Option<PortRange> {
-    let (from, to) = text.split_once('/')?;
-    let (from, to) = (
-        from.trim().parse::<u16>().ok()?,
-        to.trim().parse::<u16>().ok()?,
-    );
-    (from >= 1 && from <= to).then_some(PortRange { from, to })
-}
-
 fn describe(world: &World, key: &GroupKey, params: &Params) -> Result<Outcome, ApiError> {
-    let group = world
-        .store
-        .get(key)
-        .expect("looked up at the start of the call");
+    let group = group(world, key);
     let direction = match non_empty(params, "Direction") {
         None | Some("all") => None,
         Some("ingress") => Some(Direction::Ingress),
         Some("egress") => Some(Direction::Egress),
         Some(_) => return Err(invalid("InvalidDirection.Malformed", "Direction")),
+    };
+    // A classic-network group answers one NIC type per call, `internet` by
+    // default; a VPC group's rules are all `intranet`.
+    let nic_type = match (group.kind.network, non_empty(params, "NicType")) {
+        (Network::Vpc, _) => None,
+        (Network::Classic, None | Some("internet")) => Some("internet"),
+        (Network::Classic, Some("intranet")) => Some("intranet"),
+        (Network::Classic, Some(_)) => {
+            return Err(invalid("InvalidNicType.ValueNotSupported", "NicType"));
+        }
     };
     let max_results = match non_empty(params, "MaxResults") {
         None => 500,
@@ -495,24 +536,32 @@ fn describe(world: &World, key: &GroupKey, params: &Params) -> Result<Outcome, A
         Some(token) => decode_next_token(token)
             .ok_or_else(|| invalid("InvalidNextToken.Malformed", "NextToken"))?,
     };
-    let matching: Vec<_> = group
-        .rules
-        .iter()
-        .filter(|r| direction.is_none_or(|d| r.rule.direction == d))
+    let matching: Vec<(&str, &str, &EcsRule)> = group
+        .described(world.describe_lag)
+        .into_iter()
+        .filter_map(|r| match &r.rule {
+            WireRule::Ecs(rule) => Some((r.id.as_str(), r.created_time.as_str(), rule)),
+            WireRule::Bcc(_) => None,
+        })
+        .filter(|(_, _, r)| direction.is_none_or(|d| r.direction == d))
+        .filter(|(_, _, r)| nic_type.is_none_or(|n| r.nic_type == n))
         .collect();
     let page: Vec<Value> = matching
         .iter()
         .skip(start)
         .take(max_results)
-        .map(|r| permission_json(&r.id, &r.rule, &r.created_time))
+        .map(|(id, created, rule)| rule.permission(id, created))
         .collect();
+    let vpc_id = match group.kind.network {
+        Network::Vpc => format!("vpc-{}", key.id.trim_start_matches("sg-")),
+        Network::Classic => String::new(),
+    };
     let mut body = Map::new();
     body.insert("RegionId".into(), key.region.clone().into());
     body.insert("SecurityGroupId".into(), key.id.clone().into());
     body.insert("SecurityGroupName".into(), group.name.clone().into());
     body.insert("Description".into(), "".into());
-    // Its groups are VPC groups: an empty VpcId would mean the classic network.
-    body.insert("VpcId".into(), "vpc-fakecloud".into());
+    body.insert("VpcId".into(), vpc_id.into());
     body.insert("InnerAccessPolicy".into(), "Accept".into());
     body.insert("Permissions".into(), json!({ "Permission": page }));
     if start + max_results < matching.len() {
@@ -536,105 +585,9 @@ fn decode_next_token(token: &str) -> Option<usize> {
     text.strip_prefix("offset:")?.parse().ok()
 }
 
-/// One `Permissions.Permission[]` entry, every key present as the API has it.
-fn permission_json(id: &str, rule: &Rule, created_time: &str) -> Value {
-    let (cidr, ipv6, group, owner) = match &rule.peer {
-        Peer::Cidr(net) => (net.to_string(), String::new(), String::new(), String::new()),
-        Peer::Ipv6Cidr(net) => (String::new(), net.to_string(), String::new(), String::new()),
-        Peer::Group {
-            id, owner_account, ..
-        } => (
-            String::new(),
-            String::new(),
-            id.clone(),
-            owner_account.clone().unwrap_or_default(),
-        ),
-    };
-    let (ingress, egress) = match rule.direction {
-        Direction::Ingress => ((cidr, ipv6, group, owner), Default::default()),
-        Direction::Egress => (Default::default(), (cidr, ipv6, group, owner)),
-    };
-    let (src_cidr, src_v6, src_group, src_owner): (String, String, String, String) = ingress;
-    let (dst_cidr, dst_v6, dst_group, dst_owner): (String, String, String, String) = egress;
-    let range = |p: PortRange| format!("{}/{}", p.from, p.to);
-    json!({
-        "SecurityGroupRuleId": id,
-        "Direction": rule.direction.as_wire(),
-        "IpProtocol": rule.protocol.name(),
-        "PortRange": rule.effective_ports().map_or_else(|| "-1/-1".to_owned(), range),
-        "SourceCidrIp": src_cidr,
-        "Ipv6SourceCidrIp": src_v6,
-        "SourceGroupId": src_group,
-        "SourceGroupName": "",
-        "SourceGroupOwnerAccount": src_owner,
-        "SourcePrefixListId": "",
-        "SourcePrefixListName": "",
-        "SourcePortRange": rule.source_ports.map(range).unwrap_or_default(),
-        "DestCidrIp": dst_cidr,
-        "Ipv6DestCidrIp": dst_v6,
-        "DestGroupId": dst_group,
-        "DestGroupName": "",
-        "DestGroupOwnerAccount": dst_owner,
-        "DestPrefixListId": "",
-        "DestPrefixListName": "",
-        "PortRangeListId": "",
-        "PortRangeListName": "",
-        "NicType": match rule.nic_type {
-            NicType::Intranet => "intranet",
-            NicType::Internet => "internet",
-        },
-        "Policy": match rule.policy {
-            Policy::Accept => "Accept",
-            Policy::Drop => "Drop",
-        },
-        "Priority": rule.priority.to_string(),
-        "Description": rule.description,
-        "CreateTime": created_time,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fields<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
-        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-    }
-
-    #[test]
-    fn ports_are_required_for_tcp_and_refused_for_icmp() {
-        let tcp = [("IpProtocol", "tcp"), ("SourceCidrIp", "10.0.0.0/8")];
-        let err = rule_from_fields(Direction::Ingress, &fields(&tcp)).expect_err("refused");
-        assert_eq!(err.code, "MissingParameter");
-        let icmp = [
-            ("IpProtocol", "ICMP"),
-            ("PortRange", "1/2"),
-            ("SourceCidrIp", "10.0.0.0/8"),
-        ];
-        let err = rule_from_fields(Direction::Ingress, &fields(&icmp)).expect_err("refused");
-        assert_eq!(err.code, "InvalidParam.PortRange");
-        let reversed = [
-            ("IpProtocol", "UDP"),
-            ("PortRange", "200/1"),
-            ("SourceCidrIp", "10.0.0.0/8"),
-        ];
-        let err = rule_from_fields(Direction::Ingress, &fields(&reversed)).expect_err("refused");
-        assert_eq!(err.code, "InvalidPortRange.Malformed");
-    }
-
-    #[test]
-    fn egress_rules_take_their_peer_from_the_destination() {
-        let egress = [
-            ("IpProtocol", "ALL"),
-            ("DestCidrIp", "192.168.0.0/16"),
-            ("SourceCidrIp", "10.0.0.0/8"),
-        ];
-        let rule = rule_from_fields(Direction::Egress, &fields(&egress)).expect("valid");
-        assert_eq!(rule.peer, Peer::parse_ip("192.168.0.0/16").expect("valid"));
-        let none = [("IpProtocol", "ALL"), ("SourceCidrIp", "10.0.0.0/8")];
-        let err = rule_from_fields(Direction::Egress, &fields(&none)).expect_err("refused");
-        assert_eq!(err.code, "MissingParameter.Dest");
-    }
 
     #[test]
     fn next_tokens_round_trip_and_garbage_is_refused() {
@@ -643,19 +596,11 @@ mod tests {
     }
 
     #[test]
-    fn described_rules_use_the_documented_spelling() {
-        let pairs = [
-            ("IpProtocol", "tcp"),
-            ("PortRange", "22/22"),
-            ("SourceCidrIp", "10.0.0.0/8"),
-            ("Policy", "drop"),
-        ];
-        let rule = rule_from_fields(Direction::Ingress, &fields(&pairs)).expect("valid");
-        let json = permission_json("sgr-1", &rule, "2025-01-02T03:04:05Z");
-        assert_eq!(json["IpProtocol"], "TCP");
-        assert_eq!(json["Policy"], "Drop");
-        assert_eq!(json["Priority"], "1");
-        assert_eq!(json["DestCidrIp"], "");
-        assert_eq!(json.as_object().map(Map::len), Some(26));
+    fn modify_actions_name_their_direction() {
+        assert_eq!(
+            EcsAction::parse("ModifySecurityGroupEgressRule"),
+            Some(EcsAction::Modify(Direction::Egress))
+        );
+        assert_eq!(EcsAction::parse("modifysecuritygrouprule"), None);
     }
 }

@@ -2,17 +2,19 @@
 //!
 //! Each rule matches calls by provider, action and security group (absent =
 //! any; a call that names no group, like Baidu's delete by rule id, matches
-//! only rules without one). For every
-//! matching call a rule draws one number from its own seeded generator and
-//! turns it into at most one fault: `drop`, `throttle`, `error500`,
-//! `error503`, `dropAfter` are consecutive slices of [0, 1). `dropAfter`
-//! carries the call out and then closes the connection unanswered, so the
-//! client cannot tell whether it acted. `qps` throttles calls beyond that
-//! many per second, `latencyMs` delays every matching call before it is
-//! carried out and `holdResponseMs` after (the effect is visible, the answer
-//! not yet sent), and `times` limits how many calls the rule may fault
-//! before it goes quiet. The same seed and the same sequence of calls give
-//! the same faults.
+//! only rules without one). For every matching call a rule draws one number
+//! from its own seeded generator and turns it into at most one fault:
+//! `drop`, `throttle`, `error500`, `error503`, `dropAfter`,
+//! `operationConflict`, `forbidden` are consecutive slices of [0, 1).
+//! `dropAfter` carries the call out and then closes the connection
+//! unanswered, so the client cannot tell whether it acted; `forbidden` on a
+//! rule naming a group is a permission denial on that group only. `qps`
+//! throttles calls beyond that many per second, `latencyMs` delays every
+//! matching call before it is carried out and `holdResponseMs` after (the
+//! effect is visible, the answer not yet sent), `describeLagMs` makes
+//! describe show the rules of that long ago, and `times` limits how many
+//! calls the rule may fault before it goes quiet. The same seed and the same
+//! sequence of calls give the same faults.
 
 use std::{
     collections::VecDeque,
@@ -22,8 +24,7 @@ use std::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use super::state::provider_name;
-use secgroup_operator::provider::ProviderKind;
+use super::cloud::Cloud;
 
 /// Used when neither the plan nor the command line gives a seed.
 const DEFAULT_SEED: u64 = 0x5ec6_4009;
@@ -40,12 +41,8 @@ pub struct FaultPlan {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultRule {
-    #[serde(
-        default,
-        with = "optional_provider",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub provider: Option<ProviderKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Cloud>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +54,13 @@ pub struct FaultRule {
     /// Sent as Alibaba `x-acs-retry-after` (ms) and Baidu `Retry-After` (s, rounded up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The HTTP status of a throttle instead of the provider's usual one
+    /// (Baidu's throttling is undocumented: 429 is a guess).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_status: Option<u16>,
+    /// The error code of a throttle instead of the provider's usual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_code: Option<String>,
     #[serde(default)]
     pub error500: f64,
     #[serde(default)]
@@ -64,58 +68,65 @@ pub struct FaultRule {
     #[serde(default)]
     pub drop_after: f64,
     #[serde(default)]
+    pub operation_conflict: f64,
+    #[serde(default)]
+    pub forbidden: f64,
+    #[serde(default)]
     pub latency_ms: u64,
     /// Holds the answer this long after the call was carried out and journaled.
     #[serde(default)]
     pub hold_response_ms: u64,
+    /// Describe shows the group as it was this long ago (read-after-write lag).
+    #[serde(default)]
+    pub describe_lag_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
 }
 
-mod optional_provider {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::provider_name;
-    use secgroup_operator::provider::ProviderKind;
-
-    #[allow(clippy::ref_option)] // serde's `with` hands us a reference to the field
-    pub fn serialize<S: Serializer>(kind: &Option<ProviderKind>, s: S) -> Result<S::Ok, S::Error> {
-        match kind {
-            Some(kind) => provider_name::serialize(kind, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ProviderKind>, D::Error> {
-        #[derive(Deserialize)]
-        struct Named(#[serde(with = "provider_name")] ProviderKind);
-        Ok(Option::<Named>::deserialize(d)?.map(|n| n.0))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Close the connection without answering.
     Drop,
-    Throttle {
-        retry_after_ms: Option<u64>,
-    },
+    Throttle(Throttle),
     InternalError,
     ServiceUnavailable,
     /// Carry the call out, then close the connection without answering.
     DropAfter,
+    /// ECS `OperationConflict`: another request is changing the resource.
+    OperationConflict,
+    /// The caller may not act on this group (`Forbidden.RAM`, Baidu `AccessDenied`).
+    Forbidden,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Throttle {
+    pub retry_after_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+impl Throttle {
+    fn of(rule: &FaultRule) -> Fault {
+        Fault::Throttle(Self {
+            retry_after_ms: rule.retry_after_ms,
+            status: rule.throttle_status,
+            code: rule.throttle_code.clone(),
+        })
+    }
 }
 
 impl Fault {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Self::Drop => "drop",
-            Self::Throttle { .. } => "throttle",
+            Self::Throttle(_) => "throttle",
             Self::InternalError => "error500",
             Self::ServiceUnavailable => "error503",
             Self::DropAfter => "dropAfter",
+            Self::OperationConflict => "operationConflict",
+            Self::Forbidden => "forbidden",
         }
     }
 }
@@ -125,6 +136,7 @@ impl Fault {
 pub struct Decision {
     pub latency: Duration,
     pub hold: Duration,
+    pub describe_lag: Duration,
     pub fault: Option<Fault>,
 }
 
@@ -156,6 +168,8 @@ impl Faults {
                 rule.error500,
                 rule.error503,
                 rule.drop_after,
+                rule.operation_conflict,
+                rule.forbidden,
             ];
             let total: f64 = fractions.iter().sum();
             if fractions.iter().any(|f| !(0.0..=1.0).contains(f)) || total > 1.0 + 1e-9 {
@@ -165,6 +179,12 @@ impl Faults {
             }
             if rule.qps.is_some_and(|q| q.is_nan() || q <= 0.0) {
                 return Err(format!("rules[{i}]: qps must be positive"));
+            }
+            if rule
+                .throttle_status
+                .is_some_and(|s| !(400..=599).contains(&s))
+            {
+                return Err(format!("rules[{i}]: throttleStatus must be 400..599"));
             }
         }
         let seed = plan.seed.or(fallback_seed).unwrap_or(DEFAULT_SEED);
@@ -185,7 +205,7 @@ impl Faults {
 
     pub fn decide(
         &mut self,
-        provider: ProviderKind,
+        provider: Cloud,
         action: &str,
         group: Option<&str>,
         now: Instant,
@@ -203,6 +223,9 @@ impl Faults {
             decision.hold = decision
                 .hold
                 .max(Duration::from_millis(rule.hold_response_ms));
+            decision.describe_lag = decision
+                .describe_lag
+                .max(Duration::from_millis(rule.describe_lag_ms));
             let exhausted = rule.times.is_some_and(|t| active.faulted >= t);
             let draw: f64 = active.rng.random();
             if decision.fault.is_some() || exhausted {
@@ -221,15 +244,12 @@ impl Faults {
 fn pick(rule: &FaultRule, draw: f64) -> Option<Fault> {
     let slices = [
         (rule.drop, Fault::Drop),
-        (
-            rule.throttle,
-            Fault::Throttle {
-                retry_after_ms: rule.retry_after_ms,
-            },
-        ),
+        (rule.throttle, Throttle::of(rule)),
         (rule.error500, Fault::InternalError),
         (rule.error503, Fault::ServiceUnavailable),
         (rule.drop_after, Fault::DropAfter),
+        (rule.operation_conflict, Fault::OperationConflict),
+        (rule.forbidden, Fault::Forbidden),
     ];
     let mut upper = 0.0;
     for (fraction, fault) in slices {
@@ -252,9 +272,7 @@ fn over_ceiling(active: &mut ActiveRule, now: Instant) -> Option<Fault> {
         active.window.pop_front();
     }
     if active.window.len() as f64 >= qps {
-        return Some(Fault::Throttle {
-            retry_after_ms: active.rule.retry_after_ms,
-        });
+        return Some(Throttle::of(&active.rule));
     }
     active.window.push_back(now);
     None
@@ -271,11 +289,7 @@ mod tests {
     fn faults_of(faults: &mut Faults, action: &str, n: usize) -> Vec<Option<Fault>> {
         let now = Instant::now();
         (0..n)
-            .map(|_| {
-                faults
-                    .decide(ProviderKind::Alibaba, action, None, now)
-                    .fault
-            })
+            .map(|_| faults.decide(Cloud::Alibaba, action, None, now).fault)
             .collect()
     }
 
@@ -286,13 +300,14 @@ mod tests {
             r#"{"rules":[{"provider":"alibaba","action":"RevokeSecurityGroup","throttle":1,"times":2,"retryAfterMs":50}]}"#,
         );
         faults.set(p, None).expect("valid");
-        let throttled = Some(Fault::Throttle {
+        let throttled = Some(Fault::Throttle(Throttle {
             retry_after_ms: Some(50),
-        });
+            ..Throttle::default()
+        }));
         assert_eq!(faults_of(&mut faults, "AuthorizeSecurityGroup", 1), [None]);
         assert_eq!(
             faults_of(&mut faults, "RevokeSecurityGroup", 3),
-            [throttled, throttled, None]
+            [throttled.clone(), throttled, None]
         );
     }
 
@@ -320,9 +335,9 @@ mod tests {
             .set(plan(r#"{"rules":[{"qps":3}]}"#), None)
             .expect("valid");
         let now = Instant::now();
-        let mut at = |t: Instant| faults.decide(ProviderKind::Baidu, "X", None, t).fault;
+        let mut at = |t: Instant| faults.decide(Cloud::Baidu, "X", None, t).fault;
         assert_eq!([at(now), at(now), at(now)], [None, None, None]);
-        assert!(matches!(at(now), Some(Fault::Throttle { .. })));
+        assert!(matches!(at(now), Some(Fault::Throttle(_))));
         assert_eq!(at(now + Duration::from_secs(1)), None);
     }
 
@@ -333,7 +348,7 @@ mod tests {
             .set(plan(r#"{"rules":[{"group":"sg-a","error500":1.0}]}"#), None)
             .expect("valid");
         let now = Instant::now();
-        let mut fault_for = |group| faults.decide(ProviderKind::Alibaba, "X", group, now).fault;
+        let mut fault_for = |group| faults.decide(Cloud::Alibaba, "X", group, now).fault;
         assert!(fault_for(Some("sg-a")).is_some());
         assert!(fault_for(Some("sg-b")).is_none());
         assert!(fault_for(None).is_none());
@@ -346,23 +361,43 @@ mod tests {
         faults.set(p, None).expect("valid");
         let now = Instant::now();
         let held = Duration::from_millis(250);
-        let mut decide = |action| faults.decide(ProviderKind::Baidu, action, None, now);
+        let mut decide = |action| faults.decide(Cloud::Baidu, action, None, now);
         assert_eq!(
             [decide("X"), decide("X"), decide("Y")],
             [
                 Decision {
-                    latency: Duration::ZERO,
                     hold: held,
-                    fault: Some(Fault::DropAfter)
+                    fault: Some(Fault::DropAfter),
+                    ..Decision::default()
                 },
                 Decision {
-                    latency: Duration::ZERO,
                     hold: held,
-                    fault: None
+                    ..Decision::default()
                 },
                 Decision::default(),
             ]
         );
+    }
+
+    #[test]
+    fn a_throttle_carries_the_status_and_code_it_was_given() {
+        let mut faults = Faults::default();
+        let p = plan(
+            r#"{"rules":[{"throttle":1,"throttleStatus":403,"throttleCode":"Throttling.Api","describeLagMs":500}]}"#,
+        );
+        faults.set(p, None).expect("valid");
+        let decision = faults.decide(Cloud::Baidu, "X", None, Instant::now());
+        assert_eq!(decision.describe_lag, Duration::from_millis(500));
+        assert_eq!(
+            decision.fault,
+            Some(Fault::Throttle(Throttle {
+                retry_after_ms: None,
+                status: Some(403),
+                code: Some("Throttling.Api".into()),
+            }))
+        );
+        let bad = plan(r#"{"rules":[{"throttle":1,"throttleStatus":200}]}"#);
+        assert!(faults.set(bad, None).is_err());
     }
 
     #[test]

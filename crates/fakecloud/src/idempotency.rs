@@ -7,13 +7,16 @@
 //! hours after they were last seen (Baidu's documented window; Alibaba
 //! documents none).
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use secgroup_operator::provider::ProviderKind;
+use super::cloud::Cloud;
 
 const RETENTION: SignedDuration = SignedDuration::from_hours(24);
 
@@ -21,8 +24,7 @@ const RETENTION: SignedDuration = SignedDuration::from_hours(24);
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenKey {
-    #[serde(with = "super::state::provider_name")]
-    pub provider: ProviderKind,
+    pub provider: Cloud,
     pub access_key_id: String,
     /// Alibaba scopes tokens by action; Baidu by the token alone (empty here).
     pub scope: String,
@@ -107,6 +109,33 @@ impl Tokens {
     }
 }
 
+/// ClientTokens of calls not answered yet, kept outside the world lock.
+pub type InFlightTokens = Arc<Mutex<HashSet<TokenKey>>>;
+
+/// A ClientToken marked in flight; the mark goes when this drops.
+pub struct InFlight {
+    tokens: InFlightTokens,
+    key: TokenKey,
+}
+
+fn marks(tokens: &InFlightTokens) -> MutexGuard<'_, HashSet<TokenKey>> {
+    tokens.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl InFlight {
+    /// Marks `key`; `None` when it is marked already.
+    pub fn enter(tokens: InFlightTokens, key: TokenKey) -> Option<Self> {
+        let fresh = marks(&tokens).insert(key.clone());
+        fresh.then_some(Self { tokens, key })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        marks(&self.tokens).remove(&self.key);
+    }
+}
+
 /// A stable digest of the parameters that make up a request's intent.
 pub fn fingerprint<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut hash = Sha256::new();
@@ -126,7 +155,7 @@ mod tests {
 
     fn key(token: &str) -> TokenKey {
         TokenKey {
-            provider: ProviderKind::Alibaba,
+            provider: Cloud::Alibaba,
             access_key_id: "ak".into(),
             scope: "RevokeSecurityGroup".into(),
             token: token.into(),

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use secgroup_operator::provider::ProviderKind;
+use super::cloud::Cloud;
 
 /// Older calls are forgotten beyond this many, so long benchmarks stay bounded.
 const CAPACITY: usize = 100_000;
@@ -16,8 +16,7 @@ pub struct CallRecord {
     /// When the call was answered, RFC 3339 UTC with milliseconds, so
     /// benchmarks can time what led to a call.
     pub time: String,
-    #[serde(with = "super::state::provider_name")]
-    pub provider: ProviderKind,
+    pub provider: Cloud,
     pub action: String,
     pub region: Option<String>,
     pub group: Option<String>,

@@ -6,13 +6,21 @@
 //! Stack at `/asapi/v3` and `/apsara/route/Ecs/<Action>`, Baidu BCC under
 //! `/v2/securityGroup`, and the admin API under `/_fake/` (see
 //! README.md, "The fake cloud"). Tests run it in-process with [`serve`].
+//!
+//! It reads each provider's wire format itself, as the providers document
+//! it, and shares nothing with the operator but the signers: it is the
+//! oracle the operator's clients are tested against.
 
 mod admin;
 mod alibaba;
 mod apsara;
 mod auth;
 mod baidu;
+mod bcc_rule;
+mod cidr;
+pub mod cloud;
 mod ecs;
+mod ecs_rule;
 pub mod faults;
 mod idempotency;
 pub mod journal;
@@ -26,12 +34,13 @@ use std::{
     convert::Infallible,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 use axum::{
     Router,
     body::Body,
-    routing::{any, get, put},
+    routing::{any, get, post, put},
 };
 use hyper_util::rt::TokioIo;
 use rand::{SeedableRng, rngs::StdRng};
@@ -42,7 +51,7 @@ use tower::ServiceExt;
 use self::{
     auth::{AccessKeys, NonceCache},
     faults::Faults,
-    idempotency::{TokenRecord, Tokens},
+    idempotency::{InFlightTokens, TokenRecord, Tokens},
     journal::Journal,
     state::{GroupFile, Store},
 };
@@ -69,6 +78,26 @@ pub struct Settings {
     pub alibaba_missing_rule_by_id: MissingRuleById,
     /// Alibaba revoke by attributes of a rule that does not exist.
     pub alibaba_missing_rule_by_attributes: MissingRuleByAttributes,
+    /// The same on Apsara Stack, whose gateways may answer otherwise.
+    pub apsara_missing_rule_by_attributes: MissingRuleByAttributes,
+    /// The envelope Apsara Stack failures come in.
+    pub apsara_envelope: ApsaraEnvelope,
+    /// Apsara Stack failures answered with HTTP 200, as some gateways do.
+    pub apsara_failures_as200: bool,
+}
+
+/// The shapes Apsara Stack gateways answer failures in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApsaraEnvelope {
+    /// Public ECS: `{RequestId, Code, Message}`.
+    Pop,
+    /// The route gateway (seed 000): `{resultCode, resultMsg, result}`.
+    ResultCode,
+    /// ASAPI: `{asapiSuccess: false, asapiErrorCode, asapiErrorMessage}`.
+    Asapi,
+    /// ASCM: `{success: false, code, message}`.
+    Ascm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +115,9 @@ pub enum MissingRuleByAttributes {
     /// 400 `InvalidSecurityGroupRule.RuleNotExist` (observed since 2024-07).
     #[serde(rename = "InvalidSecurityGroupRule.RuleNotExist")]
     RuleNotExist,
+    /// 403 `InvalidGroupAuthItem.NotFound` (the RevokeSecurityGroup error table).
+    #[serde(rename = "InvalidGroupAuthItem.NotFound")]
+    GroupAuthItemNotFound,
     /// 200 and nothing deleted (the older documentation).
     #[serde(rename = "Success")]
     Success,
@@ -102,10 +134,13 @@ struct World {
     nonces: NonceCache,
     settings: Settings,
     rng: StdRng,
+    /// The describe lag of the call being carried out (a fault).
+    describe_lag: Duration,
 }
 
 struct Shared {
     world: Mutex<World>,
+    in_flight: InFlightTokens,
     config: Config,
 }
 
@@ -138,7 +173,7 @@ impl FakeCloud {
             keys.add(id.clone(), secret.clone());
         }
         let world = World {
-            store: Store::from_file(saved.groups).map_err(anyhow::Error::msg)?,
+            store: Store::from_file(saved.groups),
             tokens: Tokens::from_records(saved.tokens),
             journal: Journal::default(),
             faults: Faults::default(),
@@ -148,11 +183,16 @@ impl FakeCloud {
                 auto_create_groups: config.auto_create_groups,
                 alibaba_missing_rule_by_id: MissingRuleById::NotFound,
                 alibaba_missing_rule_by_attributes: MissingRuleByAttributes::RuleNotExist,
+                apsara_missing_rule_by_attributes: MissingRuleByAttributes::RuleNotExist,
+                apsara_envelope: ApsaraEnvelope::Pop,
+                apsara_failures_as200: false,
             },
             rng: new_rng(config.seed),
+            describe_lag: Duration::ZERO,
         };
         let shared = Shared {
             world: Mutex::new(world),
+            in_flight: InFlightTokens::default(),
             config,
         };
         Ok(Self {
@@ -166,7 +206,8 @@ impl FakeCloud {
             .nest("/_fake", admin::router())
             .route("/", any(alibaba::rpc_root))
             .route("/asapi/v3", any(apsara::asapi))
-            .route("/apsara/route/Ecs/{action}", any(apsara::route))
+            // The route gateway takes POST only (seed 000).
+            .route("/apsara/route/Ecs/{action}", post(apsara::route))
             .route("/v2/securityGroup", get(baidu::list_groups))
             .route(
                 "/v2/securityGroup/{id}",

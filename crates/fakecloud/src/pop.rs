@@ -1,6 +1,6 @@
 //! What Alibaba ECS and Apsara Stack share: reading a POP RPC request
-//! (query ∪ form body), verifying it, and answering it through the pipeline
-//! in the POP error envelope.
+//! (query ∪ form body; the form body alone at Apsara's route gateway),
+//! verifying it, and answering it through the pipeline.
 
 use std::collections::BTreeMap;
 
@@ -10,11 +10,11 @@ use axum::{
     http::{HeaderMap, Method, Uri, header},
     response::Response,
 };
-use secgroup_operator::provider::ProviderKind;
 
 use super::{
     FakeCloud,
     auth::{self, AuthError, Received},
+    cloud::Cloud,
     ecs::{self, EcsAction},
     idempotency::fingerprint,
     pipeline::{self, ApiError, Call, Dialect, Outcome},
@@ -48,6 +48,8 @@ pub struct PopRequest {
     path: String,
     query: Vec<(String, String)>,
     params: Vec<(String, String)>,
+    /// The parameters of a form body (empty for any other body).
+    form: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body: Bytes,
 }
@@ -71,21 +73,33 @@ impl PopRequest {
                     .collect()
             })
             .unwrap_or_default();
-        let mut params = query.clone();
         let is_form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
-            params.extend(url::form_urlencoded::parse(&body).into_owned());
-        }
+        let form: Vec<(String, String)> = if is_form {
+            url::form_urlencoded::parse(&body).into_owned().collect()
+        } else {
+            Vec::new()
+        };
+        let params = query.iter().chain(&form).cloned().collect();
         Self {
             method: method.as_str().to_owned(),
             path: uri.path().to_owned(),
             query,
             params,
+            form,
             headers: super::header_pairs(headers),
             body,
+        }
+    }
+
+    /// The same request read as the route gateway reads it: every
+    /// parameter in the form body (seed 000), nothing from the query.
+    pub fn body_only(self) -> Self {
+        Self {
+            params: self.form.clone(),
+            ..self
         }
     }
 
@@ -119,7 +133,7 @@ impl PopRequest {
 /// named by an `/apsara/route/Ecs/<Action>` path.
 pub async fn serve_pop(
     cloud: &FakeCloud,
-    provider: ProviderKind,
+    provider: Cloud,
     request: PopRequest,
     path_action: Option<String>,
 ) -> Response {
@@ -143,18 +157,12 @@ pub async fn serve_pop(
         None => String::new(),
     };
 
-    let mut business: BTreeMap<String, String> = request
+    let business: BTreeMap<String, String> = request
         .params
         .iter()
         .filter(|(name, _)| !SIGNING_PARAMS.contains(&name.as_str()))
         .cloned()
         .collect();
-    if provider == ProviderKind::Apsara && !business.contains_key("RegionId") {
-        // Apsara clients may name the region only in a header.
-        if let Some(region) = request.header("x-acs-regionid") {
-            business.insert("RegionId".into(), region.to_owned());
-        }
-    }
     let intent = business
         .iter()
         .filter(|(name, _)| *name != "ClientToken")
@@ -169,7 +177,10 @@ pub async fn serve_pop(
     parameters.insert("Version".into(), version.clone());
     let call = Call {
         provider,
-        dialect: Dialect::Pop,
+        dialect: match provider {
+            Cloud::Apsara => Dialect::Apsara { route: routed },
+            _ => Dialect::Pop,
+        },
         action: action.clone(),
         region: business.get("RegionId").cloned(),
         group: business.get("SecurityGroupId").cloned(),
@@ -189,7 +200,7 @@ pub async fn serve_pop(
     let authenticate = Box::new(|world: &mut super::World, now| {
         let received = request.received();
         let verified = match (v3, provider) {
-            (true, ProviderKind::Apsara) => Err(AuthError::Malformed(
+            (true, Cloud::Apsara) => Err(AuthError::Malformed(
                 "Apsara Stack accepts only HMAC-SHA1 RPC signatures".into(),
             )),
             (true, _) => auth::verify_acs3(&world.keys, &mut world.nonces, &received, now),
@@ -213,7 +224,12 @@ pub async fn serve_pop(
                     "Specified parameter Version is not valid.",
                 ));
             }
-            ecs::execute(world, provider, action, &business)
+            let gateway = match provider {
+                Cloud::Apsara if routed => ecs::Gateway::ApsaraRoute,
+                Cloud::Apsara => ecs::Gateway::Apsara,
+                _ => ecs::Gateway::Alibaba,
+            };
+            ecs::execute(world, gateway, action, &business)
         },
     );
     pipeline::run(cloud, call, authenticate, execute).await

@@ -144,6 +144,7 @@ async fn the_state_file_survives_a_restart() {
         ("SecurityGroupId", "sg-1"),
         ("ClientToken", "persisted"),
         ("Permissions.1.IpProtocol", "ALL"),
+        ("Permissions.1.PortRange", "-1/-1"),
         ("Permissions.1.SourceGroupId", "sg-1"),
     ];
     let first = alibaba(&fake, "AuthorizeSecurityGroup", &params).await;

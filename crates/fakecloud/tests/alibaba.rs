@@ -359,3 +359,213 @@ async fn v2_flat_parameters_and_describe_paging() {
     .await;
     assert_eq!(ingress.body["Permissions"]["Permission"], json!([]));
 }
+
+async fn create_group(fake: &Fake, id: &str, extra: Value) {
+    let mut body = json!({"provider": "alibaba", "region": REGION, "id": id});
+    body.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let answer = fake.admin(Method::POST, "/groups", Some(body)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+}
+
+/// A quintuple rule (with the group side's `DestCidrIp`) is another rule
+/// than the plain one: a revoke must name the other side's CIDR too.
+#[tokio::test]
+async fn the_other_side_s_cidr_is_part_of_a_rule_s_identity() {
+    let fake = with_group().await;
+    let quintuple = with(&SSH, &[("Permissions.1.DestCidrIp", "192.168.1.0/24")]);
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &quintuple).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(described(&fake).await[0]["DestCidrIp"], "192.168.1.0/24");
+    let plain = alibaba(&fake, "RevokeSecurityGroup", &SSH).await;
+    plain.assert_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidSecurityGroupRule.RuleNotExist",
+    );
+    let answer = alibaba(&fake, "RevokeSecurityGroup", &quintuple).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(described(&fake).await.is_empty());
+}
+
+/// A revoke by attributes of a missing rule can answer the ECS table's 403.
+#[tokio::test]
+async fn a_missing_rule_can_be_invalid_group_auth_item_not_found() {
+    let fake = with_group().await;
+    fake.set(
+        "/settings",
+        json!({"alibabaMissingRuleByAttributes": "InvalidGroupAuthItem.NotFound"}),
+    )
+    .await;
+    let answer = alibaba(&fake, "RevokeSecurityGroup", &SSH).await;
+    answer.assert_error(StatusCode::FORBIDDEN, "InvalidGroupAuthItem.NotFound");
+}
+
+/// Classic-network groups default to `internet` and describe one NIC type
+/// per call (`internet` unless asked); VPC groups take `intranet` only.
+#[tokio::test]
+async fn nic_types_follow_the_group_s_network_type() {
+    let fake = start().await;
+    create_group(&fake, GROUP, json!({"network": "classic"})).await;
+    let internet = alibaba(&fake, "AuthorizeSecurityGroup", &SSH).await;
+    assert_eq!(internet.status, StatusCode::OK, "{}", internet.body);
+    let intranet = with(
+        &SSH,
+        &[
+            ("Permissions.1.NicType", "intranet"),
+            ("Permissions.1.PortRange", "23/23"),
+        ],
+    );
+    let intranet: Vec<_> = intranet
+        .into_iter()
+        .filter(|(n, v)| !(*n == "Permissions.1.PortRange" && *v == "22/22"))
+        .collect();
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &intranet).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let page = |nic: Option<&'static str>| {
+        let fake = &fake;
+        async move {
+            let mut params = vec![("RegionId", REGION), ("SecurityGroupId", GROUP)];
+            params.extend(nic.map(|n| ("NicType", n)));
+            let answer = alibaba(fake, "DescribeSecurityGroupAttribute", &params).await;
+            assert_eq!(answer.body["VpcId"], "", "a classic group has no VPC");
+            answer.body["Permissions"]["Permission"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    (
+                        p["NicType"].as_str().unwrap_or_default().to_owned(),
+                        p["PortRange"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        page(None).await,
+        [("internet".to_owned(), "22/22".to_owned())]
+    );
+    assert_eq!(
+        page(Some("intranet")).await,
+        [("intranet".to_owned(), "23/23".to_owned())]
+    );
+
+    let vpc = "sg-vpc";
+    create_group(&fake, vpc, json!({})).await;
+    let mut params = with(&SSH, &[("Permissions.1.NicType", "internet")]);
+    params[1] = ("SecurityGroupId", vpc);
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &params).await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "InvalidNicType.ValueNotSupported");
+    let described = alibaba(
+        &fake,
+        "DescribeSecurityGroupAttribute",
+        &[("RegionId", REGION), ("SecurityGroupId", vpc)],
+    )
+    .await;
+    assert!(
+        described.body["VpcId"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("vpc-"))
+    );
+}
+
+/// ModifySecurityGroupRule changes a rule in place by its id: same id, new
+/// description and priority; a change that would copy another rule, or a
+/// rule id of the other direction, is refused.
+#[tokio::test]
+async fn modify_changes_a_rule_in_place() {
+    let fake = with_group().await;
+    alibaba(&fake, "AuthorizeSecurityGroup", &SSH).await;
+    let other = with(&SSH[..5], &[]);
+    let mut other: Vec<_> = other
+        .into_iter()
+        .filter(|(n, _)| *n != "Permissions.1.PortRange")
+        .collect();
+    other.push(("Permissions.1.PortRange", "2222/2222"));
+    alibaba(&fake, "AuthorizeSecurityGroup", &other).await;
+    let rules = described(&fake).await;
+    let id = rules[0]["SecurityGroupRuleId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let change = [
+        ("RegionId", REGION),
+        ("SecurityGroupId", GROUP),
+        ("SecurityGroupRuleId", id.as_str()),
+        ("Priority", "7"),
+        ("Description", "ssh, changed"),
+        ("ClientToken", "sgo-modify-1"),
+    ];
+    let answer = alibaba(&fake, "ModifySecurityGroupRule", &change).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let rules = described(&fake).await;
+    let changed = rules
+        .iter()
+        .find(|r| r["SecurityGroupRuleId"] == id.as_str())
+        .expect("same id");
+    assert_eq!(
+        (&changed["Priority"], &changed["Description"]),
+        (&json!("7"), &json!("ssh, changed"))
+    );
+    assert_eq!(changed["PortRange"], "22/22", "what is not given is kept");
+    let calls = fake.calls("action=ModifySecurityGroupRule").await;
+    assert_eq!(calls.last().expect("journaled")["effect"], true);
+
+    let copy = [
+        ("RegionId", REGION),
+        ("SecurityGroupId", GROUP),
+        ("SecurityGroupRuleId", id.as_str()),
+        ("PortRange", "2222/2222"),
+    ];
+    let answer = alibaba(&fake, "ModifySecurityGroupRule", &copy).await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "InvalidParam.DuplicatePermissions");
+    let answer = alibaba(&fake, "ModifySecurityGroupEgressRule", &change[..5]).await;
+    answer.assert_error(StatusCode::NOT_FOUND, "InvalidSecurityGroupRuleId.NotFound");
+}
+
+/// Enterprise groups refuse `Policy` and group peers, even at their defaults.
+#[tokio::test]
+async fn enterprise_groups_refuse_what_the_documentation_says() {
+    let fake = start().await;
+    create_group(&fake, GROUP, json!({"enterprise": true})).await;
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &SSH).await;
+    answer.assert_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidGroupParameter.OperationDenied",
+    );
+    let without_policy: Vec<_> = SSH
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != "Permissions.1.Policy")
+        .collect();
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &without_policy).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+/// A group's rule quota refuses the rule beyond it with `AuthorizationLimitExceed`;
+/// a rule that exists already is still a success.
+#[tokio::test]
+async fn a_full_group_refuses_more_rules() {
+    let fake = start().await;
+    create_group(&fake, GROUP, json!({"ruleQuota": 1})).await;
+    assert_eq!(
+        alibaba(&fake, "AuthorizeSecurityGroup", &SSH).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        alibaba(&fake, "AuthorizeSecurityGroup", &SSH).await.status,
+        StatusCode::OK
+    );
+    let mut second: Vec<_> = SSH
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != "Permissions.1.PortRange")
+        .collect();
+    second.push(("Permissions.1.PortRange", "80/80"));
+    let answer = alibaba(&fake, "AuthorizeSecurityGroup", &second).await;
+    answer.assert_error(StatusCode::FORBIDDEN, "AuthorizationLimitExceed");
+    assert_eq!(described(&fake).await.len(), 1);
+}

@@ -210,3 +210,56 @@ async fn tampered_get(fake: &Fake) -> crate::support::Answer {
     ));
     fake.send(Method::GET, PATH, &headers, Vec::new()).await
 }
+
+/// Rules are kept as sent and matched string for string: a revoke that
+/// spells the address, the remark or the protocol otherwise matches nothing.
+#[tokio::test]
+async fn rules_are_kept_and_matched_as_sent() {
+    let fake = with_group().await;
+    let rule = |source: &str, remark: &str, protocol: &str| {
+        json!({"rule": {"remark": remark, "direction": "ingress", "ethertype": "IPv4",
+                        "portRange": "22", "protocol": protocol, "sourceIp": source}})
+    };
+    let sent = rule("10.0.0.1", " web ", "tcp");
+    let answer = baidu(
+        &fake,
+        Method::PUT,
+        PATH,
+        &[("authorizeRule", "")],
+        Some(&sent),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let listed = fake.rules("baidu", GROUP).await;
+    assert_eq!(listed[0]["wire"]["bcc"]["sourceIp"], "10.0.0.1");
+    assert_eq!(listed[0]["wire"]["bcc"]["remark"], " web ");
+    assert_eq!(rules(&fake).await[0]["sourceIp"], "10.0.0.1");
+
+    for other in [
+        rule("10.0.0.1/32", " web ", "tcp"),
+        rule("10.0.0.1", "web", "tcp"),
+    ] {
+        let answer = baidu(
+            &fake,
+            Method::PUT,
+            PATH,
+            &[("revokeRule", "")],
+            Some(&other),
+        )
+        .await;
+        answer.assert_error(StatusCode::NOT_FOUND, "SecurityGroup.RuleNotExist");
+    }
+    let upper = rule("10.0.0.1", " web ", "TCP");
+    let answer = baidu(
+        &fake,
+        Method::PUT,
+        PATH,
+        &[("revokeRule", "")],
+        Some(&upper),
+    )
+    .await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "BadRequest");
+    let answer = baidu(&fake, Method::PUT, PATH, &[("revokeRule", "")], Some(&sent)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(rules(&fake).await.is_empty());
+}

@@ -250,3 +250,99 @@ async fn a_lost_answer_is_replayed_to_the_retry() {
         (Some(2), Some(1))
     );
 }
+
+/// `describeLagMs`: describe shows the group as it was that long ago, a new
+/// rule missing and a revoked one still there, then catches up.
+#[tokio::test]
+async fn describe_lags_behind_writes() {
+    let fake = start().await;
+    fake.create_group("alibaba", REGION, "sg-1").await;
+    fake.set(
+        "/faults",
+        json!({"rules": [{"provider": "alibaba", "describeLagMs": 400}]}),
+    )
+    .await;
+    let count = |fake| async move {
+        let answer = alibaba(fake, "DescribeSecurityGroupAttribute", &DESCRIBE).await;
+        answer.body["Permissions"]["Permission"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(
+        alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(count(&fake).await, 0, "not visible yet");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&fake).await, 1, "visible after the lag");
+    let revoke: Vec<_> = AUTHORIZE[..5].to_vec();
+    assert_eq!(
+        alibaba(&fake, "RevokeSecurityGroup", &revoke).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(count(&fake).await, 1, "still visible");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&fake).await, 0);
+}
+
+/// A call whose ClientToken is still in flight is refused with
+/// `LastTokenProcessing`; once answered, the same token replays.
+#[tokio::test]
+async fn a_token_in_flight_is_last_token_processing() {
+    let fake = authorize_faulted(json!({"holdResponseMs": 800, "times": 1})).await;
+    let (first, second) = tokio::join!(
+        alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE).await
+        }
+    );
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    second.assert_error(StatusCode::FORBIDDEN, "LastTokenProcessing");
+    fake.set("/faults", json!({"rules": []})).await;
+    let again = alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE).await;
+    assert_eq!(again.body["RequestId"], first.body["RequestId"], "replayed");
+}
+
+/// `operationConflict` and `forbidden`; a forbidden group leaves the others alone.
+#[tokio::test]
+async fn conflicts_and_permission_denials_on_one_group() {
+    let fake = start().await;
+    fake.create_group("alibaba", REGION, "sg-1").await;
+    fake.create_group("alibaba", REGION, "sg-2").await;
+    fake.create_group("baidu", "bj", "g-1").await;
+    fake.set("/faults", json!({"rules": [
+        {"provider": "alibaba", "group": "sg-1", "forbidden": 1},
+        {"provider": "alibaba", "group": "sg-2", "action": "AuthorizeSecurityGroup", "operationConflict": 1},
+        {"provider": "baidu", "forbidden": 1},
+    ]})).await;
+    alibaba(&fake, "DescribeSecurityGroupAttribute", &DESCRIBE)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "Forbidden.RAM");
+    let other = [("RegionId", REGION), ("SecurityGroupId", "sg-2")];
+    let answer = alibaba(&fake, "DescribeSecurityGroupAttribute", &other).await;
+    assert_eq!(answer.status, StatusCode::OK, "another group is allowed");
+    let mut authorize = AUTHORIZE.to_vec();
+    authorize[1] = ("SecurityGroupId", "sg-2");
+    alibaba(&fake, "AuthorizeSecurityGroup", &authorize)
+        .await
+        .assert_error(StatusCode::CONFLICT, "OperationConflict");
+    baidu(&fake, Method::GET, "/v2/securityGroup/g-1", &[], None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "AccessDenied");
+}
+
+/// A throttle can take the status and code a deployment is known to use.
+#[tokio::test]
+async fn a_throttle_s_status_and_code_are_configurable() {
+    let fake = start().await;
+    fake.create_group("baidu", "bj", "g-1").await;
+    fake.set("/faults", json!({"rules": [
+        {"provider": "baidu", "throttle": 1, "throttleStatus": 400, "throttleCode": "RequestRateExceeded"},
+    ]})).await;
+    baidu(&fake, Method::GET, "/v2/securityGroup/g-1", &[], None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "RequestRateExceeded");
+}

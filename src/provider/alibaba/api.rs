@@ -129,8 +129,14 @@ fn rule_params(rule: &Rule, form: RuleForm, with_description: bool) -> Vec<(Stri
         Direction::Ingress => "Source",
         Direction::Egress => "Dest",
     };
+    // Apsara's values are case sensitive and lower case (seed 000); Alibaba
+    // takes any case, and its SDK's vectors spell them upper case.
+    let protocol = match form {
+        RuleForm::Flat => rule.protocol.name().to_ascii_lowercase(),
+        RuleForm::Permissions => rule.protocol.name().to_owned(),
+    };
     let mut fields: Vec<(String, String)> = vec![
-        ("IpProtocol".into(), rule.protocol.name().into()),
+        ("IpProtocol".into(), protocol),
         ("PortRange".into(), port_range_wire(rule)),
     ];
     match &rule.peer {
@@ -509,7 +515,7 @@ mod tests {
             "cn-hangzhou",
             RuleForm::Flat,
         );
-        assert_eq!(param(&call, "IpProtocol"), Some("TCP"));
+        assert_eq!(param(&call, "IpProtocol"), Some("tcp"));
         assert_eq!(param(&call, "SourceCidrIp"), Some("10.0.0.0/8"));
         assert!(
             call.params

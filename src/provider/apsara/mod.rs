@@ -44,6 +44,11 @@ pub(crate) fn request(
     }
     headers.extend(settings.extra_headers.iter().cloned());
     let mut call = call.clone();
+    if settings.path == ApsaraPath::Route {
+        // The route gateway requires the region as `regionId` too (seed 000).
+        call.params
+            .push(("regionId".to_string(), region.to_string()));
+    }
     if let Some(version) = &settings.version {
         call.params.push(("version".to_string(), version.clone()));
     }
@@ -131,8 +136,17 @@ mod tests {
             request.param("Action").as_deref(),
             Some("RevokeSecurityGroup")
         );
-        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("tcp"));
         assert_eq!(request.param("PortRange").as_deref(), Some("1/200"));
+        assert_eq!(
+            request.param("regionId").as_deref(),
+            Some("cn-qingdao-env17-d01"),
+            "the seed's lower-case region too"
+        );
+        assert_eq!(
+            request.param("RegionId").as_deref(),
+            Some("cn-qingdao-env17-d01")
+        );
         assert_eq!(request.param("SourceCidrIp").as_deref(), Some("10.0.0.0/8"));
         assert_eq!(
             request.param("ClientToken").as_deref(),
@@ -170,7 +184,12 @@ mod tests {
         assert_eq!(request.url.path(), "/asapi/v3");
         assert!(request.body.is_empty());
         assert_eq!(request.header("x-acs-organizationid"), None);
-        assert_eq!(request.param("IpProtocol").as_deref(), Some("TCP"));
+        assert_eq!(request.param("IpProtocol").as_deref(), Some("tcp"));
+        assert_eq!(
+            request.param("regionId"),
+            None,
+            "only the route gateway wants it"
+        );
         assert_eq!(request.header("x-acs-asapi-product"), Some("Ecs"));
         assert_eq!(request.header("x-acs-request-version"), Some("v1"));
         request.assert_v2_signed("sk");

@@ -55,6 +55,20 @@ impl BaiduClient {
         } else {
             &group.region
         };
+        // BCC requests carry no region: with an endpoint override every call
+        // goes to that endpoint's region. Another region's group would be
+        // "not found" there, which a revoke takes for "already gone".
+        if self.endpoint.is_some() && *region != self.region {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                "RegionMismatch",
+                format!(
+                    "region {region} differs from the ProviderConfig's {}, whose spec.endpoint \
+                     serves one region only: use a ProviderConfig for {region}",
+                    self.region
+                ),
+            ));
+        }
         let base = endpoint_url(
             self.endpoint.as_ref(),
             &format!("bcc.{region}.baidubce.com"),
@@ -114,5 +128,36 @@ impl Provider for BaiduClient {
             )
             .with_request_id(errors::request_id(&response))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::settings;
+
+    /// With an endpoint override, a group of another region is refused
+    /// before any call, instead of being looked up in the wrong region.
+    #[tokio::test]
+    async fn another_region_is_refused_when_the_endpoint_is_fixed() {
+        let mut config = ProviderSettings::new(super::super::ProviderKind::Baidu, "bj");
+        config.endpoint = Some(Url::parse("http://127.0.0.1:9/").expect("url"));
+        let client =
+            settings::connect(&config, Credentials::new("ak", "sk", None)).expect("client");
+        let group = GroupRef {
+            region: "gz".into(),
+            security_group_id: "g-1".into(),
+        };
+        let err = client.describe(&group).await.expect_err("refused");
+        assert_eq!(
+            (err.kind, err.code.as_str()),
+            (ErrorKind::Invalid, "RegionMismatch")
+        );
+        let same = GroupRef {
+            region: "bj".into(),
+            ..group
+        };
+        let err = client.describe(&same).await.expect_err("nothing listens");
+        assert_eq!(err.code, "ConnectionFailed");
     }
 }

@@ -1,0 +1,134 @@
+//! Reconcile slots per namespace. The controller runs a fixed number of
+//! reconciles at once and starts waiting ones in the order they became due,
+//! so a namespace that creates thousands of rules would fill every slot and
+//! queue ahead of another namespace's single deletion. No namespace may hold
+//! more than a share of the slots; a reconcile beyond it gives its slot back
+//! at once and comes back later, spread at the pace its namespace's
+//! reconciles finish, instead of polling.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+/// The most a deferred reconcile waits before it looks again.
+const AT_MOST: Duration = Duration::from_secs(60);
+
+pub struct Slots {
+    /// Reconciles one namespace may run at once.
+    limit: usize,
+    state: Mutex<HashMap<String, Namespace>>,
+}
+
+#[derive(Default)]
+struct Namespace {
+    running: usize,
+    /// When the last deferred reconcile was told to come back.
+    horizon: Option<Instant>,
+    /// Moving average of how long its reconciles take.
+    typical: Option<Duration>,
+}
+
+impl Slots {
+    /// For a controller running `concurrency` reconciles: a namespace may
+    /// hold three quarters of them, so a quarter is always left to others.
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            limit: (concurrency - concurrency / 4).max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    /// A slot for a reconcile in `namespace`, or how long to wait before
+    /// asking again when the namespace holds its share.
+    pub fn enter(&self, namespace: &str) -> Result<Slot<'_>, Duration> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let ns = state.entry(namespace.to_owned()).or_default();
+        let now = Instant::now();
+        if ns.running < self.limit {
+            ns.running += 1;
+            ns.horizon = None;
+            return Ok(Slot {
+                slots: self,
+                namespace: namespace.to_owned(),
+                started: now,
+            });
+        }
+        // One slot frees about every typical/limit: give each deferred
+        // reconcile its own moment after the ones deferred before it.
+        let typical = ns.typical.unwrap_or(Duration::from_millis(100));
+        let spacing = typical / u32::try_from(self.limit).unwrap_or(u32::MAX);
+        let horizon = ns.horizon.map_or(now, |h| h.max(now)) + spacing;
+        ns.horizon = Some(horizon);
+        Err((horizon - now).min(AT_MOST))
+    }
+
+    fn leave(&self, namespace: &str, took: Duration) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(ns) = state.get_mut(namespace) else {
+            return;
+        };
+        ns.running = ns.running.saturating_sub(1);
+        ns.typical = Some(ns.typical.map_or(took, |t| (t * 7 + took) / 8));
+    }
+}
+
+/// A running reconcile's slot; freed when dropped.
+pub struct Slot<'a> {
+    slots: &'a Slots,
+    namespace: String,
+    started: Instant,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.slots.leave(&self.namespace, self.started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_keeps_a_quarter_of_the_slots_free_for_others() {
+        let slots = Slots::new(8);
+        let held: Vec<_> = (0..6).map(|_| slots.enter("a").expect("a slot")).collect();
+        assert!(slots.enter("a").is_err(), "a holds its share");
+        let b = slots.enter("b").expect("b still gets a slot");
+        drop(b);
+        drop(held);
+        assert!(slots.enter("a").is_ok(), "freed slots are a's again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deferred_reconciles_come_back_spread_at_the_pace_slots_free() {
+        let slots = Slots::new(4);
+        let held: Vec<_> = (0..3).map(|_| slots.enter("a").expect("a slot")).collect();
+        tokio::time::advance(Duration::from_millis(300)).await;
+        drop(held);
+        let held: Vec<_> = (0..3).map(|_| slots.enter("a").expect("a slot")).collect();
+        // Reconciles of a took 300 ms; with 3 slots one frees every 100 ms.
+        let waits: Vec<Duration> = (0..3)
+            .map(|_| slots.enter("a").err().expect("deferred"))
+            .collect();
+        assert_eq!(
+            waits,
+            [100, 200, 300].map(Duration::from_millis).to_vec(),
+            "{waits:?}"
+        );
+        drop(held);
+        assert!(slots.enter("a").is_ok());
+    }
+
+    #[test]
+    fn one_slot_is_never_refused() {
+        let slots = Slots::new(1);
+        let only = slots.enter("a").expect("the slot");
+        drop(only);
+        assert!(slots.enter("a").is_ok());
+    }
+}
