@@ -35,8 +35,8 @@ use prometheus_client::{
 use crate::{
     api::{SecurityGroupRule, conditions},
     provider::{
-        Authorize, DescribedRule, GroupRef, Operation, Provider, ProviderError, ProviderKind,
-        Receipt, Revoke, error::ErrorKind,
+        Authorize, DescribedRule, GroupRef, Modify, Operation, Provider, ProviderError,
+        ProviderKind, Receipt, Revoke, error::ErrorKind,
     },
 };
 
@@ -291,6 +291,13 @@ impl Provider for Metered {
         let started = Instant::now();
         let result = self.inner.revoke(call).await;
         self.record(Operation::Revoke, started, &result);
+        result
+    }
+
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        let started = Instant::now();
+        let result = self.inner.modify(call).await;
+        self.record(Operation::Modify, started, &result);
         result
     }
 

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::provider::{
-    Authorize, Direction, GroupRef, NicType, Peer, Policy, PortRange, Protocol, Revoke,
+    Authorize, Direction, GroupRef, Modify, NicType, Peer, Policy, PortRange, Protocol, Revoke,
     RevokeTarget, Rule,
 };
 
@@ -33,6 +33,7 @@ pub const MAX_LEN: usize = 64;
 pub enum Intent {
     Authorize,
     Revoke,
+    Modify,
 }
 
 /// Everything that identifies one intent.
@@ -50,6 +51,7 @@ pub fn client_token(input: &TokenInput<'_>) -> String {
     let intent = match input.intent {
         Intent::Authorize => "authorize",
         Intent::Revoke => "revoke",
+        Intent::Modify => "modify",
     };
     let mut hasher = Sha256::new();
     for field in [
@@ -86,6 +88,13 @@ pub fn canonical_revoke(call: &Revoke) -> String {
             push_rule(&mut out, rule);
         }
     }
+    out
+}
+
+pub fn canonical_modify(call: &Modify) -> String {
+    let mut out = canonical_group(&call.group);
+    let _ = write!(out, "id={};rule=", call.rule_id);
+    push_rule(&mut out, &call.rule);
     out
 }
 

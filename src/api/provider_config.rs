@@ -92,6 +92,17 @@ pub struct ProviderConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<LabelSelector>,
 
+    /// Lets a SecurityGroupRule that sets `spec.adopt: true` take over an
+    /// identical cloud rule that the operator did not create (Alibaba Cloud
+    /// only: the operator adds its ownership mark to the rule's description
+    /// with ModifySecurityGroupRule, and from then on revokes it like its
+    /// own). Off by default: an existing rule stalls the object with
+    /// `RuleAlreadyExists`. Baidu needs no adoption (the mark is part of the
+    /// remark, so the object gets a rule of its own), and Apsara Stack
+    /// offers no way to mark an existing rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_adoption: Option<bool>,
+
     /// Defaults for the rules that use this config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ProviderDefaults>,

@@ -75,6 +75,12 @@ pub struct SecurityGroupRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub management_policy: Option<ManagementPolicy>,
 
+    /// Take over an identical cloud rule that the operator did not create,
+    /// when the ProviderConfig's `allowAdoption` permits it: the rule gets
+    /// this object's ownership mark, and deleting this object revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<bool>,
+
     /// The rule itself.
     pub rule: RuleSpec,
 }
@@ -327,7 +333,7 @@ pub struct SupersededRule {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastOperation {
-    /// `Authorize`, `Revoke` or `Describe`.
+    /// `Authorize`, `Revoke`, `Describe` or `Modify`.
     pub action: Action,
     /// The idempotency token sent; the same across retries of one intent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,6 +356,7 @@ pub enum Action {
     Authorize,
     Revoke,
     Describe,
+    Modify,
 }
 
 impl Action {
@@ -358,6 +365,7 @@ impl Action {
             Self::Authorize => "authorize",
             Self::Revoke => "revoke",
             Self::Describe => "describe",
+            Self::Modify => "modify",
         }
     }
 }

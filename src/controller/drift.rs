@@ -28,28 +28,59 @@ use crate::{
     provider::GroupRef,
 };
 
-/// Rules whose applied cloud rule was found missing, waiting for their reconcile.
+/// What drift detection found for rules, waiting for their reconcile: the
+/// cloud rule missing, or the id of a rule whose id status does not know
+/// (not visible yet when it was authorized).
 #[derive(Default)]
-pub struct DriftFindings(Mutex<HashSet<ObjectRef<SecurityGroupRule>>>);
+pub struct DriftFindings {
+    missing: Mutex<HashSet<ObjectRef<SecurityGroupRule>>>,
+    ids: Mutex<HashMap<ObjectRef<SecurityGroupRule>, String>>,
+}
 
 impl DriftFindings {
     pub fn flag(&self, rule: ObjectRef<SecurityGroupRule>) {
-        self.lock().insert(rule);
+        lock(&self.missing).insert(rule);
     }
 
     pub fn flagged(&self, rule: &ObjectRef<SecurityGroupRule>) -> bool {
-        self.lock().contains(rule)
+        lock(&self.missing).contains(rule)
     }
 
     /// Clears the flag, once the new attempt is recorded.
     pub fn take(&self, rule: &ObjectRef<SecurityGroupRule>) -> bool {
-        self.lock().remove(rule)
+        lock(&self.missing).remove(rule)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ObjectRef<SecurityGroupRule>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A rule id that a describe showed for the object's own rule.
+    pub fn learned(&self, rule: ObjectRef<SecurityGroupRule>, rule_id: String) {
+        lock(&self.ids).insert(rule, rule_id);
+    }
+
+    pub fn take_id(&self, rule: &ObjectRef<SecurityGroupRule>) -> Option<String> {
+        lock(&self.ids).remove(rule)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a sweep concludes for one rule.
+#[derive(Debug, PartialEq, Eq)]
+enum Finding {
+    Holds,
+    Missing,
+    /// Holds, and status lacks the id the describe shows.
+    LearnedId(String),
+}
+
+fn finding(found: &Found, recorded_id: Option<&str>) -> Finding {
+    match found {
+        Found::Own(d) if recorded_id.is_none() && !d.rule_id.is_empty() => {
+            Finding::LearnedId(d.rule_id.clone())
+        }
+        Found::Own(_) => Finding::Holds,
+        Found::Foreign(_) | Found::Nothing => Finding::Missing,
     }
 }
 
@@ -160,11 +191,46 @@ async fn sweep_group(ctx: &Context, key: &GroupKey, members: &[Arc<SecurityGroup
         };
         let mark = Mark::of_uid(rule.meta().uid.as_deref().unwrap_or_default());
         let found = ownership::find(resolved.kind, &mark, &mark.on(&applied), &described);
-        if !matches!(found, Found::Own(_)) {
-            let object = ObjectRef::from_obj(rule.as_ref());
-            debug!(rule = %object, "cloud rule missing; waking the reconciler");
-            ctx.drift.flag(object.clone());
-            let _ = ctx.wake.unbounded_send(object);
+        let object = ObjectRef::from_obj(rule.as_ref());
+        match finding(&found, status.rule_id.as_deref()) {
+            Finding::Holds => continue,
+            Finding::Missing => {
+                debug!(rule = %object, "cloud rule missing; waking the reconciler");
+                ctx.drift.flag(object.clone());
+            }
+            Finding::LearnedId(id) => ctx.drift.learned(object.clone(), id),
         }
+        let _ = ctx.wake.unbounded_send(object);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{DescribedRule, fixtures::ssh_from_ten};
+
+    fn own(id: &str) -> Found {
+        Found::Own(DescribedRule {
+            rule_id: id.into(),
+            rule: ssh_from_ten(),
+        })
+    }
+
+    /// Drift fills in an id that the describe after the authorize could not
+    /// see (read-after-write lag), and only then.
+    #[test]
+    fn a_missing_rule_id_is_learned_from_the_sweep() {
+        assert_eq!(
+            finding(&own("sgr-1"), None),
+            Finding::LearnedId("sgr-1".into())
+        );
+        assert_eq!(finding(&own("sgr-1"), Some("sgr-1")), Finding::Holds);
+        assert_eq!(finding(&own(""), None), Finding::Holds);
+        assert_eq!(finding(&Found::Nothing, Some("sgr-1")), Finding::Missing);
+        let foreign = Found::Foreign(DescribedRule {
+            rule_id: "sgr-x".into(),
+            rule: ssh_from_ten(),
+        });
+        assert_eq!(finding(&foreign, None), Finding::Missing);
     }
 }

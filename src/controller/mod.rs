@@ -7,6 +7,7 @@
 //! one server-side apply of `/status`, only when it changed.
 
 pub mod backoff;
+pub mod claims;
 pub mod configs;
 pub mod connector;
 pub mod convert;
@@ -62,7 +63,7 @@ use crate::{
         rule::{DeletionPolicy, Ensure},
     },
     metrics::Metrics,
-    provider::GroupRef,
+    provider::{self, GroupRef},
 };
 
 /// Shared state of the controller.
@@ -287,6 +288,14 @@ async fn apply(
         )
         .await;
     }
+    // An id drift detection saw for the applied rule; the pass's status
+    // write records it (lost with a failed write until the next sweep).
+    if let Some((_, rule_id)) = record.applied.as_mut()
+        && rule_id.is_none()
+        && let Some(learned) = ctx.drift.take_id(&object)
+    {
+        *rule_id = Some(learned);
+    }
     if let Some(wait) = refused_at_this_generation(rule) {
         return Ok(Action::requeue(wait));
     }
@@ -301,6 +310,15 @@ async fn apply(
             }
         },
     };
+    if let Desired::Present(want) = &desired
+        && let Some(message) = duplicate_claim(rule, ctx, &resolved, &record, want)
+    {
+        let halt = steps::stalled(reasons::DUPLICATE_CLAIM, message);
+        writer.write(&record, &halt.standing).await?;
+        // The elder's deletion wakes this one; the requeue covers a change
+        // of the elder's spec.
+        return Ok(Action::requeue(CLAIM_RECHECK));
+    }
     let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
     let mut notices = Vec::new();
     let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
@@ -394,6 +412,7 @@ async fn cleanup(
             // shows the revoke and its outcome, not a stale `Authorized`.
             writer.confirm(&record, &standing).await?;
             ctx.object_backoff.reset(&object);
+            wake_waiting_claimants(ctx, rule);
             Ok(Action::await_change())
         }
         Err(Stop::Halt(halt)) => {
@@ -404,6 +423,55 @@ async fn cleanup(
             })
         }
         Err(Stop::Unrecorded(e)) => Err(e),
+    }
+}
+
+/// How often a younger claimant looks again whether the elder still holds
+/// the rule (no provider call).
+const CLAIM_RECHECK: Duration = Duration::from_secs(60);
+
+/// Why this object must wait for an older one that declares the same cloud
+/// rule; `None` when it may act. An object that already holds the rule (say,
+/// the elder changed its spec to match it) keeps it.
+fn duplicate_claim(
+    rule: &SecurityGroupRule,
+    ctx: &Context,
+    resolved: &Resolved,
+    record: &Record,
+    want: &provider::Rule,
+) -> Option<String> {
+    let holds = record.applied.as_ref().is_some_and(|(applied, _)| {
+        convert::rule(applied, resolved.kind).is_ok_and(|a| resolved.kind.same_rule(&a, want))
+    });
+    if holds {
+        return None;
+    }
+    let mark = Mark::of_uid(rule.meta().uid.as_deref().unwrap_or_default());
+    let others = ctx.rules.state();
+    claims::elder(
+        resolved.kind,
+        rule,
+        &mark.on(want),
+        &resolved.default_region,
+        &others,
+    )
+    .map(|elder| claims::message(rule, elder))
+}
+
+/// Wakes the objects of the same group that wait on a duplicate claim: the
+/// rule they declare may be theirs to authorize now.
+fn wake_waiting_claimants(ctx: &Context, released: &SecurityGroupRule) {
+    for other in ctx.rules.state() {
+        let waiting = other.status.as_ref().is_some_and(|s| {
+            crate::api::conditions::find(&s.conditions, crate::api::conditions::types::STALLED)
+                .is_some_and(|c| c.status == "True" && c.reason == reasons::DUPLICATE_CLAIM)
+        });
+        if waiting
+            && other.spec.security_group_id == released.spec.security_group_id
+            && other.spec.provider_config_ref == released.spec.provider_config_ref
+        {
+            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(other.as_ref()));
+        }
     }
 }
 
@@ -475,6 +543,7 @@ fn pass_for<'a>(
         generation: rule.meta().generation.unwrap_or_default(),
         group: group_of(rule, record, resolved),
         spec_rule: &rule.spec.rule,
+        adopt: resolved.allow_adoption && rule.spec.adopt == Some(true),
         desired,
     }
 }

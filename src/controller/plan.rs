@@ -18,12 +18,13 @@
 //!    The applied rule stays until its replacement exists (make before
 //!    break), then is superseded. A change that keeps the provider's rule
 //!    identity (say, only Alibaba's priority) cannot be authorized next to
-//!    the old rule, so the old one is superseded first;
+//!    the old rule: where the provider can, and the rule id is known, the
+//!    rule is modified in place; else the old one is superseded first;
 //! 4. `Absent` or deleting: the applied rule is superseded, then revoked.
 //!    With nothing recorded, nothing of this object is at the provider.
 
 use crate::{
-    provider::{Authorize, GroupRef, ProviderKind, Revoke, RevokeTarget, Rule},
+    provider::{Authorize, GroupRef, Modify, ProviderKind, Revoke, RevokeTarget, Rule},
     token::{self, Intent, TokenInput},
 };
 
@@ -74,6 +75,9 @@ pub enum Step {
         call: Revoke,
         of: RevokeOf,
     },
+    /// Change the applied rule's priority and description in place (only
+    /// they changed, and the provider can): it never leaves the group.
+    Modify(Modify),
     /// Record the applied rule as superseded (no call): a crash after its
     /// revoke must not leave status claiming it is still authorized.
     Supersede,
@@ -102,7 +106,12 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
     match (&input.desired, &input.applied) {
         (Desired::Present(want), Some(applied)) if applied.rule == *want => Step::Authorized,
         (Desired::Present(want), Some(applied)) if input.kind.same_rule(want, &applied.rule) => {
-            Step::Supersede
+            match &applied.rule_id {
+                Some(rule_id) if input.kind.modifies_in_place() => {
+                    Step::Modify(modify_call(input, want, rule_id))
+                }
+                _ => Step::Supersede,
+            }
         }
         (Desired::Present(want), _) => authorize(input, want),
         (Desired::Absent, Some(_)) => Step::Supersede,
@@ -144,6 +153,19 @@ pub fn revoke_call(input: &PlanInput<'_>, what: &Applied) -> Revoke {
         client_token: String::new(),
     };
     call.client_token = token_for(input, Intent::Revoke, &token::canonical_revoke(&call));
+    call
+}
+
+/// The in-place change of the rule with `rule_id` into `rule`. The pass
+/// aims it at the id a describe confirmed as this object's.
+pub fn modify_call(input: &PlanInput<'_>, rule: &Rule, rule_id: &str) -> Modify {
+    let mut call = Modify {
+        group: input.group.clone(),
+        rule_id: rule_id.to_owned(),
+        rule: rule.clone(),
+        client_token: String::new(),
+    };
+    call.client_token = token_for(input, Intent::Modify, &token::canonical_modify(&call));
     call
 }
 
@@ -242,11 +264,30 @@ mod tests {
         );
     }
 
+    /// Alibaba changes priority and description in place, by id: traffic
+    /// never loses the rule.
+    #[test]
+    fn a_priority_change_on_alibaba_is_made_in_place() {
+        let mut want = rule(22);
+        want.priority = 5;
+        want.description = "ssh".into();
+        let mut i = input(Desired::Present(want.clone()));
+        i.applied = applied(rule(22), Some("sgr-1"));
+        let Step::Modify(call) = plan(&i) else {
+            panic!("expected a modify")
+        };
+        assert_eq!((call.rule_id.as_str(), &call.rule), ("sgr-1", &want));
+        // Without a known id it cannot be addressed: revoke first.
+        i.applied = applied(rule(22), None);
+        assert!(matches!(plan(&i), Step::Supersede));
+    }
+
     #[test]
     fn a_change_that_keeps_the_identity_supersedes_the_old_rule_first() {
         let mut want = rule(22);
         want.priority = 5;
         let mut i = input(Desired::Present(want.clone()));
+        i.kind = ProviderKind::Apsara;
         i.applied = applied(rule(22), Some("sgr-1"));
         assert!(matches!(plan(&i), Step::Supersede));
         i.superseded = i.applied.take();

@@ -117,6 +117,8 @@ pub struct Resolved {
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
+    /// Whether rules that opt in may take over existing rules (`allowAdoption`).
+    pub allow_adoption: bool,
 }
 
 pub fn kind_of(t: ProviderType) -> ProviderKind {
@@ -197,6 +199,7 @@ impl Resolver {
                 secret.resource_version().unwrap_or_default()
             ),
             default_region: config.spec.region.clone(),
+            allow_adoption: config.spec.allow_adoption == Some(true),
             default_deletion_policy: config
                 .spec
                 .defaults

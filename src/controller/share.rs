@@ -23,7 +23,8 @@ use futures::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::provider::{
-    Authorize, DescribedRule, GroupRef, Provider, ProviderError, ProviderKind, Receipt, Revoke,
+    Authorize, DescribedRule, GroupRef, Modify, Provider, ProviderError, ProviderKind, Receipt,
+    Revoke,
 };
 
 type Request = (String, oneshot::Sender<()>);
@@ -160,6 +161,11 @@ impl Provider for Fair {
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
         self.share.turn(&self.tenant).await;
         self.inner.revoke(call).await
+    }
+
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        self.share.turn(&self.tenant).await;
+        self.inner.modify(call).await
     }
 
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {

@@ -32,7 +32,17 @@ pub struct Snapshot {
     pub rules: Arc<Vec<DescribedRule>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
+/// The latest describe of one group, and the latest failure: callers that
+/// waited for a describe share its answer, failure included, so a failing
+/// provider is asked once per wave rather than once per waiting rule.
+#[derive(Default)]
+struct Latest {
+    snapshot: Option<Snapshot>,
+    /// When the failed describe was answered, and how.
+    failure: Option<(Instant, ProviderError)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Latest>>;
 
 /// The latest describe of each group, keyed by ProviderConfig and group.
 #[derive(Default)]
@@ -49,16 +59,36 @@ impl Snapshots {
         provider: &dyn Provider,
         since: Instant,
     ) -> Result<Snapshot, ProviderError> {
+        let arrived = Instant::now();
         let slot = self.slot(config, group);
         let mut latest = slot.lock().await;
-        if let Some(snapshot) = latest.as_ref().filter(|s| s.sent >= since) {
+        if let Some(snapshot) = latest.snapshot.as_ref().filter(|s| s.sent >= since) {
             return Ok(snapshot.clone());
         }
+        // Only callers that waited for the failed describe share its failure.
+        if let Some((_, e)) = latest
+            .failure
+            .as_ref()
+            .filter(|(answered, _)| *answered >= arrived)
+        {
+            return Err(e.clone());
+        }
         let sent = Instant::now();
-        let rules = Arc::new(provider.describe(group).await?);
-        let snapshot = Snapshot { sent, rules };
-        *latest = Some(snapshot.clone());
-        Ok(snapshot)
+        match provider.describe(group).await {
+            Ok(rules) => {
+                let snapshot = Snapshot {
+                    sent,
+                    rules: Arc::new(rules),
+                };
+                latest.snapshot = Some(snapshot.clone());
+                latest.failure = None;
+                Ok(snapshot)
+            }
+            Err(e) => {
+                latest.failure = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Forgets a rule this operator revoked, so later checks against the
@@ -66,7 +96,7 @@ impl Snapshots {
     pub async fn revoked(&self, config: &str, group: &GroupRef, rule_id: &str) {
         let slot = self.slot(config, group);
         let mut latest = slot.lock().await;
-        if let Some(snapshot) = latest.as_mut()
+        if let Some(snapshot) = latest.snapshot.as_mut()
             && snapshot.rules.iter().any(|d| d.rule_id == rule_id)
         {
             snapshot.rules = Arc::new(
@@ -105,9 +135,10 @@ mod tests {
     use super::*;
     use crate::provider::{Authorize, ProviderKind, Receipt, Revoke};
 
-    /// Counts describes; each takes a while, so callers overlap.
+    /// Counts describes; each takes a while, so callers overlap. Fails
+    /// every describe when `failing`.
     #[derive(Default)]
-    struct Counting(AtomicUsize);
+    struct Counting(AtomicUsize, bool);
 
     #[async_trait]
     impl Provider for Counting {
@@ -123,6 +154,13 @@ mod tests {
         async fn describe(&self, _: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.1 {
+                return Err(ProviderError::new(
+                    crate::provider::ErrorKind::Transient,
+                    "ServiceUnavailable",
+                    "down",
+                ));
+            }
             Ok(Vec::new())
         }
     }
@@ -174,6 +212,22 @@ mod tests {
             .await
             .expect("described");
         assert!(fresh.sent >= after_write);
+        assert_eq!(provider.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// Callers waiting for a describe that fails share the failure; a
+    /// caller that comes later asks again.
+    #[tokio::test]
+    async fn waiters_share_a_failure_and_later_callers_ask_again() {
+        let snapshots = Snapshots::default();
+        let provider = Counting(AtomicUsize::new(0), true);
+        let since = Instant::now();
+        let sg1 = group("sg-1");
+        let checks = (0..20).map(|_| snapshots.describe("c", &sg1, &provider, since));
+        let failed = futures::future::join_all(checks).await;
+        assert!(failed.iter().all(Result::is_err));
+        assert_eq!(provider.0.load(Ordering::SeqCst), 1);
+        let _ = snapshots.describe("c", &sg1, &provider, since).await;
         assert_eq!(provider.0.load(Ordering::SeqCst), 2);
     }
 }

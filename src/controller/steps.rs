@@ -27,7 +27,10 @@ use crate::{
             Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
         },
     },
-    provider::{DescribedRule, ErrorKind, GroupRef, ProviderError, Receipt, RevokeTarget, Rule},
+    provider::{
+        DescribedRule, ErrorKind, GroupRef, MODIFY_UNSUPPORTED, ProviderError, Receipt,
+        RevokeTarget, Rule,
+    },
 };
 
 /// More steps than any path needs (revoke superseded, revoke a rule left
@@ -81,6 +84,8 @@ pub struct Pass<'a> {
     pub group: GroupRef,
     pub spec_rule: &'a RuleSpec,
     pub desired: Desired,
+    /// The object opted in to adoption and its ProviderConfig allows it.
+    pub adopt: bool,
 }
 
 impl Pass<'_> {
@@ -163,6 +168,19 @@ impl Pass<'_> {
                     )?;
                     let rule_id = match self.find_after_authorize(&call.rule, sent).await {
                         Found::Own(d) => Some(d.rule_id).filter(|id| !id.is_empty()),
+                        Found::Foreign(d) if self.may_adopt(&d) => {
+                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
+                            let result = self.resolved.provider.modify(&call).await;
+                            let outcome = self.fold(
+                                record,
+                                notices,
+                                Action::Modify,
+                                &call.client_token,
+                                result,
+                            )?;
+                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            Some(d.rule_id)
+                        }
                         Found::Foreign(d) => {
                             // The provider keeps one rule per identity: this
                             // authorize created nothing, so nothing is recorded.
@@ -189,6 +207,52 @@ impl Pass<'_> {
                     record.applied = Some((self.spec_rule.clone(), rule_id));
                     record.authorizing = None;
                     record.group = Some(call.group.clone());
+                }
+                Step::Modify(call) => {
+                    // Nothing is created: a crash only repeats the change.
+                    self.check_credentials_pause()?;
+                    current(writer).await?;
+                    let Some(applied) = &input.applied else {
+                        unreachable!("a modify is planned from the applied rule")
+                    };
+                    match self
+                        .check_before_revoke(
+                            record,
+                            notices,
+                            &applied.rule,
+                            applied.rule_id.as_deref(),
+                        )
+                        .await?
+                    {
+                        RevokeCheck::Own(d) => {
+                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
+                            let result = self.resolved.provider.modify(&call).await;
+                            if result.as_ref().is_err_and(|e| e.code == MODIFY_UNSUPPORTED) {
+                                // The endpoint lacks the call: revoke first, as
+                                // where it is not offered.
+                                if let Some((rule, rule_id)) = record.applied.take() {
+                                    record.superseded = Some(SupersededRule { rule_id, rule });
+                                }
+                                record_intent(writer, record, "revoking the rule at the provider")
+                                    .await?;
+                                continue;
+                            }
+                            let outcome = self.fold(
+                                record,
+                                notices,
+                                Action::Modify,
+                                &call.client_token,
+                                result,
+                            )?;
+                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            record.applied = Some((self.spec_rule.clone(), Some(d.rule_id)));
+                        }
+                        // Gone at the provider: the next step authorizes anew.
+                        RevokeCheck::Gone => record.applied = None,
+                        RevokeCheck::Mismatch { rule_id } => {
+                            return Err(self.mismatch(notices, &rule_id).into());
+                        }
+                    }
                 }
                 Step::Revoke { call, of } => {
                     // Superseded and authorizing rules are recorded already:
@@ -341,24 +405,53 @@ impl Pass<'_> {
         Ok(check)
     }
 
+    /// The group as a describe sent at or after `since` shows it. A describe
+    /// only reads, so a transient failure is asked again a few times here
+    /// before it halts the pass: a revoke that needs it must not wait out the
+    /// object's backoff for every failed read.
     async fn describe(&self, since: Instant) -> Result<Arc<Vec<DescribedRule>>, ProviderError> {
-        self.ctx
-            .snapshots
-            .describe(
-                &self.resolved.config_name,
-                &self.group,
-                self.resolved.provider.as_ref(),
-                since,
-            )
-            .await
-            .map(|s| s.rules)
+        let mut failure = None;
+        for pause in std::iter::once(Duration::ZERO).chain(LAG_RETRIES) {
+            tokio::time::sleep(pause).await;
+            match self
+                .ctx
+                .snapshots
+                .describe(
+                    &self.resolved.config_name,
+                    &self.group,
+                    self.resolved.provider.as_ref(),
+                    since,
+                )
+                .await
+            {
+                Ok(snapshot) => return Ok(snapshot.rules),
+                Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) => {
+                    failure = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| {
+            ProviderError::new(ErrorKind::Transient, "DescribeFailed", "describe failed")
+        }))
+    }
+
+    /// Whether an identical rule that no object created may be taken over:
+    /// the object opted in, the ProviderConfig allows it, and the provider
+    /// can mark the rule in place. Another object's rule never is.
+    fn may_adopt(&self, existing: &DescribedRule) -> bool {
+        self.adopt
+            && self.resolved.kind.modifies_in_place()
+            && !existing.rule_id.is_empty()
+            && ownership::split(&existing.rule.description).1.is_none()
     }
 
     /// An identical rule that is not this object's holds the place.
     fn foreign(&self, notices: &mut Vec<Notice>, existing: &DescribedRule) -> Halt {
         let message = format!(
             "an identical rule {} already exists in security group {} and was not created for this object; \
-             the operator leaves it alone and revokes nothing on deletion. Remove it at the provider, or delete this object",
+             the operator leaves it alone and revokes nothing on deletion. Remove it at the provider, delete this object, \
+             or (Alibaba) take it over with spec.adopt where the ProviderConfig sets allowAdoption",
             existing.rule_id, self.group.security_group_id
         );
         self.stall(
@@ -417,6 +510,7 @@ impl Pass<'_> {
     fn done(&self, action: Action, token: &str, result: OperationResult) -> Notice {
         let (reason, verb) = match action {
             Action::Revoke => (reasons::REVOKED, "revoked"),
+            Action::Modify => (reasons::AUTHORIZED, "changed in place"),
             _ => (reasons::AUTHORIZED, "authorized"),
         };
         Notice {

@@ -35,8 +35,8 @@ use crate::{
     api::{FINALIZER, ProviderConfig, SecurityGroupRule},
     metrics::Metrics,
     provider::{
-        Authorize, DescribedRule, ErrorKind, GroupRef, Provider, ProviderError, ProviderKind,
-        Receipt, Revoke, RevokeTarget,
+        Authorize, DescribedRule, ErrorKind, GroupRef, Modify, Provider, ProviderError,
+        ProviderKind, Receipt, Revoke, RevokeTarget,
     },
 };
 
@@ -46,6 +46,7 @@ enum Call {
     Authorize { token: String },
     RevokeById { rule_id: String, token: String },
     RevokeByAttributes { token: String },
+    Modify { rule_id: String },
     Describe,
 }
 
@@ -57,6 +58,8 @@ struct ProviderDouble {
     calls: Mutex<Vec<Call>>,
     answers: Mutex<VecDeque<Result<Receipt, ProviderError>>>,
     group: Mutex<Vec<DescribedRule>>,
+    /// Describes still to fail (transiently) before they answer.
+    failing_describes: Mutex<u32>,
 }
 
 impl ProviderDouble {
@@ -144,8 +147,31 @@ impl Provider for ProviderDouble {
         answer
     }
 
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        let answer = self.answer(Call::Modify {
+            rule_id: call.rule_id.clone(),
+        });
+        if answer.is_ok() {
+            let mut group = self.group.lock().expect("lock");
+            for d in group.iter_mut().filter(|d| d.rule_id == call.rule_id) {
+                d.rule.priority = call.rule.priority;
+                d.rule.description.clone_from(&call.rule.description);
+            }
+        }
+        answer
+    }
+
     async fn describe(&self, _group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
         self.calls.lock().expect("lock").push(Call::Describe);
+        let mut failing = self.failing_describes.lock().expect("lock");
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                "ServiceUnavailable",
+                "down",
+            ));
+        }
         Ok(self.group.lock().expect("lock").clone())
     }
 }
@@ -790,6 +816,176 @@ async fn already_exists_without_the_rule_is_retried() {
         status["authorizing"]["ports"]["from"], 443,
         "may exist: kept"
     );
+}
+
+fn adopting_config() -> ProviderConfig {
+    let mut config = config(None);
+    config.spec.allow_adoption = Some(true);
+    config
+}
+
+/// Adoption takes an unmarked identical rule over only when the object
+/// opts in and its ProviderConfig allows it: the rule is marked in place
+/// (ModifySecurityGroupRule) and recorded as the object's own.
+#[tokio::test]
+async fn an_allowed_adoption_marks_the_existing_rule() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-planted", None)], vec![]);
+    let out = reconcile_with(
+        rule(json!({"spec": {"adopt": true}})),
+        &provider,
+        adopting_config(),
+    )
+    .await;
+    assert!(out.result.is_ok());
+    let calls = provider.calls();
+    assert!(
+        matches!(calls.as_slice(), [Call::Authorize { .. }, Call::Describe, Call::Modify { rule_id }] if rule_id == "sgr-planted"),
+        "{calls:?}"
+    );
+    assert_eq!(out.condition("Ready").1, "Authorized");
+    assert_eq!(out.last_status()["ruleId"], "sgr-planted");
+    let group = provider.group.lock().expect("lock").clone();
+    assert!(Mark::of_uid("uid-1").is_on(&group[0].rule.description));
+
+    for (object, config) in [
+        (rule(json!({})), adopting_config()),
+        (rule(json!({"spec": {"adopt": true}})), config(None)),
+    ] {
+        let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-planted", None)], vec![]);
+        let out = reconcile_with(object, &provider, config).await;
+        assert_eq!(out.condition("Stalled").1, "RuleAlreadyExists");
+        assert!(
+            !provider
+                .calls()
+                .iter()
+                .any(|c| matches!(c, Call::Modify { .. }))
+        );
+    }
+}
+
+/// Another object's rule is never adopted, whatever the settings.
+#[tokio::test]
+async fn another_objects_rule_is_never_adopted() {
+    let provider =
+        ProviderDouble::holding(vec![web_at_cloud("sgr-theirs", Some("uid-other"))], vec![]);
+    let out = reconcile_with(
+        rule(json!({"spec": {"adopt": true}})),
+        &provider,
+        adopting_config(),
+    )
+    .await;
+    assert_eq!(out.condition("Stalled").1, "RuleAlreadyExists");
+    assert!(
+        !provider
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Modify { .. }))
+    );
+}
+
+/// A change of only priority (Alibaba) is made in place by the rule's id,
+/// after the describe shows the rule is the object's: no revoke, no gap.
+#[tokio::test]
+async fn a_priority_change_is_made_in_place() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
+    let mut extra = authorized_status();
+    merge(
+        &mut extra,
+        json!({"metadata": {"generation": 2}, "spec": {"rule": {"priority": 5}}}),
+    );
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    let calls = provider.calls();
+    assert!(
+        matches!(calls.as_slice(), [Call::Describe, Call::Modify { rule_id }] if rule_id == "sgr-1"),
+        "{calls:?}"
+    );
+    let status = out.last_status();
+    assert_eq!(status["appliedRule"]["priority"], 5);
+    assert_eq!(status["ruleId"], "sgr-1");
+    assert_eq!(out.condition("Ready").1, "Authorized");
+    assert_eq!(provider.group.lock().expect("lock")[0].rule.priority, 5);
+}
+
+/// An endpoint without ModifySecurityGroupRule: the rule is replaced,
+/// revoke first, as where the call is not offered.
+#[tokio::test]
+async fn a_modify_the_endpoint_lacks_falls_back_to_replacing_the_rule() {
+    let provider = ProviderDouble::holding(
+        vec![web_at_cloud("sgr-1", Some("uid-1"))],
+        vec![refused(
+            ErrorKind::Invalid,
+            crate::provider::MODIFY_UNSUPPORTED,
+        )],
+    );
+    let mut extra = authorized_status();
+    merge(
+        &mut extra,
+        json!({"metadata": {"generation": 2}, "spec": {"rule": {"priority": 5}}}),
+    );
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok());
+    let calls = provider.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [Call::Describe, Call::Modify { .. }, Call::RevokeById { rule_id, .. }, Call::Authorize { .. }, Call::Describe]
+                if rule_id == "sgr-1"
+        ),
+        "{calls:?}"
+    );
+    assert_eq!(out.condition("Ready").1, "Authorized");
+    assert_eq!(out.last_status()["appliedRule"]["priority"], 5);
+}
+
+/// A describe before a revoke only reads: transient failures are asked
+/// again within the pass instead of halting it.
+#[tokio::test]
+async fn a_failing_describe_before_a_revoke_is_asked_again() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
+    *provider.failing_describes.lock().expect("lock") = 2;
+    let mut extra = authorized_status();
+    merge(&mut extra, deleting());
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let calls = provider.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [
+                Call::Describe,
+                Call::Describe,
+                Call::Describe,
+                Call::RevokeById { .. }
+            ]
+        ),
+        "{calls:?}"
+    );
+    assert_eq!(out.finalizer_patches().len(), 1);
+}
+
+/// A rule id that drift detection learned is recorded without a call.
+#[tokio::test]
+async fn a_rule_id_learned_by_drift_detection_is_recorded() {
+    let provider = ProviderDouble::answering(vec![]);
+    let mut object = rule(authorized_status());
+    if let Some(status) = object.status.as_mut() {
+        status.rule_id = None;
+    }
+    let (client, server) = api_server(object.clone());
+    let ctx = context(client, world(provider.clone(), config(None)));
+    ctx.drift.learned(
+        kube::runtime::reflector::ObjectRef::from_obj(&object),
+        "sgr-7".into(),
+    );
+    let result = reconcile(Arc::new(object), ctx).await;
+    let out = Outcome {
+        result,
+        seen: server.await.expect("mock API server"),
+    };
+    assert!(out.result.is_ok());
+    assert_eq!(provider.calls(), vec![]);
+    assert_eq!(out.last_status()["ruleId"], "sgr-7");
 }
 
 mod gates;

@@ -61,6 +61,8 @@ pub enum Operation {
     Authorize,
     Revoke,
     Describe,
+    /// A change in place (Alibaba `ModifySecurityGroupRule`).
+    Modify,
 }
 
 impl Operation {
@@ -70,9 +72,14 @@ impl Operation {
             Self::Authorize => "authorize",
             Self::Revoke => "revoke",
             Self::Describe => "describe",
+            Self::Modify => "modify",
         }
     }
 }
+
+/// The code of a modify that the endpoint does not offer: the caller
+/// falls back to revoke and authorize.
+pub const MODIFY_UNSUPPORTED: &str = "ModifyUnsupported";
 
 /// A failed (or "successfully failed") provider call.
 ///

@@ -23,10 +23,10 @@ mod properties;
 use async_trait::async_trait;
 
 pub use credentials::{Credentials, SecretString};
-pub use error::{ErrorKind, Operation, ProviderError};
+pub use error::{ErrorKind, MODIFY_UNSUPPORTED, Operation, ProviderError};
 pub use model::{
-    Authorize, DescribedRule, Direction, GroupRef, NicType, Peer, Policy, PortRange, Protocol,
-    ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
+    Authorize, DescribedRule, Direction, GroupRef, Modify, NicType, Peer, Policy, PortRange,
+    Protocol, ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
 };
 pub use settings::{
     ApsaraPath, ApsaraSettings, BodyMode, ConnectError, ProviderSettings, RateLimit,
@@ -49,6 +49,19 @@ pub trait Provider: Send + Sync {
     /// Removes the rule. A missing rule or group is an `AlreadyGone` error,
     /// which the caller treats as success.
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError>;
+
+    /// Sets the priority and description of the rule with `call.rule_id`.
+    /// Only providers whose kind `modifies_in_place` are asked.
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        Err(ProviderError::new(
+            ErrorKind::Invalid,
+            MODIFY_UNSUPPORTED,
+            format!(
+                "{} rules cannot be changed in place",
+                call.rule.direction.as_wire()
+            ),
+        ))
+    }
 
     /// Lists every rule of the group (all pages, both directions).
     async fn describe(&self, group: &model::GroupRef) -> Result<Vec<DescribedRule>, ProviderError>;

@@ -48,6 +48,17 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `check` holds within ten seconds.
+fn within_ten_seconds(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// `kubectl auth can-i VERB RESOURCE -n NS` for `user`: "yes" or "no".
 /// A RESOURCE of `kind/status` asks about the status subresource, one of
 /// `kind/NAME` about the object NAME (a Lease the chart names, say).
@@ -380,6 +391,55 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         assert!(
             !can("create", "leases.coordination.k8s.io", system),
             "no Lease with one replica"
+        );
+    }
+    // A tenant bound to the built-in edit role in its namespace gets the
+    // chart's aggregated rights: its rules, never their status (the
+    // operator's record of what it created), ProviderConfigs to read only.
+    let tenant = format!("tenant-{id}");
+    ok(
+        "kubectl",
+        &[
+            "create",
+            "rolebinding",
+            "tenant-edit",
+            "--clusterrole=edit",
+            &format!("--user={tenant}"),
+            "-n",
+            &rules_ns,
+        ],
+    );
+    let tenant_can = |verb: &str, resource: &str, ns: &str| {
+        // The aggregation controller fills the built-in roles shortly after install.
+        within_ten_seconds(|| can_i(None, Some(&tenant), verb, resource, ns))
+    };
+    assert!(tenant_can(
+        "create",
+        "securitygrouprules.secgroup.dev",
+        &rules_ns
+    ));
+    assert!(tenant_can(
+        "delete",
+        "securitygrouprules.secgroup.dev",
+        &rules_ns
+    ));
+    for (verb, resource, ns) in [
+        (
+            "patch",
+            "securitygrouprules.secgroup.dev/status",
+            rules_ns.as_str(),
+        ),
+        (
+            "update",
+            "securitygrouprules.secgroup.dev/status",
+            rules_ns.as_str(),
+        ),
+        ("create", "providerconfigs.secgroup.dev", ""),
+        ("patch", "providerconfigs.secgroup.dev", ""),
+    ] {
+        assert!(
+            !can_i(None, Some(&tenant), verb, resource, ns),
+            "{verb} {resource}"
         );
     }
     let denied = run(

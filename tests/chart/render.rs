@@ -111,6 +111,74 @@ fn crds_are_the_generated_files_and_kept_on_uninstall() {
     );
 }
 
+/// The operator's own ClusterRole (the others are the tenants' roles).
+fn operator_role(objects: &[Value]) -> &Value {
+    let bound = str_of(&one(objects, "ClusterRoleBinding")["roleRef"]["name"]).to_owned();
+    of_kind(objects, "ClusterRole")
+        .into_iter()
+        .find(|r| str_of(&r["metadata"]["name"]) == bound)
+        .expect("the bound ClusterRole")
+}
+
+fn cluster_role<'a>(objects: &'a [Value], suffix: &str) -> &'a Value {
+    of_kind(objects, "ClusterRole")
+        .into_iter()
+        .find(|r| str_of(&r["metadata"]["name"]).ends_with(suffix))
+        .unwrap_or_else(|| panic!("a ClusterRole named *{suffix}"))
+}
+
+fn aggregated_to(role: &Value) -> BTreeSet<String> {
+    role["metadata"]["labels"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| str_of(v) == "true")
+        .filter_map(|(k, _)| {
+            str_of(k)
+                .strip_prefix("rbac.authorization.k8s.io/aggregate-to-")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Tenants get rules to read and write, ProviderConfigs to read, and never
+/// the status subresource, aggregated into the built-in roles.
+#[test]
+fn tenant_roles_never_grant_status_or_provider_configs_writes() {
+    let objects = template(&[]);
+    let view = cluster_role(&objects, "-view");
+    assert_eq!(
+        rights(view),
+        BTreeSet::from([
+            right(
+                "secgroup.dev",
+                "securitygrouprules",
+                &["get", "list", "watch"]
+            ),
+            right("secgroup.dev", "providerconfigs", &["get", "list", "watch"]),
+        ])
+    );
+    assert_eq!(
+        aggregated_to(view),
+        BTreeSet::from(["view".to_owned(), "edit".to_owned(), "admin".to_owned()])
+    );
+    let edit = cluster_role(&objects, "-edit");
+    assert_eq!(
+        rights(edit),
+        BTreeSet::from([right(
+            "secgroup.dev",
+            "securitygrouprules",
+            &["create", "update", "patch", "delete", "deletecollection"]
+        )])
+    );
+    assert_eq!(
+        aggregated_to(edit),
+        BTreeSet::from(["edit".to_owned(), "admin".to_owned()])
+    );
+    let off = template(&["--set", "rbac.tenantRoles=false"]);
+    assert_eq!(of_kind(&off, "ClusterRole").len(), 1, "only the operator's");
+}
+
 #[test]
 fn cluster_role_grants_only_what_the_operator_calls() {
     let objects = template(&[]);
@@ -118,7 +186,7 @@ fn cluster_role_grants_only_what_the_operator_calls() {
     expected.insert(right("secgroup.dev", "providerconfigs", &["list", "watch"]));
     expected.insert(right("secgroup.dev", "providerconfigs/status", &["patch"]));
     expected.insert(right("", "namespaces", &["list", "watch"]));
-    assert_eq!(rights(one(&objects, "ClusterRole")), expected);
+    assert_eq!(rights(operator_role(&objects)), expected);
     let binding = one(&objects, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"][0]["name"],
@@ -223,7 +291,7 @@ fn leader_election_follows_replicas_or_the_force_value() {
 #[test]
 fn watch_namespace_moves_the_rights_on_rules_into_a_role() {
     let objects = template(&["--set", "watchNamespace=web"]);
-    let cluster = rights(one(&objects, "ClusterRole"));
+    let cluster = rights(operator_role(&objects));
     assert!(cluster.iter().all(|(g, _, _, _)| g != "events.k8s.io"));
     assert!(
         cluster

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use secgroup_operator::api::{
     SecurityGroupRule,
     conditions::{self, reasons},
@@ -187,4 +190,79 @@ async fn a_crash_between_authorize_and_record_then_a_spec_change_leaks_nothing()
             .is_empty()
     );
     delete_provider_config(&client, &config).await;
+}
+
+/// Two namespaces declare one rule. The younger object waits with
+/// DuplicateClaim, calling nothing and naming no object of the other
+/// namespace. Deleting it leaves the elder's rule; once the elder is
+/// deleted, the younger authorizes a rule of its own.
+#[tokio::test]
+async fn two_namespaces_claiming_one_rule_never_revoke_each_others() {
+    let (elder_api, client) = setup("e2e-claim-a").await;
+    let second_ns = namespace(&client, "e2e-claim-b", json!({})).await;
+    let younger_api: Api<SecurityGroupRule> = Api::namespaced(client.clone(), &second_ns);
+    let group = group_id("sg");
+    create_group("alibaba", "cn-hangzhou", &group).await;
+    let manifest = |name: &str| rule_manifest(name, "e2e-alibaba", &group, https_from_ten());
+
+    apply(&elder_api, "elder", &manifest("elder")).await;
+    condition(&elder_api, "elder", "Ready", "True").await;
+    // Creation timestamps have one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let claim = |api: Api<SecurityGroupRule>| async move {
+        apply(&api, "younger", &manifest("younger")).await;
+        let stalled = condition(&api, "younger", "Stalled", "True").await;
+        let (reason, message) = stalled_reason(&stalled);
+        assert_eq!(reason, reasons::DUPLICATE_CLAIM);
+        message
+    };
+    let message = claim(younger_api.clone()).await;
+    assert!(message.contains("another namespace"), "{message}");
+    assert!(
+        !message.contains("elder"),
+        "names nothing across namespaces: {message}"
+    );
+    let authorizes = |calls: &[Value]| {
+        calls
+            .iter()
+            .filter(|c| c["action"] == "AuthorizeSecurityGroup")
+            .count()
+    };
+    assert_eq!(
+        authorizes(&cloud_calls(&group).await),
+        1,
+        "the younger called nothing"
+    );
+
+    // Deleting the younger leaves the elder's rule.
+    delete(&younger_api, "younger").await;
+    gone(&younger_api, "younger").await;
+    let cloud = cloud_rules("alibaba", "cn-hangzhou", &group).await;
+    assert_eq!(cloud.len(), 1, "{cloud:?}");
+
+    // Declared again, it waits; the elder's deletion hands it the rule.
+    claim(younger_api.clone()).await;
+    delete(&elder_api, "elder").await;
+    gone(&elder_api, "elder").await;
+    let ready = condition(&younger_api, "younger", "Ready", "True").await;
+    let own = ready.status.and_then(|s| s.rule_id).expect("rule id");
+    let cloud = cloud_rules("alibaba", "cn-hangzhou", &group).await;
+    assert_eq!(ids(&cloud), [own.as_str()]);
+    let mark = secgroup_operator::controller::ownership::Mark::of_uid(
+        ready.metadata.uid.as_deref().expect("uid"),
+    );
+    assert!(
+        cloud[0]["rule"]["description"]
+            .as_str()
+            .is_some_and(|d| mark.is_on(d)),
+        "the younger's own mark: {cloud:?}"
+    );
+
+    delete(&younger_api, "younger").await;
+    gone(&younger_api, "younger").await;
+    assert!(
+        cloud_rules("alibaba", "cn-hangzhou", &group)
+            .await
+            .is_empty()
+    );
 }

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::provider::{
-    Authorize, DescribedRule, Direction, GroupRef, NicType, Peer, Policy, PortRange, Protocol,
-    Revoke, RevokeTarget, Rule,
+    Authorize, DescribedRule, Direction, GroupRef, Modify, NicType, Peer, Policy, PortRange,
+    Protocol, Revoke, RevokeTarget, Rule,
 };
 
 pub const API_VERSION: &str = "2014-05-26";
@@ -87,6 +87,23 @@ pub fn revoke_call(call: &Revoke, region: &str, form: RuleForm) -> RpcCall {
     }
     RpcCall {
         action: revoke_action(call.target.rule().direction),
+        params,
+    }
+}
+
+/// `ModifySecurityGroupRule` (or `…EgressRule`) by `SecurityGroupRuleId`:
+/// sets the priority and the description, the rule stays in place.
+pub fn modify_call(call: &Modify, region: &str) -> RpcCall {
+    let mut params = group_params(&call.group, region);
+    params.push(("ClientToken".into(), call.client_token.clone()));
+    params.push(("SecurityGroupRuleId".into(), call.rule_id.clone()));
+    params.push(("Priority".into(), call.rule.priority.to_string()));
+    params.push(("Description".into(), call.rule.description.clone()));
+    RpcCall {
+        action: match call.rule.direction {
+            Direction::Ingress => "ModifySecurityGroupRule",
+            Direction::Egress => "ModifySecurityGroupEgressRule",
+        },
         params,
     }
 }
@@ -620,6 +637,33 @@ mod tests {
                 owner_id: None
             }
         );
+    }
+
+    #[test]
+    fn a_modify_sets_priority_and_description_by_rule_id() {
+        let mut rule = ssh_from_ten();
+        rule.priority = 7;
+        rule.direction = Direction::Egress;
+        let call = modify_call(
+            &Modify {
+                group: group(),
+                rule_id: "sgr-1".into(),
+                rule,
+                client_token: "sgo-t".into(),
+            },
+            "cn-hangzhou",
+        );
+        assert_eq!(call.action, "ModifySecurityGroupEgressRule");
+        let param = |name: &str| {
+            call.params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(param("SecurityGroupRuleId"), Some("sgr-1"));
+        assert_eq!(param("Priority"), Some("7"));
+        assert_eq!(param("Description"), Some("managed by sg-operator"));
+        assert_eq!(param("ClientToken"), Some("sgo-t"));
     }
 
     /// A quintuple rule with the same five-tuple is another rule (its

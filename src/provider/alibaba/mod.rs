@@ -17,7 +17,8 @@ use self::{
     wire::Attempt,
 };
 use super::{
-    Authorize, DescribedRule, GroupRef, NicType, Provider, ProviderKind, Receipt, Revoke, apsara,
+    Authorize, DescribedRule, GroupRef, Modify, NicType, Provider, ProviderKind, Receipt, Revoke,
+    apsara,
     credentials::Credentials,
     denials::Denials,
     error::{ErrorKind, Operation, ProviderError},
@@ -244,6 +245,24 @@ impl Provider for EcsClient {
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
         let rpc = api::revoke_call(call, self.region(&call.group), self.rule_form());
         self.mutate(Operation::Revoke, &call.group, rpc).await
+    }
+
+    /// An endpoint without the action (an Alibaba-compatible cloud) says
+    /// so as `ModifyUnsupported`, and the rule is replaced instead.
+    async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
+        let rpc = api::modify_call(call, self.region(&call.group));
+        self.mutate(Operation::Modify, &call.group, rpc)
+            .await
+            .map_err(|e| {
+                if e.code == "InvalidAction.NotFound" {
+                    ProviderError {
+                        code: super::MODIFY_UNSUPPORTED.to_owned(),
+                        ..e
+                    }
+                } else {
+                    e
+                }
+            })
     }
 
     /// Every rule of the group. A classic-network group shows one NIC type
