@@ -35,7 +35,7 @@ if ! command -v umoci >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci >/dev/null ||
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci >/dev/null; }
 fi
-for tool in umoci python3 apt-get dpkg-deb; do
+for tool in umoci python3 apt-get dpkg-deb objcopy; do
 	command -v "$tool" >/dev/null || { echo "image/build.sh: needs $tool (apt-get install umoci)" >&2; exit 1; }
 done
 
@@ -111,6 +111,8 @@ for stage in "${stages[@]}"; do
 				cp -a "$src/." "$out/stage/${dest#/}"
 			else
 				install -D -m 0755 "$src" "$out/stage/${dest#/}"
+				# As the Dockerfile's build stage does: line tables out, symbols kept.
+				objcopy --strip-debug "$out/stage/${dest#/}"
 			fi
 			layer_tar "$out/stage" "$out/layer.tar"
 			umoci raw add-layer --image "$image" "${history[@]}" "$out/layer.tar"

@@ -406,7 +406,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "--clusterrole=edit",
             &format!("--user={tenant}"),
             "-n",
-            &rules_ns,
+            rules_ns,
         ],
     );
     let tenant_can = |verb: &str, resource: &str, ns: &str| {
@@ -416,12 +416,12 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     assert!(tenant_can(
         "create",
         "securitygrouprules.secgroup.dev",
-        &rules_ns
+        rules_ns
     ));
     assert!(tenant_can(
         "delete",
         "securitygrouprules.secgroup.dev",
-        &rules_ns
+        rules_ns
     ));
     for (verb, resource, ns) in [
         (
