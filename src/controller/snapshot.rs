@@ -17,12 +17,13 @@ use crate::provider::{DescribedRule, GroupRef, Provider, ProviderError};
 pub const SHARED_FOR: Duration = Duration::from_secs(60);
 
 /// Read-after-write lag: how often, and after which pauses, a describe that
-/// does not show an expected rule is repeated before concluding.
-pub const LAG_RETRIES: [Duration; 3] = [
-    Duration::from_millis(250),
-    Duration::from_secs(1),
-    Duration::from_secs(3),
-];
+/// does not show an expected rule is repeated before concluding. Short: a
+/// pass holds its rule while it waits, and the lag of the clouds' group
+/// describes is well under a second.
+pub const LAG_RETRIES: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(800)];
+
+/// Pauses before a describe that failed transiently is asked again.
+pub const READ_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
 
 /// One group's rules as a describe returned them.
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ use super::{
     persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
     resolve::Resolved,
-    snapshot::{LAG_RETRIES, SHARED_FOR},
+    snapshot::{LAG_RETRIES, READ_RETRIES, SHARED_FOR},
     status::{Record, Standing},
 };
 use crate::{
@@ -411,7 +411,7 @@ impl Pass<'_> {
     /// object's backoff for every failed read.
     async fn describe(&self, since: Instant) -> Result<Arc<Vec<DescribedRule>>, ProviderError> {
         let mut failure = None;
-        for pause in std::iter::once(Duration::ZERO).chain(LAG_RETRIES) {
+        for pause in std::iter::once(Duration::ZERO).chain(READ_RETRIES) {
             tokio::time::sleep(pause).await;
             match self
                 .ctx

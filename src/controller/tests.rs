@@ -800,7 +800,7 @@ async fn a_recorded_rule_that_is_gone_is_not_revoked() {
     assert!(out.result.is_ok(), "{:?}", out.result.err());
     let calls = provider.calls();
     assert!(calls.iter().all(|c| *c == Call::Describe), "{calls:?}");
-    assert_eq!(calls.len(), 4, "one shared describe, then three fresh ones");
+    assert_eq!(calls.len(), 3, "one shared describe, then two fresh ones");
     assert_eq!(out.finalizer_patches().len(), 1);
     assert_eq!(provider.rule_ids(), ["sgr-other"]);
 }
