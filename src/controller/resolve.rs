@@ -166,8 +166,9 @@ pub struct Resolver {
 }
 
 struct CachedClient {
-    /// resourceVersions of the config, the Secret and the CA Secret it was built from.
-    versions: (Option<String>, Option<String>, Option<String>),
+    /// The config's generation and the resourceVersions of the Secret and the
+    /// CA Secret it was built from.
+    versions: (Option<i64>, Option<String>, Option<String>),
     connection: Connection,
 }
 
@@ -255,7 +256,7 @@ impl Resolver {
             access_key_id,
             credentials_key: format!(
                 "{config_name}@{}/{}",
-                config.resource_version().unwrap_or_default(),
+                config.metadata.generation.unwrap_or_default(),
                 secret.resource_version().unwrap_or_default()
             ),
             default_region: config.spec.region.clone(),
@@ -343,8 +344,11 @@ impl Resolver {
 
     fn client(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connection, ResolveError> {
         let (extra_roots, ca_version) = self.extra_roots(config)?;
+        // The config's generation, not its resourceVersion: status writes
+        // (its conditions change as rules come and go) must not replace the
+        // client, whose token bucket and namespace queues hold the rate.
         let versions = (
-            config.resource_version(),
+            config.metadata.generation,
             secret.resource_version(),
             ca_version,
         );

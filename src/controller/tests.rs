@@ -5,7 +5,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -207,6 +210,24 @@ impl Connector for Connects {
     }
 }
 
+/// Connects like `Connects`, counting the clients it builds.
+struct CountedConnects {
+    connects: Connects,
+    built: AtomicUsize,
+}
+
+impl Connector for CountedConnects {
+    fn connect(
+        &self,
+        config: &ProviderConfig,
+        secret: &Secret,
+        extra_roots: &[u8],
+    ) -> Result<Connected, ConnectFailure> {
+        self.built.fetch_add(1, Ordering::SeqCst);
+        self.connects.connect(config, secret, extra_roots)
+    }
+}
+
 /// One request the mock API server received.
 #[derive(Debug)]
 struct Seen {
@@ -293,6 +314,10 @@ fn config(allowed: Option<Value>) -> ProviderConfig {
 }
 
 fn world(provider: Arc<ProviderDouble>, config: ProviderConfig) -> Resolver {
+    world_of(store_of(vec![config]), Arc::new(Connects(provider)))
+}
+
+fn world_of(configs: Store<ProviderConfig>, connector: Arc<dyn Connector>) -> Resolver {
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "creds", "namespace": "system", "resourceVersion": "7"},
         "stringData": {"accessKeyId": "AK", "accessKeySecret": "SK"},
@@ -303,10 +328,10 @@ fn world(provider: Arc<ProviderDouble>, config: ProviderConfig) -> Resolver {
     }))
     .expect("valid Namespace");
     Resolver::new(
-        store_of(vec![config]),
+        configs,
         HashMap::from([("system".to_owned(), store_of(vec![secret]))]),
         store_of(vec![namespace]),
-        Arc::new(Connects(provider)),
+        connector,
         Arc::new(Metrics::new()),
     )
 }
@@ -992,3 +1017,44 @@ async fn a_rule_id_learned_by_drift_detection_is_recorded() {
 }
 
 mod gates;
+
+/// A ProviderConfig's status changes as rules come and go; only a new spec
+/// (generation) or new credentials may replace its client, whose token
+/// bucket and namespace queues hold the config's rate limit.
+#[test]
+fn a_status_write_to_the_config_keeps_its_client() {
+    let connector = Arc::new(CountedConnects {
+        connects: Connects(ProviderDouble::answering(vec![])),
+        built: AtomicUsize::new(0),
+    });
+    let at = |resource_version: &str, generation: i64| {
+        let mut c = config(None);
+        c.metadata.resource_version = Some(resource_version.into());
+        c.metadata.generation = Some(generation);
+        c
+    };
+    let (configs, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(at("1", 1)));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let resolver = world_of(configs, connector.clone());
+    let key = |resolver: &Resolver| {
+        resolver
+            .resolve("cloud", "team")
+            .expect("resolves")
+            .credentials_key
+    };
+
+    let first = key(&resolver);
+    writer.apply_watcher_event(&watcher::Event::Apply(at("2", 1)));
+    assert_eq!(key(&resolver), first, "the credentials pause survives");
+    assert_eq!(connector.built.load(Ordering::SeqCst), 1, "one client");
+
+    writer.apply_watcher_event(&watcher::Event::Apply(at("3", 2)));
+    assert_ne!(key(&resolver), first);
+    assert_eq!(
+        connector.built.load(Ordering::SeqCst),
+        2,
+        "a new spec connects again"
+    );
+}

@@ -12,7 +12,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::{StreamExt, channel::mpsc};
@@ -41,9 +41,17 @@ pub const FINALIZER: &str = "secgroup.dev/in-use";
 /// Server-side apply field manager of the `InUse` condition alone.
 const MANAGER: &str = "secgroup-operator-usage";
 
+/// How often the condition is rewritten while only its count changes: a
+/// mass create or delete would otherwise write the config once per rule,
+/// each an etcd write.
+const COUNT_PACE: Duration = Duration::from_secs(10);
+
 struct Usage {
     api: Api<ProviderConfig>,
     users: Arc<Users>,
+    /// When each config's condition was last written, and whether the
+    /// config was being deleted then.
+    written: Mutex<HashMap<String, (Instant, bool)>>,
 }
 
 /// Which ProviderConfig each rule of the cluster names.
@@ -134,6 +142,7 @@ pub async fn run(client: Client, stop: impl Future<Output = ()> + Send + Sync + 
     let usage = Arc::new(Usage {
         api: api.clone(),
         users,
+        written: Mutex::default(),
     });
     let guard = Controller::new(api, watcher::Config::default())
         .reconcile_on(configs_touched)
@@ -164,8 +173,37 @@ async fn reconcile(config: Arc<ProviderConfig>, usage: Arc<Usage>) -> Result<Act
     } else if users > 0 && !held && !deleting {
         hold(&usage.api, &config).await?;
     }
-    write_condition(&usage.api, &config, in_use(users, deleting)).await?;
+    let shown = config
+        .status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == types::IN_USE));
+    let now = Instant::now();
+    let last = lock(&usage.written).get(&name).copied();
+    if let Some(wait) = count_pace(last, shown && users > 0, deleting, now) {
+        return Ok(Action::requeue(wait));
+    }
+    if write_condition(&usage.api, &config, in_use(users, deleting)).await? {
+        lock(&usage.written).insert(name, (now, deleting));
+    }
     Ok(Action::await_change())
+}
+
+/// How long to wait before rewriting a condition that stays shown and only
+/// changes its count (`count_only`): at most one write per `COUNT_PACE`.
+/// Showing or clearing it, and a deletion starting, are written at once.
+fn count_pace(
+    last: Option<(Instant, bool)>,
+    count_only: bool,
+    deleting: bool,
+    now: Instant,
+) -> Option<Duration> {
+    let (at, was_deleting) = last?;
+    if !count_only || was_deleting != deleting {
+        return None;
+    }
+    COUNT_PACE
+        .checked_sub(now.duration_since(at))
+        .filter(|wait| !wait.is_zero())
 }
 
 fn retry(config: Arc<ProviderConfig>, error: &kube::Error, _: Arc<Usage>) -> Action {
@@ -230,12 +268,12 @@ async fn set_finalizers(
     .map(drop)
 }
 
-/// Applies the `InUse` condition, only when it changed.
+/// Applies the `InUse` condition, only when it changed; says whether it wrote.
 async fn write_condition(
     api: &Api<ProviderConfig>,
     config: &ProviderConfig,
     want: Option<ConditionState>,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let current = config
         .status
         .as_ref()
@@ -249,8 +287,10 @@ async fn write_condition(
         Timestamp::now(),
     );
     match update {
-        Some(next) => configs::apply(api, &config.name_any(), MANAGER, &next).await,
-        None => Ok(()),
+        Some(next) => configs::apply(api, &config.name_any(), MANAGER, &next)
+            .await
+            .map(|()| true),
+        None => Ok(false),
     }
 }
 
@@ -301,6 +341,30 @@ mod tests {
         users.observe(&Event::Init);
         assert_eq!(users.observe(&Event::InitDone), set(&["p2"]));
         assert_eq!(users.count("p2"), Some(0));
+    }
+
+    #[test]
+    fn a_changing_count_is_written_at_most_once_per_pace_but_transitions_at_once() {
+        let start = Instant::now();
+        let soon = start + Duration::from_secs(3);
+        let later = start + COUNT_PACE;
+        assert_eq!(count_pace(None, true, false, soon), None, "first write");
+        assert_eq!(
+            count_pace(Some((start, false)), true, false, soon),
+            Some(COUNT_PACE - Duration::from_secs(3)),
+            "a new count waits for the pace"
+        );
+        assert_eq!(count_pace(Some((start, false)), true, false, later), None);
+        assert_eq!(
+            count_pace(Some((start, false)), false, false, soon),
+            None,
+            "shown or cleared at once"
+        );
+        assert_eq!(
+            count_pace(Some((start, false)), true, true, soon),
+            None,
+            "a deletion's hold is said at once"
+        );
     }
 
     #[test]
