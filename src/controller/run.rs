@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt, channel::mpsc, stream};
+use futures::{FutureExt, Stream, StreamExt, channel::mpsc, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
@@ -10,8 +10,9 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
         events::Recorder,
+        predicates,
         reflector::{self, ObjectRef, Store},
-        utils::Backoff,
+        utils::{Backoff, PredicateConfig},
         watcher,
     },
 };
@@ -77,6 +78,7 @@ pub async fn run(
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
+    let config_events = spec_changes(config_events);
     let (namespaces, namespace_writer) = reflector::store();
     let namespace_events = reflector::reflector(
         namespace_writer,
@@ -242,6 +244,16 @@ impl Backoff for NoPause {
     fn reset(&mut self) {}
 }
 
+/// The ProviderConfig changes that concern its rules: a new spec (a new
+/// generation; a deletion sets one too), never its status. The status
+/// changes as rules come and go, and each change would otherwise run every
+/// rule of the config from a cache that may not show its own last write.
+fn spec_changes(
+    configs: impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static {
+    configs.predicate_filter(predicates::generation, PredicateConfig::default())
+}
+
 fn rules_using_config(
     rules: Store<SecurityGroupRule>,
 ) -> impl Fn(ProviderConfig) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
@@ -322,6 +334,33 @@ mod tests {
     use kube::runtime::utils::StreamBackoff;
 
     use super::*;
+
+    #[tokio::test]
+    async fn only_a_new_spec_of_a_config_runs_its_rules() {
+        let config = |resource_version: &str, generation: i64, uid: &str| {
+            let config: ProviderConfig = serde_json::from_value(serde_json::json!({
+                "apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
+                "metadata": {"name": "cloud", "uid": uid,
+                             "resourceVersion": resource_version, "generation": generation},
+                "spec": {"type": "alibaba", "region": "cn-hangzhou",
+                         "credentialsSecretRef": {"namespace": "system", "name": "creds"}},
+            }))
+            .expect("valid ProviderConfig");
+            Ok(config)
+        };
+        let events = stream::iter([
+            config("1", 1, "a"),
+            config("2", 1, "a"), // a status write
+            config("3", 2, "a"), // a new spec
+            config("4", 1, "b"), // deleted and created again
+        ]);
+        let passed: Vec<_> = spec_changes(events)
+            .map(|c| c.expect("no error").resource_version())
+            .collect()
+            .await;
+        let versions = |v: &[&str]| v.iter().map(|v| Some((*v).to_owned())).collect::<Vec<_>>();
+        assert_eq!(passed, versions(&["1", "3", "4"]));
+    }
 
     #[test]
     fn cached_rules_lose_managed_fields_and_the_last_applied_copy_only() {
