@@ -171,14 +171,7 @@ impl Pass<'_> {
                         Found::Foreign(d) if self.may_adopt(&d) => {
                             let call = plan::modify_call(&input, &call.rule, &d.rule_id);
                             let result = self.resolved.provider.modify(&call).await;
-                            let outcome = self.fold(
-                                record,
-                                notices,
-                                Action::Modify,
-                                &call.client_token,
-                                result,
-                            )?;
-                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            self.modified(record, notices, &call.client_token, result)?;
                             Some(d.rule_id)
                         }
                         Found::Foreign(d) => {
@@ -237,14 +230,7 @@ impl Pass<'_> {
                                     .await?;
                                 continue;
                             }
-                            let outcome = self.fold(
-                                record,
-                                notices,
-                                Action::Modify,
-                                &call.client_token,
-                                result,
-                            )?;
-                            notices.push(self.done(Action::Modify, &call.client_token, outcome));
+                            self.modified(record, notices, &call.client_token, result)?;
                             record.applied = Some((self.spec_rule.clone(), Some(d.rule_id)));
                         }
                         // Gone at the provider: the next step authorizes anew.
@@ -525,6 +511,19 @@ impl Pass<'_> {
     }
 
     /// Records a call's outcome in `record`; turns failures into a halt.
+    /// Folds a modify's outcome into the record, with its Event on success.
+    fn modified(
+        &self,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        token: &str,
+        result: Result<Receipt, ProviderError>,
+    ) -> Result<(), Halt> {
+        let outcome = self.fold(record, notices, Action::Modify, token, result)?;
+        notices.push(self.done(Action::Modify, token, outcome));
+        Ok(())
+    }
+
     fn fold(
         &self,
         record: &mut Record,
