@@ -137,32 +137,48 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
 
 /// The rules among `described` that carry this object's `mark` and that
 /// neither the record (applied, superseded, authorizing) nor the desired
-/// rule accounts for. Only an authorize whose outcome was never recorded
+/// rule accounts for. A rule with the desired identity but another
+/// priority or description, left by an older spec, is one: authorizing the
+/// desired rule next to it would change nothing. Only an authorize whose outcome was never recorded
 /// leaves one (the process died between the call and the status write, and
 /// the spec changed since, or the object is being deleted); the mark is how
 /// the cloud tells, without a record written before the call.
 pub fn strays(input: &PlanInput<'_>, mark: &Mark, described: &[DescribedRule]) -> Vec<Applied> {
-    let desired = match &input.desired {
-        Desired::Present(want) => Some(want),
-        Desired::Absent => None,
-    };
-    let known: Vec<&Rule> = input
+    let recorded: Vec<&Rule> = input
         .applied
         .iter()
         .chain(&input.superseded)
         .map(|a| &a.rule)
         .chain(&input.authorizing)
-        .chain(desired)
         .collect();
+    let desired = |have: &Rule| match &input.desired {
+        Desired::Present(want) => same_content(input.kind, want, have),
+        Desired::Absent => false,
+    };
     described
         .iter()
         .filter(|d| mark.is_on(&d.rule.description))
-        .filter(|d| !known.iter().any(|k| input.kind.same_rule(k, &d.rule)))
+        .filter(|d| !recorded.iter().any(|k| input.kind.same_rule(k, &d.rule)))
+        .filter(|d| !desired(&d.rule))
         .map(|d| Applied {
             rule: d.rule.clone(),
             rule_id: Some(d.rule_id.clone()).filter(|id| !id.is_empty()),
         })
         .collect()
+}
+
+/// Whether `have` is `want` in everything the provider keeps, not only in
+/// its identity: on Alibaba and Apsara Stack also the priority and the
+/// description, which two rules of one identity may differ in (Baidu's
+/// identity includes the remark, and it has no priority).
+pub fn same_content(kind: ProviderKind, want: &Rule, have: &Rule) -> bool {
+    kind.same_rule(want, have)
+        && match kind {
+            ProviderKind::Baidu => true,
+            ProviderKind::Alibaba | ProviderKind::Apsara => {
+                want.priority == have.priority && want.description.trim() == have.description.trim()
+            }
+        }
 }
 
 fn authorize(input: &PlanInput<'_>, rule: &Rule) -> Step {

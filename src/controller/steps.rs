@@ -24,7 +24,8 @@ use crate::{
     api::{
         conditions::reasons,
         rule::{
-            Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
+            Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule,
+            SecurityGroupRuleStatus, SupersededRule,
         },
     },
     provider::{
@@ -136,7 +137,18 @@ impl Pass<'_> {
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
                         RevokeOf::Authorizing => record.authorizing = None,
-                        RevokeOf::Stray => drop(strays.remove(0)),
+                        RevokeOf::Stray => {
+                            let stray = strays.remove(0);
+                            if let Desired::Present(want) = &desired
+                                && self.resolved.kind.same_rule(want, &stray.rule)
+                            {
+                                // The authorize that left it may have been
+                                // answered without effect, under the token
+                                // the desired rule would be sent with now:
+                                // a replay would create nothing.
+                                record.attempt_epoch += 1;
+                            }
+                        }
                     }
                 }
             }
@@ -219,22 +231,27 @@ impl Pass<'_> {
         record_intent(writer, record, "revoking the rule at the provider").await
     }
 
-    /// Authorizes the declared rule. Nothing is written before the call:
-    /// the finalizer, added before the object's first call, says a call may
-    /// have been made, and a rule created by a call whose answer was lost
-    /// carries the object's mark, so a later pass finds it (by the same
-    /// token while the spec still asks for it, else as a stray).
+    /// Authorizes the declared rule. Usually nothing is written before the
+    /// call: the finalizer, added before the object's first call, says a
+    /// call may have been made, and a rule created by a call whose answer
+    /// was lost carries the object's mark, so a later pass finds it (by the
+    /// same token while the spec still asks for it, else as a stray). Only
+    /// when status still names a rule this pass revoked or replaced is the
+    /// record written first (see `outruns`).
     async fn authorize(
         &self,
         input: &PlanInput<'_>,
         call: &Authorize,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        writer: &StatusWriter<'_>,
+        writer: &mut StatusWriter<'_>,
     ) -> Result<(), Stop> {
         self.check_credentials_pause()?;
         record.authorizing = Some(self.spec_rule.clone());
         record.group = Some(call.group.clone());
+        if outruns(writer.current(), record) {
+            record_intent(writer, record, "authorizing the rule at the provider").await?;
+        }
         writer.hold(record);
         let result = self.resolved.provider.authorize(call).await;
         let sent = Instant::now();
@@ -701,6 +718,36 @@ async fn record_intent(
         .await
         .map(drop)
         .map_err(Stop::Unrecorded)
+}
+
+/// Whether `status` names a rule (applied, superseded or authorizing) that
+/// `record` no longer does: one revoked or replaced since status was
+/// written. The mark cannot stand in for the record then: the rule about to
+/// be authorized may share its identity with the one status names (a change
+/// of priority where the provider cannot modify in place), and a pass after
+/// a crash would take the new rule for the named one and revoke it, then
+/// replay the authorize's token to no effect. Likewise a new attempt epoch
+/// the pass chose: its token must not be forgotten with a crash.
+fn outruns(status: Option<&SecurityGroupRuleStatus>, record: &Record) -> bool {
+    let Some(status) = status else {
+        return record.attempt_epoch != 0;
+    };
+    if status.attempt_epoch != record.attempt_epoch {
+        return true;
+    }
+    let kept: Vec<&RuleSpec> = record
+        .applied
+        .iter()
+        .map(|(rule, _)| rule)
+        .chain(record.superseded.iter().map(|s| &s.rule))
+        .chain(&record.authorizing)
+        .collect();
+    status
+        .applied_rule
+        .iter()
+        .chain(status.superseded.iter().map(|s| &s.rule))
+        .chain(&status.authorizing)
+        .any(|named| !kept.contains(&named))
 }
 
 /// Converts a recorded API rule into the provider model for planning,

@@ -715,6 +715,44 @@ async fn a_rule_left_by_a_lost_authorize_of_an_older_spec_is_revoked() {
     assert_eq!(out.last_status()["appliedRule"]["ports"]["from"], 22);
 }
 
+/// The process died after an authorize at an older spec that differs from
+/// the current one only in description (one identity): the older rule is
+/// revoked, and the current one is authorized under a new attempt epoch,
+/// written first, since the token of this generation may have been answered
+/// without effect while the older rule stood.
+#[tokio::test]
+async fn an_older_version_of_the_desired_rule_is_replaced_under_a_new_token() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-9", Some("uid-1"))], vec![]);
+    let changed = json!({"metadata": {"generation": 2, "finalizers": [FINALIZER]},
+                         "spec": {"rule": {"description": "changed"}}});
+    let out = reconcile_with(rule(changed.clone()), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    assert_eq!(
+        provider.journal(),
+        [
+            "describe",
+            "revoke",
+            "PATCH status",
+            "authorize",
+            "describe",
+            "PATCH status"
+        ]
+    );
+    assert_eq!(out.status_patches()[0]["attemptEpoch"], 1);
+    let group = provider.group.lock().expect("lock").clone();
+    assert_eq!(group.len(), 1);
+    assert!(
+        group[0].rule.description.starts_with("changed "),
+        "{group:?}"
+    );
+    // Not the token a first authorize at this generation is sent with.
+    let first = ProviderDouble::answering(vec![]);
+    let mut fresh = changed;
+    fresh["metadata"]["finalizers"] = Value::Null;
+    reconcile_with(rule(fresh), &first, config(None)).await;
+    assert_ne!(provider.calls()[2], first.calls()[0]);
+}
+
 /// Deleted while an authorize's answer was lost with the process: nothing
 /// is recorded, but the rule carries the mark and is revoked before the
 /// finalizer goes.
@@ -725,6 +763,41 @@ async fn a_deletion_revokes_a_rule_left_by_a_lost_authorize() {
     assert!(out.result.is_ok(), "{:?}", out.result.err());
     assert_eq!(provider.journal(), ["describe", "revoke", "PATCH rule"]);
     assert!(provider.rule_ids().is_empty());
+}
+
+/// A change the provider cannot make in place (no rule id to modify by):
+/// the old rule is superseded and revoked, then the record is written again
+/// before the authorize. Status naming the revoked rule would otherwise let
+/// a pass after a crash take the new rule, which has the same identity and
+/// mark, for the old one and revoke it.
+#[tokio::test]
+async fn an_authorize_after_a_revoke_in_the_same_pass_is_written_first() {
+    let provider = ProviderDouble::holding(vec![web_at_cloud("sgr-1", Some("uid-1"))], vec![]);
+    let mut extra = authorized_status();
+    merge(
+        &mut extra,
+        json!({"metadata": {"generation": 2}, "spec": {"rule": {"priority": 5}},
+               "status": {"ruleId": null}}),
+    );
+    let out = reconcile_with(rule(extra), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    assert_eq!(
+        provider.journal(),
+        [
+            "describe",
+            "PATCH status",
+            "revoke",
+            "PATCH status",
+            "authorize",
+            "describe",
+            "PATCH status"
+        ]
+    );
+    let patches = out.status_patches();
+    assert_eq!(patches[0]["superseded"]["rule"]["ports"]["from"], 443);
+    assert_eq!(patches[1]["superseded"], Value::Null);
+    assert_eq!(patches[1]["authorizing"]["priority"], 5);
+    assert_eq!(out.last_status()["appliedRule"]["priority"], 5);
 }
 
 /// In one process, an authorize whose status write failed is held in
