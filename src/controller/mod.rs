@@ -397,7 +397,7 @@ async fn apply(
 /// and status does not say the last pass at this generation settled (a
 /// settled pass makes no call at the same generation).
 fn record_of(rule: &SecurityGroupRule, ctx: &Context, first: bool) -> (Record, Option<Instant>) {
-    if let Some(held) = ctx.unwritten.get(&ObjectRef::from_obj(rule)) {
+    if let Some(held) = ctx.unwritten.get(rule) {
         return (held, None);
     }
     let settled = status::settled_at(rule.status.as_ref(), rule.meta().generation);

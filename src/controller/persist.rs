@@ -128,23 +128,38 @@ impl Outdated {
 /// from status. A restart loses them; see `Pass::recover` for how the
 /// ownership mark stands in then.
 #[derive(Debug, Default)]
-pub struct Unwritten(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Record>>);
+pub struct Unwritten(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Held>>);
+
+/// A record held for one object: the uid tells a new object of the same
+/// name from the one the record is about.
+#[derive(Debug)]
+struct Held {
+    uid: Option<String>,
+    record: Record,
+}
 
 impl Unwritten {
-    /// The record a pass of `object` starts from, when one ran ahead of status.
-    pub fn get(&self, object: &ObjectRef<SecurityGroupRule>) -> Option<Record> {
-        self.lock().get(object).cloned()
+    /// The record a pass of `rule` starts from, when one ran ahead of status.
+    pub fn get(&self, rule: &SecurityGroupRule) -> Option<Record> {
+        self.lock()
+            .get(&ObjectRef::from_obj(rule))
+            .filter(|held| held.uid == rule.uid())
+            .map(|held| held.record.clone())
     }
 
-    fn hold(&self, object: ObjectRef<SecurityGroupRule>, record: &Record) {
-        self.lock().insert(object, record.clone());
+    fn hold(&self, rule: &SecurityGroupRule, record: &Record) {
+        let held = Held {
+            uid: rule.uid(),
+            record: record.clone(),
+        };
+        self.lock().insert(ObjectRef::from_obj(rule), held);
     }
 
-    fn release(&self, object: &ObjectRef<SecurityGroupRule>) {
-        self.lock().remove(object);
+    fn release(&self, rule: &SecurityGroupRule) {
+        self.lock().remove(&ObjectRef::from_obj(rule));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Record>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Held>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -198,7 +213,7 @@ impl<'a> StatusWriter<'a> {
     /// Keeps `record` in memory before a provider call whose outcome it
     /// must survive a failed status write with (see [`Unwritten`]).
     pub fn hold(&self, record: &Record) {
-        self.unwritten.hold(ObjectRef::from_obj(self.rule), record);
+        self.unwritten.hold(self.rule, record);
     }
 
     fn next(&self, record: &Record, standing: &Standing) -> SecurityGroupRuleStatus {
@@ -221,7 +236,7 @@ impl<'a> StatusWriter<'a> {
         if changed {
             self.apply(&next).await?;
         }
-        self.unwritten.release(&ObjectRef::from_obj(self.rule));
+        self.unwritten.release(self.rule);
         Ok(changed)
     }
 
@@ -254,7 +269,7 @@ impl<'a> StatusWriter<'a> {
             Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {}
             other => other?,
         }
-        self.unwritten.release(&ObjectRef::from_obj(self.rule));
+        self.unwritten.release(self.rule);
         Ok(())
     }
 
@@ -555,7 +570,6 @@ mod tests {
     async fn a_held_record_is_released_only_by_a_status_write() {
         let (api, server) = api_server(vec![(409, ""), (200, "6")]);
         let rule = rule();
-        let object = ObjectRef::from_obj(&rule);
         let outdated = Outdated::default();
         let unwritten = Unwritten::default();
         let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
@@ -563,12 +577,15 @@ mod tests {
         record.attempt_epoch = 9;
         writer.hold(&record);
         assert!(writer.write(&record, &progressing()).await.is_err());
-        assert_eq!(unwritten.get(&object), Some(record.clone()));
+        assert_eq!(unwritten.get(&rule), Some(record.clone()));
+        let mut successor = rule.clone();
+        successor.metadata.uid = Some("another object of that name".into());
+        assert_eq!(unwritten.get(&successor), None);
         writer
             .write(&record, &progressing())
             .await
             .expect("written");
-        assert_eq!(unwritten.get(&object), None);
+        assert_eq!(unwritten.get(&rule), None);
         writer.hold(&record);
         assert!(
             !writer
@@ -576,7 +593,7 @@ mod tests {
                 .await
                 .expect("unchanged")
         );
-        assert_eq!(unwritten.get(&object), None);
+        assert_eq!(unwritten.get(&rule), None);
         drop(api);
         server.await.expect("server");
     }
