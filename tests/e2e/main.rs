@@ -3,6 +3,7 @@
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
 mod admission;
+mod fidelity;
 mod guardrails;
 mod kstatus;
 mod operations;

@@ -347,9 +347,31 @@ pub async fn own_provider_config(
     provider: &str,
     secret: &str,
 ) -> String {
+    provider_config_at(
+        client,
+        &env().fakecloud,
+        prefix,
+        provider,
+        secret,
+        &json!({}),
+    )
+    .await
+}
+
+/// `own_provider_config` at the fake cloud at `fakecloud`, with `extra`
+/// merged into its spec.
+pub async fn provider_config_at(
+    client: &Client,
+    fakecloud: &str,
+    prefix: &str,
+    provider: &str,
+    secret: &str,
+    extra: &Value,
+) -> String {
     let name = format!("{prefix}-{}", suffix());
-    let mut manifest = config_manifest(&env().fakecloud, &name, provider, secret);
+    let mut manifest = config_manifest(fakecloud, &name, provider, secret);
     manifest["spec"]["defaults"] = json!({"resyncIntervalSeconds": 86400});
+    merge_json(&mut manifest["spec"], extra);
     let config: ProviderConfig = serde_json::from_value(manifest).expect("a ProviderConfig");
     Api::<ProviderConfig>::all(client.clone())
         .create(&PostParams::default(), &config)
@@ -504,15 +526,25 @@ pub async fn set_group_faults(group: &str, rules: &[Value]) {
 
 /// Replaces the whole fault plan of the fake cloud at `fakecloud`.
 pub async fn set_faults_at(fakecloud: &str, faults: Value) {
+    admin_call(
+        reqwest::Method::PUT,
+        &format!("{fakecloud}/_fake/faults"),
+        &faults,
+    )
+    .await;
+}
+
+/// A call of a fake cloud's admin API (`url` in full) that must succeed.
+pub async fn admin_call(method: reqwest::Method, url: &str, body: &Value) {
     let res = http()
-        .put(format!("{fakecloud}/_fake/faults"))
-        .json(&faults)
+        .request(method, url)
+        .json(body)
         .send()
         .await
-        .expect("reachable");
+        .expect("fake cloud reachable");
     assert!(
         res.status().is_success(),
-        "setting faults: {} {}",
+        "{url}: {} {}",
         res.status(),
         res.text().await.unwrap_or_default()
     );
