@@ -1,7 +1,8 @@
 //! Alibaba Apsara Stack: the ECS 2014-05-26 RPC API behind a private gateway.
 //!
-//! The client is [`EcsClient`](super::alibaba::EcsClient) with the Apsara
-//! gateway; this module only knows what differs: V2 (HMAC-SHA1) signing
+//! The client is [`EcsClient`](super::EcsClient) with the Apsara gateway; this
+//! module only knows what differs, and uses the ECS client's request building
+//! and error tables, never the client itself: V2 (HMAC-SHA1) signing
 //! always, the legacy flat rule parameters (no rule ids, so a revoke always
 //! matches on attributes), organisation headers, and the configurable path and
 //! body mode. The endpoint is required: there is no public default.
@@ -10,12 +11,13 @@ pub mod errors;
 
 use url::Url;
 
-use super::{
-    alibaba::{api::RpcCall, wire},
+use super::{api::RpcCall, wire};
+use crate::provider::{
     credentials::Credentials,
+    endpoint::endpoint_url,
     error::ProviderError,
     http::HttpRequest,
-    settings::{ApsaraPath, ApsaraSettings, endpoint_url},
+    settings::{ApsaraPath, ApsaraSettings},
 };
 
 /// The signed request for `call` on the Apsara gateway at `endpoint`.
@@ -68,7 +70,7 @@ mod tests {
     use super::*;
     use crate::provider::{
         GroupRef, PortRange, Revoke, RevokeTarget, Rule,
-        alibaba::api::{RuleForm, revoke_call},
+        ecs::api::{RuleForm, revoke_call},
         fixtures::ssh_from_ten,
         settings::BodyMode,
     };
