@@ -17,8 +17,10 @@ use kube::{
 use super::audit::{Audited, Subject};
 use crate::{
     api::{
-        ProviderConfig, SecurityGroupRule, conditions::reasons, provider_config::ProviderType,
-        rule::DeletionPolicy,
+        ProviderConfig, SecurityGroupRule,
+        conditions::reasons,
+        provider_config::ProviderType,
+        rule::{DeletionPolicy, Origin},
     },
     cache::synced,
     metrics::Metrics,
@@ -134,8 +136,11 @@ pub struct Resolved {
     pub config_name: String,
     /// The access key id of the config's credentials (never the secret).
     pub access_key_id: String,
+    /// Where calls go: the account's key and the endpoint, hashed.
+    pub origin: Origin,
     /// Changes whenever the config or its Secret changes: keys the
-    /// per-credentials backoff, so fixed credentials are tried at once.
+    /// per-credentials backoff, so fixed credentials are tried at once, and
+    /// the shared describes, so none made elsewhere serves a check.
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
@@ -253,6 +258,7 @@ impl Resolver {
             provider: share.wrap(provider, namespace),
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
+            origin: super::origin::of(&config.spec, &access_key_id),
             access_key_id,
             credentials_key: format!(
                 "{config_name}@{}/{}",

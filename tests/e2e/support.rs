@@ -239,9 +239,31 @@ pub async fn own_provider_config(
     provider: &str,
     secret: &str,
 ) -> String {
+    provider_config_at(
+        client,
+        &env().fakecloud,
+        prefix,
+        provider,
+        secret,
+        &json!({}),
+    )
+    .await
+}
+
+/// `own_provider_config` at the fake cloud at `fakecloud`, with `extra`
+/// merged into its spec.
+pub async fn provider_config_at(
+    client: &Client,
+    fakecloud: &str,
+    prefix: &str,
+    provider: &str,
+    secret: &str,
+    extra: &Value,
+) -> String {
     let name = format!("{prefix}-{}", suffix());
-    let mut manifest = config_manifest(&env().fakecloud, &name, provider, secret);
+    let mut manifest = config_manifest(fakecloud, &name, provider, secret);
     manifest["spec"]["defaults"] = json!({"resyncIntervalSeconds": 86400});
+    merge_json(&mut manifest["spec"], extra);
     let config: ProviderConfig = serde_json::from_value(manifest).expect("a ProviderConfig");
     Api::<ProviderConfig>::all(client.clone())
         .create(&PostParams::default(), &config)
@@ -379,6 +401,20 @@ pub async fn set_group_faults(group: &str, rules: &[Value]) {
 /// Replaces the whole fault plan of the fake cloud at `fakecloud`.
 pub async fn set_faults_at(fakecloud: &str, faults: Value) {
     Admin::new(fakecloud).set_faults(&faults).await;
+}
+
+/// A call of a fake cloud's admin API (`url` in full) that must succeed.
+pub async fn admin_call(method: reqwest::Method, url: &str, body: &Value) {
+    let (base, path) = url
+        .split_once("/_fake")
+        .unwrap_or_else(|| panic!("{url} is not an admin API URL"));
+    let body = (!body.is_null()).then_some(body);
+    Admin::new(base).call(method, path, &[], body).await;
+}
+
+/// Deletes a whole group in the shared fake cloud out of band.
+pub async fn delete_cloud_group(provider: &str, region: &str, id: &str) {
+    admin().delete_group(provider, region, id).await;
 }
 
 /// Deletes a rule in the fake cloud out of band, as someone in the console would.

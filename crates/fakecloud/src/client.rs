@@ -48,7 +48,7 @@ impl Admin {
     }
 
     /// A request that must succeed; its answer's body.
-    async fn expect(
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
@@ -64,13 +64,19 @@ impl Admin {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> T {
-        let text = self.expect(Method::GET, path, query, None).await;
+        let text = self.call(Method::GET, path, query, None).await;
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET /_fake{path}: {e}: {text}"))
     }
 
     pub async fn create_group(&self, provider: &str, region: &str, id: &str) {
         let body = json!({"provider": provider, "region": region, "id": id});
-        self.expect(Method::POST, "/groups", &[], Some(&body)).await;
+        self.call(Method::POST, "/groups", &[], Some(&body)).await;
+    }
+
+    /// Deletes a group and its rules out of band.
+    pub async fn delete_group(&self, provider: &str, region: &str, id: &str) {
+        let path = format!("/groups/{provider}/{region}/{id}");
+        self.call(Method::DELETE, &path, &[], None).await;
     }
 
     /// The rules held, filtered by any of `provider`, `region` and `group`.
@@ -94,7 +100,7 @@ impl Admin {
         if let Some(id) = rule_id {
             body["ruleId"] = json!(id);
         }
-        let text = self.expect(Method::POST, "/rules", &[], Some(&body)).await;
+        let text = self.call(Method::POST, "/rules", &[], Some(&body)).await;
         let answer: Value = serde_json::from_str(&text).unwrap_or_default();
         answer["ruleId"]
             .as_str()
@@ -105,7 +111,7 @@ impl Admin {
     /// Deletes a rule out of band.
     pub async fn delete_rule(&self, provider: &str, region: &str, group: &str, rule_id: &str) {
         let path = format!("/rules/{provider}/{region}/{group}/{rule_id}");
-        self.expect(Method::DELETE, &path, &[], None).await;
+        self.call(Method::DELETE, &path, &[], None).await;
     }
 
     /// The call journal, filtered by any of `provider`, `action` and `clientToken`.
@@ -114,7 +120,7 @@ impl Admin {
     }
 
     pub async fn clear_calls(&self) {
-        self.expect(Method::DELETE, "/calls", &[], None).await;
+        self.call(Method::DELETE, "/calls", &[], None).await;
     }
 
     pub async fn tokens(&self) -> Vec<TokenView> {
@@ -128,12 +134,12 @@ impl Admin {
     /// Replaces the whole fault plan.
     pub async fn set_faults(&self, plan: &impl Serialize) {
         let plan = serde_json::to_value(plan).expect("a fault plan is JSON");
-        self.expect(Method::PUT, "/faults", &[], Some(&plan)).await;
+        self.call(Method::PUT, "/faults", &[], Some(&plan)).await;
     }
 
     /// Accepts another access key from now on.
     pub async fn add_key(&self, id: &str, secret: &str) {
         let body = json!({"accessKeyId": id, "accessKeySecret": secret});
-        self.expect(Method::POST, "/keys", &[], Some(&body)).await;
+        self.call(Method::POST, "/keys", &[], Some(&body)).await;
     }
 }
