@@ -390,13 +390,7 @@ impl Release {
             .await
             .expect("apply rule");
         let ready = condition(&rules, "https", "Ready", "True").await;
-        assert!(
-            ready
-                .metadata
-                .finalizers
-                .unwrap_or_default()
-                .contains(&"secgroup.dev/revoke".to_owned())
-        );
+        assert!(holds_the_revoke_finalizer(&ready));
         assert_eq!(
             cloud_rules_at(cloud, "alibaba", "cn-hangzhou", group)
                 .await
