@@ -171,15 +171,7 @@ async fn permanent_error_stalls_and_orphan_unblocks_deletion() {
     .await;
     condition(&api, "bad", "Ready", "True").await;
     // The group vanishes out of band: authorize of a new spec now fails permanently.
-    let res = reqwest::Client::new()
-        .delete(format!(
-            "{}/_fake/groups/alibaba/cn-hangzhou/{group}",
-            env().fakecloud
-        ))
-        .send()
-        .await
-        .expect("reachable");
-    assert!(res.status().is_success());
+    delete_cloud_group("alibaba", "cn-hangzhou", &group).await;
     merge(
         &api,
         "bad",
