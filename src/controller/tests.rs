@@ -1018,6 +1018,7 @@ async fn a_rule_id_learned_by_drift_detection_is_recorded() {
 
 mod gates;
 mod origins;
+mod trust;
 
 /// A ProviderConfig's status changes as rules come and go; only a new spec
 /// (generation) or new credentials may replace its client, whose token
