@@ -12,7 +12,7 @@ use kube::runtime::{events::EventType, reflector::ObjectRef};
 use tracing::warn;
 
 use super::{
-    Context, Error, convert,
+    Context, Error, convert, origin,
     ownership::{self, Found, Mark, RevokeCheck},
     persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
@@ -193,7 +193,8 @@ impl Pass<'_> {
     }
 
     /// The rules a pass of a dead process may have left (see `recover`).
-    /// A group that is gone took its rules with it.
+    /// A group that is gone took its rules with it, unless the
+    /// ProviderConfig now points elsewhere than the recorded origin.
     async fn find_strays(
         &self,
         since: Instant,
@@ -205,7 +206,12 @@ impl Pass<'_> {
         let input = self.input(record, desired, &[])?;
         match self.describe(since).await {
             Ok(rules) => Ok(plan::strays(&input, &self.mark, &rules)),
-            Err(e) if e.kind == ErrorKind::AlreadyGone => Ok(Vec::new()),
+            Err(e) if e.kind == ErrorKind::AlreadyGone => {
+                match origin::changed(record.origin.as_ref(), &self.resolved.origin) {
+                    None => Ok(Vec::new()),
+                    Some(what) => Err(self.moved(notices, what).into()),
+                }
+            }
             Err(e) => Err(self.describe_failed(record, notices, e).into()),
         }
     }
@@ -247,6 +253,13 @@ impl Pass<'_> {
         writer: &mut StatusWriter<'_>,
     ) -> Result<(), Stop> {
         self.check_credentials_pause()?;
+        let holds_rules =
+            record.applied.is_some() || record.superseded.is_some() || record.authorizing.is_some();
+        record.origin = Some(origin::before_authorize(
+            record.origin.as_ref(),
+            holds_rules,
+            &self.resolved.origin,
+        ));
         record.authorizing = Some(self.spec_rule.clone());
         record.group = Some(call.group.clone());
         if outruns(writer.current(), record) {
@@ -373,7 +386,7 @@ impl Pass<'_> {
                 self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
                 self.ctx
                     .snapshots
-                    .revoked(&self.resolved.config_name, &self.group, &d.rule_id)
+                    .revoked(&self.resolved.credentials_key, &self.group, &d.rule_id)
                     .await;
             }
             // Nothing of this object's is there: nothing to call.
@@ -453,6 +466,14 @@ impl Pass<'_> {
             let since = if attempt == 0 { shared } else { Instant::now() };
             let rules = match self.describe(since).await {
                 Ok(rules) => rules,
+                // The group is gone, and its rules with it, unless the
+                // ProviderConfig now points at another account or endpoint.
+                Err(e) if e.kind == ErrorKind::AlreadyGone => {
+                    return match origin::changed(record.origin.as_ref(), &self.resolved.origin) {
+                        None => Ok(RevokeCheck::Gone),
+                        Some(what) => Err(self.moved(notices, what)),
+                    };
+                }
                 Err(e) => return Err(self.describe_failed(record, notices, e)),
             };
             check = ownership::before_revoke(kind, &self.mark, rule, recorded_id, &rules);
@@ -499,7 +520,7 @@ impl Pass<'_> {
                 .ctx
                 .snapshots
                 .describe(
-                    &self.resolved.config_name,
+                    &self.resolved.credentials_key,
                     &self.group,
                     self.resolved.provider.as_ref(),
                     since,
@@ -552,6 +573,21 @@ impl Pass<'_> {
             self.group.security_group_id
         );
         self.stall(notices, reasons::RECORD_MISMATCH, Action::Revoke, message)
+    }
+
+    /// A missing group that may only be missing from where the config now points.
+    fn moved(&self, notices: &mut Vec<Notice>, what: &str) -> Halt {
+        let message = origin::moved_message(
+            &self.resolved.config_name,
+            &self.group.security_group_id,
+            what,
+        );
+        self.stall(
+            notices,
+            reasons::PROVIDER_CONFIG_CHANGED,
+            Action::Revoke,
+            message,
+        )
     }
 
     fn stall(
