@@ -54,11 +54,12 @@ lint: check-imports
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --test e2e --test cluster_smoke --test chart --test soak --test bench -- -D warnings
 
-## Fail on modules that import each other in a circle (tests/imports/circles.py),
-## after testing that check against planted circles.
+## Fail on modules that import each other in a circle, or on provider
+## specifics named outside provider/ (tests/imports/check.py), after testing
+## that check against planted circles and crossings.
 check-imports:
 	python3 -m unittest discover -s tests/imports -p '*_test.py'
-	tests/imports/circles.py
+	tests/imports/check.py
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:

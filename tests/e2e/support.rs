@@ -542,6 +542,14 @@ pub async fn condition(
     .await
 }
 
+/// Whether the rule carries the finalizer that revokes it before it goes.
+pub fn holds_the_revoke_finalizer(rule: &SecurityGroupRule) -> bool {
+    rule.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == "secgroup.dev/revoke"))
+}
+
 /// Waits until the object is gone.
 pub async fn gone(api: &Api<SecurityGroupRule>, name: &str) {
     eventually(

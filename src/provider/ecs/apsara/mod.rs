@@ -99,10 +99,24 @@ mod tests {
         )
     }
 
-    const ATTEMPT: wire::Attempt<'static> = wire::Attempt {
-        nonce: "n-1",
-        timestamp: "2025-01-02T03:04:05Z",
-    };
+    /// The signed request for `revoke()` through `settings` at `endpoint`.
+    fn revoke_request(settings: &ApsaraSettings, endpoint: &str, region: &str) -> HttpRequest {
+        let endpoint = Url::parse(endpoint).expect("url");
+        let attempt = wire::Attempt {
+            nonce: "n-1",
+            timestamp: "2025-01-02T03:04:05Z",
+        };
+        let credentials = Credentials::new("ak", "sk", None);
+        request(
+            settings,
+            Some(&endpoint),
+            region,
+            &revoke(),
+            &credentials,
+            attempt,
+        )
+        .expect("request")
+    }
 
     /// `/apsara/route/Ecs/<Action>` with every parameter in the form body, as the vendor page documents.
     #[test]
@@ -114,16 +128,7 @@ mod tests {
             body_mode: BodyMode::Form,
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("http://127.0.0.1:8080").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "cn-qingdao-env17-d01",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "http://127.0.0.1:8080", "cn-qingdao-env17-d01");
         assert_eq!(
             request.url.as_str(),
             "http://127.0.0.1:8080/apsara/route/Ecs/RevokeSecurityGroup"
@@ -173,16 +178,7 @@ mod tests {
             path: ApsaraPath::Asapi,
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("https://asapi.example").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "r1",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "https://asapi.example", "r1");
         assert_eq!(request.url.path(), "/asapi/v3");
         assert!(request.body.is_empty());
         assert_eq!(request.header("x-acs-organizationid"), None);
@@ -209,16 +205,7 @@ mod tests {
             extra_params: vec![("Department".into(), "12".into())],
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("https://gw.example").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "r1",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "https://gw.example", "r1");
         assert_eq!(request.header("x-ascm-product-name"), Some("ecs"));
         assert_eq!(request.header("x-acs-asapi-product"), None, "route mode");
         assert_eq!(request.param("Department").as_deref(), Some("12"));

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails when modules import each other in a circle, in any crate of the workspace.
+"""Fails when modules import each other in a circle, in any crate of the
+workspace, or when a module names what a boundary below keeps from it.
 
 A module is a file reached from a crate root by `mod` declarations; modules
 and items under `#[cfg(test)]` are left out, as test code may reach anywhere.
@@ -15,7 +16,12 @@ may use what its ancestors define (a `mod.rs` owns its children and often
 hands them its `Context`), so edges between a module and its own ancestors or
 descendants belong to no level.
 
-Usage: circles.py [ROOT ...]  (a directory with `src/lib.rs`, `src/main.rs` or
+The boundaries (BOUNDARIES): provider specifics (the ECS and BCC clients,
+the transport) are named only inside `provider`, so the controller sees the
+`Provider` trait, the model, the errors, the settings and `connect()`; and
+`provider` and `token` name neither Kubernetes crates nor the API types.
+
+Usage: check.py [ROOT ...]  (a directory with `src/lib.rs`, `src/main.rs` or
 `src/bin/*.rs`; default: the workspace's packages). Exit status 1 on a circle.
 """
 
@@ -27,6 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+# Per package (its library): (subtree, its modules only it may name) and
+# (module, what it may not name: modules of the crate or other crates).
+BOUNDARIES = {
+    "secgroup-operator": {
+        "sealed": [("provider", ["ecs", "baidu", "http", "endpoint", "denials"])],
+        "apart": [
+            ("provider", ["api", "controller", "kube", "k8s_openapi"]),
+            ("token", ["api", "controller", "kube", "k8s_openapi"]),
+        ],
+    },
+}
 
 
 def strip(text: str) -> str:
@@ -102,6 +120,8 @@ class Module:
     # name -> the crate-absolute path it stands for (None: another crate's)
     imports: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     globs: list[tuple[str, ...]] = field(default_factory=list)
+    # Other crates the module names.
+    crates: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -208,6 +228,8 @@ class Crate:
                             continue
                         target = self.absolute(module, segments)
                         module.imports[alias] = target
+                        if target is None and segments[0] not in ("crate", "self", "super"):
+                            module.crates.add(segments[0])
 
     def resolve(self, path: tuple[str, ...], depth: int = 0) -> Module | None:
         """The module that defines what `path` names, through re-exports."""
@@ -237,6 +259,8 @@ class Crate:
                 target = self.absolute(module, segments)
                 if target is not None:
                     yield module, self.resolve(target), match.group(0)
+                elif segments[0] not in ("crate", "self", "super"):
+                    module.crates.add(segments[0])
 
 
 def line_of(module: Module, via: str) -> int:
@@ -311,6 +335,44 @@ def circles(crate: Crate) -> list[tuple[str, list[str], list[Edge]]]:
     return result
 
 
+def within(path: tuple[str, ...], prefix: str) -> bool:
+    return path[: len(prefix.split("::"))] == tuple(prefix.split("::"))
+
+
+def crossings(crate: Crate, rules: dict) -> list[str]:
+    """Every edge that crosses a boundary of `rules`, described."""
+    found = []
+    edges = [(s, t, via) for s, t, via in crate.edges() if t is not None]
+    for subtree, inner in rules.get("sealed", []):
+        for source, target, via in edges:
+            sealed = any(within(target.path, f"{subtree}::{name}") for name in inner)
+            if sealed and not within(source.path, subtree):
+                found.append(
+                    f"{source.file}:{line_of(source, via)}: {source.name} names {target.name} ({via}),"
+                    f" which only {subtree} may name"
+                )
+    for subtree, banned in rules.get("apart", []):
+        for source, target, via in edges:
+            if within(source.path, subtree) and any(within(target.path, b) for b in banned):
+                found.append(
+                    f"{source.file}:{line_of(source, via)}: {source.name} names {target.name} ({via}),"
+                    f" which {subtree} may not"
+                )
+        for module in crate.modules():
+            if within(module.path, subtree):
+                for name in sorted(module.crates & set(banned)):
+                    found.append(f"{module.file}:{line_of(module, name)}: {module.name} names the crate {name}, which {subtree} may not")
+    return found
+
+
+def package(root_file: Path) -> str:
+    """The name of the package whose `src/` holds `root_file`."""
+    manifest = root_file.parent.parent / "Cargo.toml"
+    text = manifest.read_text(encoding="utf-8") if manifest.exists() else ""
+    match = re.search(r'^\[package\][^\[]*?^name\s*=\s*"([^"]+)"', text, re.M | re.S)
+    return match.group(1) if match else ""
+
+
 def crate_roots(roots: list[Path]) -> list[Path]:
     files = []
     for root in roots:
@@ -326,13 +388,18 @@ def main(argv: list[str]) -> int:
     roots = [Path(a) for a in argv] or [workspace, *sorted((workspace / "crates").iterdir())]
     failed = False
     for root_file in crate_roots(roots):
-        for parent, siblings, edges in circles(Crate(root_file)):
+        crate = Crate(root_file)
+        rules = BOUNDARIES.get(package(root_file), {}) if root_file.name == "lib.rs" else {}
+        for line in crossings(crate, rules):
+            failed = True
+            print(f"boundary crossed: {line}")
+        for parent, siblings, edges in circles(crate):
             failed = True
             print(f"import circle in {root_file}, among the modules of {parent}: {', '.join(siblings)}")
             for source, target, via in edges:
                 print(f"  {source.file}:{line_of(source, via)}: {source.name} -> {target.name} ({via})")
     if not failed:
-        print(f"no import circles in {len(crate_roots(roots))} crate roots")
+        print(f"no import circles and no boundary crossed in {len(crate_roots(roots))} crate roots")
     return 1 if failed else 0
 
 
