@@ -6,7 +6,7 @@
 //! Stack at `/asapi/v3` and `/apsara/route/Ecs/<Action>`, Baidu BCC under
 //! `/v2/securityGroup`, and the admin API under `/_fake/` (see
 //! README.md, "The fake cloud"). Tests run it in-process with [`serve`], and
-//! talk to its admin API with `client::Admin` (feature `client`).
+//! talk to its admin API with [`client::Admin`].
 //!
 //! It reads each provider's wire format itself, as the providers document
 //! it, and shares nothing with the operator but the signers: it is the
@@ -19,7 +19,6 @@ mod auth;
 mod baidu;
 mod bcc_rule;
 mod cidr;
-#[cfg(feature = "client")]
 pub mod client;
 pub mod cloud;
 mod ecs;

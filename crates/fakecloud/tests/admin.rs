@@ -18,7 +18,9 @@ fn https_rule() -> serde_json::Value {
 #[tokio::test]
 async fn out_of_band_rules_show_in_describe() {
     let fake = start().await;
-    fake.create_group("alibaba", REGION, "sg-1").await;
+    let group = json!({"provider": "alibaba", "region": REGION, "id": "sg-1"});
+    let created = fake.admin(Method::POST, "/groups", Some(group)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let added = fake
         .admin(Method::POST, "/rules", Some(json!({"provider": "alibaba", "region": REGION, "group": "sg-1", "rule": https_rule()})))
         .await;
