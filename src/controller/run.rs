@@ -1,11 +1,13 @@
 //! Wires the controller: informers, triggers, drift detection, readiness.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt::Debug, hash::Hash, sync::Arc, time::Duration};
 
-use futures::{FutureExt, Stream, StreamExt, channel::mpsc, stream};
+use futures::{
+    FutureExt, Stream, StreamExt, TryStreamExt, channel::mpsc, stream, stream::BoxStream,
+};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
@@ -16,6 +18,7 @@ use kube::{
         watcher,
     },
 };
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::{
@@ -59,110 +62,18 @@ pub async fn run(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
-    let rules: Api<SecurityGroupRule> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let mut rule_watch = watcher::Config::default();
-    if let Some(selector) = &config.label_selector {
-        rule_watch = rule_watch.labels(selector);
-    }
-
-    let (configs, config_writer) = reflector::store();
-    let config_events = reflector::reflector(
-        config_writer,
-        watcher(
-            Api::<ProviderConfig>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects();
-    let config_events = spec_changes(config_events);
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_events = reflector::reflector(
-        namespace_writer,
-        watcher(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects();
-    let mut secret_watch = watcher::Config::default();
-    if let Some(selector) = &config.secret_label_selector {
-        secret_watch = secret_watch.labels(selector);
-    }
-    let mut secret_stores = HashMap::new();
-    let mut secret_streams = Vec::new();
-    for ns in &config.secret_namespaces {
-        let (store, writer) = reflector::store();
-        secret_stores.insert(ns.clone(), store);
-        secret_streams.push(
-            reflector::reflector(
-                writer,
-                watcher(
-                    Api::<Secret>::namespaced(client.clone(), ns),
-                    secret_watch.clone(),
-                ),
-            )
-            .backoff(WatchBackoff::default())
-            .touched_objects()
-            .boxed(),
-        );
-    }
-
-    let (wake, woken) = mpsc::unbounded();
-    let (rule_store, rule_writer) = reflector::store();
-    let rule_events = watcher(rules, rule_watch)
-        .backoff(WatchBackoff::default())
-        .modify(slim)
-        .reflect(rule_writer)
-        .applied_objects();
-    let controller = Controller::for_stream(rule_events, rule_store.clone())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .trigger_backoff(NoPause);
-    let resolver = Resolver::new(
-        configs.clone(),
-        secret_stores.clone(),
-        namespaces.clone(),
-        connector,
-        metrics.clone(),
-    )
-    .reading_secrets_labelled(config.secret_label_selector.clone());
+    let watches = Watches::start(&client, &config);
     let (uninstall, crd_events) = Uninstall::watch(client.clone());
-    let guard_client = client.clone();
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            Recorder::new(client, super::events::reporter()),
-            resolver,
-            wake,
-            metrics.clone(),
-        )
-        .with_rules(rule_store.clone())
-        .abandoning_on_uninstall(uninstall),
+    let (wake, woken) = mpsc::unbounded();
+    let ctx = context(
+        &config, client, connector, metrics, &watches, uninstall, wake,
     );
-    metrics.observe_rules(rule_store.clone());
-
-    let mut caches: Vec<Box<dyn server::Readiness>> = vec![
-        Box::new(rule_store.clone()),
-        Box::new(configs.clone()),
-        Box::new(namespaces.clone()),
-    ];
-    caches.extend(
-        secret_stores
-            .values()
-            .cloned()
-            .map(|s| Box::new(s) as Box<dyn server::Readiness>),
-    );
-    health.leading(caches);
+    health.leading(watches.readiness());
     let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
-        rule_store.clone(),
+        watches.rules.clone(),
         config.resync_interval,
     )));
-
     info!(
         namespace = config.namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
@@ -171,16 +82,184 @@ pub async fn run(
     // the signal comes before the caches synced: the wait is bounded.
     let stop = crate::signal::shutdown().boxed().shared();
     let _config_status = AbortOnDrop(tokio::spawn(configs::run(ctx.client.clone(), stop.clone())));
-    let controller = controller
-        .watches_stream(config_events, rules_using_config(rule_store.clone()))
+    let guard = guard_configs_in_use(&config, ctx.client.clone(), stop.clone());
+    let controller = controller(&config, watches, crd_events, woken, ctx, stop.clone());
+    crate::signal::bounded(futures::future::join(controller, guard).map(drop), stop).await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// What one watch delivers: the objects that changed.
+type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// The informer caches the reconciles read, and the watches that fill them,
+/// which the controller drives.
+struct Watches {
+    rules: Store<SecurityGroupRule>,
+    configs: Store<ProviderConfig>,
+    namespaces: Store<Namespace>,
+    /// By namespace: only the credentials namespaces are watched.
+    secrets: HashMap<String, Store<Secret>>,
+    rule_events: Changes<SecurityGroupRule>,
+    config_events: Changes<ProviderConfig>,
+    namespace_events: Changes<Namespace>,
+    secret_events: Changes<Secret>,
+}
+
+impl Watches {
+    fn start(client: &Client, config: &Config) -> Self {
+        let rule_api = match &config.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (rules, rule_events) = cached(rule_api, labelled(&config.label_selector), slim);
+        let rule_events = rule_events
+            .applied_objects()
+            .inspect_ok(log_rule_event)
+            .boxed();
+        let (configs, config_events) = cached(Api::all(client.clone()), everything(), keep);
+        let config_events = spec_changes(config_events.touched_objects()).boxed();
+        let (namespaces, namespace_events) = cached(Api::all(client.clone()), everything(), keep);
+        let secret_watch = labelled(&config.secret_label_selector);
+        let (secrets, secret_events): (HashMap<_, _>, Vec<_>) = config
+            .secret_namespaces
+            .iter()
+            .map(|ns| {
+                let api = Api::namespaced(client.clone(), ns);
+                let (store, events) = cached(api, secret_watch.clone(), keep);
+                ((ns.clone(), store), events.touched_objects().boxed())
+            })
+            .unzip();
+        Self {
+            rules,
+            configs,
+            namespaces,
+            secrets,
+            rule_events,
+            config_events,
+            namespace_events: namespace_events.touched_objects().boxed(),
+            secret_events: stream::select_all(secret_events).boxed(),
+        }
+    }
+
+    /// Readiness waits for every cache to fill.
+    fn readiness(&self) -> Vec<Box<dyn server::Readiness>> {
+        let mut caches: Vec<Box<dyn server::Readiness>> = vec![
+            Box::new(self.rules.clone()),
+            Box::new(self.configs.clone()),
+            Box::new(self.namespaces.clone()),
+        ];
+        caches.extend(
+            self.secrets
+                .values()
+                .cloned()
+                .map(|s| Box::new(s) as Box<dyn server::Readiness>),
+        );
+        caches
+    }
+}
+
+/// One watch feeding one cache. `trim` drops what the operator never reads
+/// before an object is cached. Each watch backs off on its own errors
+/// (`WatchBackoff`).
+fn cached<K>(
+    api: Api<K>,
+    watch: watcher::Config,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watch)
+        .backoff(WatchBackoff::default())
+        .modify(trim)
+        .reflect(writer);
+    (store, events)
+}
+
+fn everything() -> watcher::Config {
+    watcher::Config::default()
+}
+
+fn labelled(selector: &Option<String>) -> watcher::Config {
+    match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
+/// Caches an object as the API server sent it.
+fn keep<K>(_: &mut K) {}
+
+fn log_rule_event(rule: &SecurityGroupRule) {
+    debug!(
+        namespace = rule.metadata.namespace.as_deref().unwrap_or_default(),
+        name = rule.metadata.name.as_deref().unwrap_or_default(),
+        resource_version = rule
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default(),
+        deleting = rule.metadata.deletion_timestamp.is_some(),
+        "rule event"
+    );
+}
+
+/// The reconciles' shared state, over the watches' caches.
+fn context(
+    config: &Config,
+    client: Client,
+    connector: Arc<dyn Connector>,
+    metrics: Arc<Metrics>,
+    watches: &Watches,
+    uninstall: Uninstall,
+    wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+) -> Arc<Context> {
+    let resolver = Resolver::new(
+        watches.configs.clone(),
+        watches.secrets.clone(),
+        watches.namespaces.clone(),
+        connector,
+        metrics.clone(),
+    )
+    .reading_secrets_labelled(config.secret_label_selector.clone());
+    metrics.observe_rules(watches.rules.clone());
+    let recorder = Recorder::new(client.clone(), super::events::reporter());
+    Arc::new(
+        Context::new(client, recorder, resolver, wake, metrics)
+            .with_rules(watches.rules.clone())
+            .abandoning_on_uninstall(uninstall),
+    )
+}
+
+/// The controller: every rule event, and whatever else concerns a rule,
+/// runs `reconcile` for it, until `stop`.
+fn controller(
+    config: &Config,
+    watches: Watches,
+    crd_events: impl Stream<Item = Result<uninstall::CrdMeta, watcher::Error>> + Send + 'static,
+    woken: mpsc::UnboundedReceiver<ObjectRef<SecurityGroupRule>>,
+    ctx: Arc<Context>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let rules = watches.rules;
+    Controller::for_stream(watches.rule_events, rules.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .trigger_backoff(NoPause)
+        .watches_stream(watches.config_events, rules_using_config(rules.clone()))
         .watches_stream(
-            stream::select_all(secret_streams),
-            rules_using_secret(rule_store.clone(), configs),
+            watches.secret_events,
+            rules_using_secret(rules.clone(), watches.configs),
         )
-        .watches_stream(namespace_events, rules_in_namespace(rule_store.clone()))
-        .watches_stream(crd_events, every_rule_on_uninstall(rule_store))
+        .watches_stream(watches.namespace_events, rules_in_namespace(rules.clone()))
+        .watches_stream(crd_events, every_rule_on_uninstall(rules))
         .reconcile_on(woken)
-        .graceful_shutdown_on(stop.clone())
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -191,20 +270,23 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "reconcile loop error"),
                 Ok(_) => {}
             }
-        });
-    let guard_stop = stop.clone();
-    let guard = async move {
-        if config.namespace.is_none() {
-            usage::run(guard_client, guard_stop).await;
-        } else {
-            info!(
-                "this instance watches one namespace only: ProviderConfigs in use are not guarded against deletion"
-            );
-        }
-    };
-    crate::signal::bounded(futures::future::join(controller, guard).map(drop), stop).await;
-    info!("controller stopped");
-    Ok(())
+        })
+}
+
+/// Holds ProviderConfigs in use against deletion; only an instance that
+/// sees every namespace can count their rules.
+async fn guard_configs_in_use(
+    config: &Config,
+    client: Client,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    if config.namespace.is_none() {
+        usage::run(client, stop).await;
+    } else {
+        info!(
+            "this instance watches one namespace only: ProviderConfigs in use are not guarded against deletion"
+        );
+    }
 }
 
 /// Drops what the operator never reads before a rule enters the cache, where
