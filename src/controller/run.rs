@@ -232,6 +232,7 @@ fn context(
     let recorder = Recorder::new(client.clone(), super::events::reporter());
     Arc::new(
         Context::new(client, recorder, resolver, wake, metrics)
+            .with_concurrency(config.concurrency.into())
             .with_rules(watches.rules.clone())
             .abandoning_on_uninstall(uninstall),
     )
@@ -416,6 +417,41 @@ mod tests {
     use kube::runtime::utils::StreamBackoff;
 
     use super::*;
+
+    /// kube's controller starts due reconciles in no particular order once
+    /// all of its `concurrency` run: the reconciles' slots must be shared
+    /// between namespaces at that same number, or one namespace's backlog
+    /// fills them all and another's deletion waits behind it.
+    #[tokio::test]
+    async fn a_namespace_holds_at_most_three_quarters_of_the_controllers_reconciles() {
+        let (service, _server) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = Client::new(service, "default");
+        let config = Config {
+            namespace: None,
+            label_selector: None,
+            secret_namespaces: vec!["system".to_owned()],
+            secret_label_selector: None,
+            concurrency: 8,
+            resync_interval: Duration::from_secs(600),
+        };
+        let watches = Watches::start(&client, &config);
+        let (uninstall, _) = Uninstall::watch(client.clone());
+        let (wake, _) = mpsc::unbounded();
+        let connector = Arc::new(super::super::connector::Clients);
+        let metrics = Arc::new(Metrics::new());
+        let ctx = context(
+            &config, client, connector, metrics, &watches, uninstall, wake,
+        );
+        let held: Vec<_> = (0..6)
+            .map(|_| ctx.slots.enter("a").expect("a slot"))
+            .collect();
+        assert!(ctx.slots.enter("a").is_err(), "a holds 6 of the 8");
+        assert!(ctx.slots.enter("b").is_ok(), "b still gets a slot");
+        drop(held);
+    }
 
     #[tokio::test]
     async fn only_a_new_spec_of_a_config_runs_its_rules() {
