@@ -5,7 +5,10 @@ use std::{collections::HashMap, fmt::Debug, hash::Hash, sync::Arc, time::Duratio
 use futures::{
     FutureExt, Stream, StreamExt, TryStreamExt, channel::mpsc, stream, stream::BoxStream,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::core::v1::{ConfigMap, Namespace, Secret},
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
@@ -100,10 +103,14 @@ struct Watches {
     namespaces: Store<Namespace>,
     /// By namespace: only the credentials namespaces are watched.
     secrets: HashMap<String, Store<Secret>>,
+    /// CA bundles, by namespace: every ConfigMap of the credentials
+    /// namespaces (they hold no secrets).
+    config_maps: HashMap<String, Store<ConfigMap>>,
     rule_events: Changes<SecurityGroupRule>,
     config_events: Changes<ProviderConfig>,
     namespace_events: Changes<Namespace>,
     secret_events: Changes<Secret>,
+    config_map_events: Changes<ConfigMap>,
 }
 
 impl Watches {
@@ -120,25 +127,24 @@ impl Watches {
         let (configs, config_events) = cached(Api::all(client.clone()), everything(), keep);
         let config_events = spec_changes(config_events.touched_objects()).boxed();
         let (namespaces, namespace_events) = cached(Api::all(client.clone()), everything(), keep);
-        let secret_watch = labelled(&config.secret_label_selector);
-        let (secrets, secret_events): (HashMap<_, _>, Vec<_>) = config
-            .secret_namespaces
-            .iter()
-            .map(|ns| {
-                let api = Api::namespaced(client.clone(), ns);
-                let (store, events) = cached(api, secret_watch.clone(), keep);
-                ((ns.clone(), store), events.touched_objects().boxed())
-            })
-            .unzip();
+        let (secrets, secret_events) = namespaced(
+            client,
+            &config.secret_namespaces,
+            &labelled(&config.secret_label_selector),
+        );
+        let (config_maps, config_map_events) =
+            namespaced(client, &config.secret_namespaces, &everything());
         Self {
             rules,
             configs,
             namespaces,
             secrets,
+            config_maps,
             rule_events,
             config_events,
             namespace_events: namespace_events.touched_objects().boxed(),
-            secret_events: stream::select_all(secret_events).boxed(),
+            secret_events,
+            config_map_events,
         }
     }
 
@@ -149,12 +155,8 @@ impl Watches {
             Box::new(self.configs.clone()),
             Box::new(self.namespaces.clone()),
         ];
-        caches.extend(
-            self.secrets
-                .values()
-                .cloned()
-                .map(|s| Box::new(s) as Box<dyn server::Readiness>),
-        );
+        caches.extend(self.secrets.values().cloned().map(|s| Box::new(s) as _));
+        caches.extend(self.config_maps.values().cloned().map(|s| Box::new(s) as _));
         caches
     }
 }
@@ -180,6 +182,33 @@ where
         .modify(trim)
         .reflect(writer);
     (store, events)
+}
+
+/// One cache of `K` per namespace, and their events merged.
+fn namespaced<K>(
+    client: &Client,
+    namespaces: &[String],
+    watch: &watcher::Config,
+) -> (HashMap<String, Store<K>>, Changes<K>)
+where
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (stores, events): (HashMap<_, _>, Vec<_>) = namespaces
+        .iter()
+        .map(|ns| {
+            let api = Api::namespaced(client.clone(), ns);
+            let (store, events) = cached(api, watch.clone(), keep);
+            ((ns.clone(), store), events.touched_objects().boxed())
+        })
+        .unzip();
+    (stores, stream::select_all(events).boxed())
 }
 
 fn everything() -> watcher::Config {
@@ -227,7 +256,8 @@ fn context(
         connector,
         metrics.clone(),
     )
-    .reading_secrets_labelled(config.secret_label_selector.clone());
+    .reading_secrets_labelled(config.secret_label_selector.clone())
+    .reading_config_maps(watches.config_maps.clone());
     metrics.observe_rules(watches.rules.clone());
     let recorder = Recorder::new(client.clone(), super::events::reporter());
     Arc::new(
@@ -255,7 +285,11 @@ fn controller(
         .watches_stream(watches.config_events, rules_using_config(rules.clone()))
         .watches_stream(
             watches.secret_events,
-            rules_using_secret(rules.clone(), watches.configs),
+            rules_using_secret(rules.clone(), watches.configs.clone()),
+        )
+        .watches_stream(
+            watches.config_map_events,
+            rules_using_config_map(rules.clone(), watches.configs),
         )
         .watches_stream(watches.namespace_events, rules_in_namespace(rules.clone()))
         .watches_stream(crd_events, every_rule_on_uninstall(rules))
@@ -357,24 +391,53 @@ fn rules_using_secret(
 ) -> impl Fn(Secret) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
     move |secret| {
         let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-        let using: Vec<String> = configs
-            .state()
-            .iter()
-            .filter(|c| {
-                let credentials = &c.spec.credentials_secret_ref;
-                let ca = c.spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
-                (credentials.namespace == ns && credentials.name == name)
-                    || ca.is_some_and(|r| r.namespace == ns && r.name == name)
-            })
-            .map(|c| c.name_any())
-            .collect();
-        rules
-            .state()
-            .iter()
-            .filter(|r| using.contains(&r.spec.provider_config_ref.name))
-            .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect()
+        rules_of_configs(&rules, &configs, |c| {
+            let credentials = &c.spec.credentials_secret_ref;
+            let ca = c.spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
+            (credentials.namespace == ns && credentials.name == name)
+                || ca.is_some_and(|r| r.namespace == ns && r.name == name)
+        })
     }
+}
+
+fn rules_using_config_map(
+    rules: Store<SecurityGroupRule>,
+    configs: Store<ProviderConfig>,
+) -> impl Fn(ConfigMap) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |config_map| {
+        let (ns, name) = (
+            config_map.namespace().unwrap_or_default(),
+            config_map.name_any(),
+        );
+        rules_of_configs(&rules, &configs, |c| {
+            let ca = c
+                .spec
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca_config_map_ref.as_ref());
+            ca.is_some_and(|r| r.namespace == ns && r.name == name)
+        })
+    }
+}
+
+/// The rules of every ProviderConfig that `uses` selects.
+fn rules_of_configs(
+    rules: &Store<SecurityGroupRule>,
+    configs: &Store<ProviderConfig>,
+    uses: impl Fn(&ProviderConfig) -> bool,
+) -> Vec<ObjectRef<SecurityGroupRule>> {
+    let using: Vec<String> = configs
+        .state()
+        .iter()
+        .filter(|c| uses(c))
+        .map(|c| c.name_any())
+        .collect();
+    rules
+        .state()
+        .iter()
+        .filter(|r| using.contains(&r.spec.provider_config_ref.name))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// Rules waiting in cleanup (say, for a missing Secret) are released at once
