@@ -59,7 +59,7 @@ use kube::{
         reflector::{self, ObjectRef, Store},
     },
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use run::{Config, run};
 
@@ -190,13 +190,16 @@ pub enum Error {
 /// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule.as_ref());
-    let _slot = match ctx
-        .slots
-        .enter(object.namespace.as_deref().unwrap_or_default())
-    {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    let deleting = rule.metadata.deletion_timestamp.is_some();
+    let _slot = match ctx.slots.enter(namespace) {
         Ok(slot) => slot,
-        Err(wait) => return Ok(Action::requeue(wait)),
+        Err(wait) => {
+            debug!(namespace, name = %object.name, ?wait, "reconcile deferred: the namespace holds its share of slots");
+            return Ok(Action::requeue(wait));
+        }
     };
+    debug!(namespace, name = %object.name, deleting, "reconcile started");
     let timer = ctx.metrics.reconcile_started(&object);
     let result = reconcile_rule(rule, &ctx).await;
     timer.finish(result.is_ok());
