@@ -58,7 +58,12 @@ pub fn conditions_for(standing: &Standing) -> [ConditionState; 3] {
     [ready, reconciling, stalled]
 }
 
-/// Mutable view of the parts of status the steps change.
+/// What the operator knows of the object's rules at the provider, the
+/// parts of status the steps change: every rule it may have there is named
+/// (`applied`, `superseded`, `authorizing`), except one an authorize lost
+/// with a dead process left, which carries the object's mark (`plan::strays`).
+/// Built from status, or from what a pass of this process holds in memory
+/// (`persist::Unwritten`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     pub group: Option<GroupRef>,

@@ -785,22 +785,19 @@ fn outruns(status: Option<&SecurityGroupRuleStatus>, record: &Record) -> bool {
     let Some(status) = status else {
         return record.attempt_epoch != 0;
     };
-    if status.attempt_epoch != record.attempt_epoch {
-        return true;
-    }
-    let kept: Vec<&RuleSpec> = record
-        .applied
-        .iter()
-        .map(|(rule, _)| rule)
-        .chain(record.superseded.iter().map(|s| &s.rule))
-        .chain(&record.authorizing)
-        .collect();
-    status
-        .applied_rule
-        .iter()
-        .chain(status.superseded.iter().map(|s| &s.rule))
-        .chain(&status.authorizing)
-        .any(|named| !kept.contains(&named))
+    // Role by role: the rule the spec asks for again may equal one status
+    // names as superseded, and is no less a new rule.
+    let lost = |named: Option<&RuleSpec>, kept: Option<&RuleSpec>| named.is_some() && named != kept;
+    status.attempt_epoch != record.attempt_epoch
+        || lost(
+            status.applied_rule.as_ref(),
+            record.applied.as_ref().map(|(rule, _)| rule),
+        )
+        || lost(
+            status.superseded.as_ref().map(|s| &s.rule),
+            record.superseded.as_ref().map(|s| &s.rule),
+        )
+        || lost(status.authorizing.as_ref(), record.authorizing.as_ref())
 }
 
 /// Converts a recorded API rule into the provider model for planning,

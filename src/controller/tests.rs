@@ -800,6 +800,30 @@ async fn an_authorize_after_a_revoke_in_the_same_pass_is_written_first() {
     assert_eq!(out.last_status()["appliedRule"]["priority"], 5);
 }
 
+/// Status names a rule as superseded that is gone, and the spec asks for
+/// the same rule again: the authorize is written first, or a pass after a
+/// crash would take the new rule for the superseded one and revoke it.
+#[tokio::test]
+async fn a_rule_asked_for_again_while_status_names_it_superseded_is_written_first() {
+    let provider = ProviderDouble::answering(vec![]);
+    let again = json!({"metadata": {"generation": 3, "finalizers": [FINALIZER]}, "status": {
+        "observedGeneration": 2, "securityGroupId": "sg-1", "region": "cn-hangzhou",
+        "superseded": {"ruleId": "sgr-1", "rule": {"direction": "Ingress", "protocol": "TCP",
+                       "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}},
+    }});
+    let out = reconcile_with(rule(again), &provider, config(None)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let journal = provider.journal();
+    let authorize = journal
+        .iter()
+        .position(|j| j == "authorize")
+        .expect("authorized");
+    assert_eq!(journal[authorize - 1], "PATCH status", "{journal:?}");
+    let first = out.status_patches()[0];
+    assert_eq!(first["superseded"], Value::Null);
+    assert_eq!(first["authorizing"]["ports"]["from"], 443);
+}
+
 /// In one process, an authorize whose status write failed is held in
 /// memory: the next pass knows the rule even when the only describe it
 /// could share predates the call, and revokes it when the spec moved on.
