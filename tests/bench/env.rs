@@ -110,12 +110,18 @@ fn start_fakecloud() -> anyhow::Result<(Process, String)> {
     Ok((process, url))
 }
 
+/// The operator measured: `BENCH_OPERATOR_BIN`, so that another build (say
+/// a release binary of an earlier commit) runs under this harness, else
+/// this checkout's build.
+pub fn operator_binary() -> PathBuf {
+    std::env::var_os("BENCH_OPERATOR_BIN")
+        .map_or_else(|| binary("secgroup-operator"), PathBuf::from)
+}
+
 fn start_operator(resync: Duration, extra: &str) -> anyhow::Result<(Process, String)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let health = format!("127.0.0.1:{port}");
-    // Another build can be measured against this one's harness.
-    let path = std::env::var_os("BENCH_OPERATOR_BIN")
-        .map_or_else(|| binary("secgroup-operator"), PathBuf::from);
+    let path = operator_binary();
     let child = Command::new(&path)
         .args(["run", "--secret-namespace", SECRET_NAMESPACE])
         .args(["--metrics-addr", &health])

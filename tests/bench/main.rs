@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let sizes = settings.sizes();
     eprintln!("bench: {sizes:?}");
+    let load = report::Load::sample();
     let env = Env::start(sizes.resync, &settings.operator_args).await?;
     let admin = Admin::new(&env.fakecloud);
     let namespace = format!(
@@ -73,9 +74,10 @@ async fn main() -> anyhow::Result<()> {
     };
     // A failed phase still prints what was measured before it.
     let outcome = bench.run().await;
-    println!("\nmachine: {}", report::machine());
+    println!("\nmachine: {}; {}", report::machine(), load.summary());
     println!(
-        "build: {}; sizes: {:?}\n",
+        "operator: {}; harness build: {}; sizes: {:?}\n",
+        env::operator_binary().display(),
         if cfg!(debug_assertions) {
             "debug"
         } else {

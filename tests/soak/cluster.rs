@@ -106,15 +106,16 @@ impl Cluster {
         }
     }
 
-    /// One ProviderConfig per provider, all pointing at the fake cloud.
-    pub async fn install_providers(&self, fake_cloud: &str) {
+    /// One ProviderConfig per provider, all pointing at the fake cloud,
+    /// each with `rate` as its `rateLimit` (qps, burst).
+    pub async fn install_providers(&self, fake_cloud: &str, rate: (u32, u32)) {
         let configs: Api<ProviderConfig> = Api::all(self.client.clone());
         for provider in &PROVIDERS {
             let mut spec = json!({
                 "type": provider.config_type, "endpoint": fake_cloud, "allowInsecureHttp": true,
                 "region": provider.region,
                 "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": SECRET_NAME},
-                "rateLimit": {"qps": 100, "burst": 100},
+                "rateLimit": {"qps": rate.0, "burst": rate.1},
             });
             if provider.fake == "apsara" {
                 spec["signatureVersion"] = json!("v2");
@@ -122,14 +123,11 @@ impl Cluster {
             }
             let config = json!({"apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
                                 "metadata": {"name": provider.config}, "spec": spec});
-            configs
-                .patch(
-                    provider.config,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&config),
-                )
-                .await
-                .expect("ProviderConfig");
+            let (params, patch) = (PatchParams::apply(MANAGER).force(), Patch::Apply(&config));
+            retry(&format!("ProviderConfig {}", provider.config), || {
+                configs.patch(provider.config, &params, &patch)
+            })
+            .await;
         }
     }
 
