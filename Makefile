@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build image test unit-test lint crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short bench bench-smoke cluster-up cluster-down demo fmt
+.PHONY: all build image test unit-test lint check-imports crds check-crds manifests check-chart argocd-health vectors conformance e2e soak soak-short bench bench-smoke cluster-up cluster-down demo fmt
 
 all: build
 
@@ -49,10 +49,17 @@ fmt:
 
 ## --all-targets leaves out the `test = false` suites even when they are
 ## named, so those are linted by a second clippy run.
-lint:
+lint: check-imports
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --test e2e --test cluster_smoke --test chart --test soak --test bench -- -D warnings
+
+## Fail on modules that import each other in a circle, or on provider
+## specifics named outside provider/ (tests/imports/check.py), after testing
+## that check against planted circles and crossings.
+check-imports:
+	python3 -m unittest discover -s tests/imports -p '*_test.py'
+	tests/imports/check.py
 
 ## Unit and in-process integration tests (no cluster needed).
 unit-test:

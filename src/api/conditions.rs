@@ -41,6 +41,9 @@ pub mod reasons {
     pub const DUPLICATE_CLAIM: &str = "DuplicateClaim";
     /// Status names a rule that the provider shows is not this object's.
     pub const RECORD_MISMATCH: &str = "RecordMismatch";
+    /// The group is missing, but the ProviderConfig's account or endpoint
+    /// changed since the rule was authorized: it may live on elsewhere.
+    pub const PROVIDER_CONFIG_CHANGED: &str = "ProviderConfigChanged";
     pub const DELETING: &str = "Deleting";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const POLICY_VIOLATION: &str = "PolicyViolation";

@@ -228,10 +228,10 @@ pub struct SecretRef {
     pub name: String,
 }
 
-/// Extra trust for the endpoint's certificate. Both sources may be given;
-/// their certificates add up.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// Extra trust for the endpoint's certificate, from exactly one source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.caBundle), has(self.caSecretRef), has(self.caConfigMapRef)].filter(x, x).size() == 1").message("spec.tls must set exactly one of caBundle, caSecretRef or caConfigMapRef").reason(Reason::FieldValueInvalid))]
 pub struct TlsSettings {
     /// PEM certificates (`-----BEGIN CERTIFICATE-----` blocks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,16 +240,20 @@ pub struct TlsSettings {
     /// A Secret key holding PEM certificates, read like the credentials
     /// Secret: only in the namespaces the operator reads Secrets in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_secret_ref: Option<SecretKeyRef>,
+    pub ca_secret_ref: Option<KeyRef>,
+    /// A ConfigMap key holding PEM certificates (say, a bundle that
+    /// trust-manager distributes), read in the same namespaces as Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map_ref: Option<KeyRef>,
 }
 
-/// One key of a Secret.
+/// One key of a Secret or ConfigMap.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-pub struct SecretKeyRef {
-    /// Namespace of the Secret.
+pub struct KeyRef {
+    /// Namespace of the object.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
-    /// Name of the Secret.
+    /// Name of the object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The key; defaults to `ca.crt`.

@@ -306,6 +306,14 @@ pub struct SecurityGroupRuleStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt_epoch: u32,
 
+    /// Where the rules this status names were authorized, as short hashes
+    /// (never a secret). A revoke that finds the security group missing
+    /// takes the rule for gone only while the ProviderConfig still points
+    /// there: with another account or endpoint the group would be missing
+    /// too, while the rule lives on where it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+
     /// The last provider call and its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<LastOperation>,
@@ -327,6 +335,19 @@ pub struct SupersededRule {
     #[schemars(length(min = 3, max = 64), regex(pattern = r"^(sgr|r)-[A-Za-z0-9]+$"))]
     pub rule_id: Option<String>,
     pub rule: RuleSpec,
+}
+
+/// Where a rule was authorized: the first 16 hex digits of SHA-256 of the
+/// ProviderConfig's access key id, and of its place (provider type,
+/// `spec.endpoint`, or none for the public one, and for Apsara Stack the
+/// organization and resource group).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    #[schemars(regex(pattern = r"^[0-9a-f]{16}$"))]
+    pub access_key: String,
+    #[schemars(regex(pattern = r"^[0-9a-f]{16}$"))]
+    pub endpoint: String,
 }
 
 /// The last provider call.

@@ -12,6 +12,7 @@ use crate::{
         provider_config::{self as api, ProviderConfigSpec},
     },
     provider::{
+        connect,
         credentials::Credentials,
         settings::{self, ProviderSettings},
     },
@@ -31,8 +32,8 @@ impl Connector for Clients {
         settings.extra_roots = extra_roots.to_vec();
         let credentials = credentials_of(secret).map_err(ConnectFailure::Secret)?;
         let access_key_id = credentials.access_key_id.clone();
-        let provider = settings::connect(&settings, credentials)
-            .map_err(|e| ConnectFailure::Config(e.to_string()))?;
+        let provider =
+            connect(&settings, credentials).map_err(|e| ConnectFailure::Config(e.to_string()))?;
         Ok(Connected {
             provider,
             access_key_id,

@@ -167,7 +167,7 @@ async fn sweep_group(ctx: &Context, key: &GroupKey, members: &[Arc<SecurityGroup
     let described = match ctx
         .snapshots
         .describe(
-            &key.config,
+            &resolved.credentials_key,
             &key.group,
             resolved.provider.as_ref(),
             Instant::now(),

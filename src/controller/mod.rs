@@ -15,6 +15,7 @@ pub mod convert;
 pub mod drift;
 pub mod events;
 pub mod gate;
+pub mod origin;
 pub mod ownership;
 pub mod persist;
 pub mod plan;

@@ -7,7 +7,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Namespace, Secret},
+};
 use kube::{
     ResourceExt,
     core::{Selector, SelectorExt},
@@ -17,8 +20,10 @@ use kube::{
 use super::audit::{Audited, Subject};
 use crate::{
     api::{
-        ProviderConfig, SecurityGroupRule, conditions::reasons, provider_config::ProviderType,
-        rule::DeletionPolicy,
+        ProviderConfig, SecurityGroupRule,
+        conditions::reasons,
+        provider_config::{KeyRef, ProviderType},
+        rule::{DeletionPolicy, Origin},
     },
     cache::synced,
     metrics::Metrics,
@@ -86,14 +91,20 @@ pub enum ResolveError {
     },
     #[error("ProviderConfig {config} cannot be used: {reason}")]
     ConfigInvalid { config: String, reason: String },
-    #[error(
-        "CA Secret {namespace}/{name} (spec.tls.caSecretRef) does not exist or has no key {key}"
-    )]
-    CaSecretNotFound {
+    #[error("CA {kind} {namespace}/{name} ({field}) does not exist or has no key {key}")]
+    CaNotFound {
+        /// `Secret` or `ConfigMap`.
+        kind: &'static str,
+        /// The ProviderConfig field that names it.
+        field: &'static str,
         namespace: String,
         name: String,
         key: String,
     },
+    #[error(
+        "the operator reads ConfigMaps only in the namespaces it reads Secrets in (--secret-namespace): move CA ConfigMap {namespace}/{name} to one of them"
+    )]
+    ConfigMapNamespaceNotWatched { namespace: String, name: String },
 }
 
 impl ResolveError {
@@ -107,9 +118,11 @@ impl ResolveError {
             Self::NamespaceUnknown(_) => reasons::PROGRESSING,
             Self::SecretNamespaceNotWatched(_)
             | Self::SecretNotFound { .. }
-            | Self::CaSecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
+            | Self::CaNotFound { kind: "Secret", .. } => reasons::SECRET_NOT_FOUND,
             Self::SecretInvalid { .. } => reasons::SECRET_INVALID,
-            Self::ConfigInvalid { .. } => reasons::PROVIDER_CONFIG_INVALID,
+            Self::ConfigInvalid { .. }
+            | Self::CaNotFound { .. }
+            | Self::ConfigMapNamespaceNotWatched { .. } => reasons::PROVIDER_CONFIG_INVALID,
         }
     }
 
@@ -117,6 +130,28 @@ impl ResolveError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::NamespaceUnknown(_))
     }
+}
+
+fn ca_not_found(kind: &'static str, field: &'static str, reference: &KeyRef) -> ResolveError {
+    ResolveError::CaNotFound {
+        kind,
+        field,
+        namespace: reference.namespace.clone(),
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+    }
+}
+
+/// The value of `key` in an object's binary map, else in its text map.
+fn key_of(
+    binary: Option<&std::collections::BTreeMap<String, ByteString>>,
+    text: Option<&std::collections::BTreeMap<String, String>>,
+    key: &str,
+) -> Option<Vec<u8>> {
+    binary
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .or_else(|| Some(text?.get(key)?.clone().into_bytes()))
 }
 
 fn label_hint(selector: &Option<String>) -> String {
@@ -134,8 +169,11 @@ pub struct Resolved {
     pub config_name: String,
     /// The access key id of the config's credentials (never the secret).
     pub access_key_id: String,
+    /// Where calls go: the account's key and the endpoint, hashed.
+    pub origin: Origin,
     /// Changes whenever the config or its Secret changes: keys the
-    /// per-credentials backoff, so fixed credentials are tried at once.
+    /// per-credentials backoff, so fixed credentials are tried at once, and
+    /// the shared describes, so none made elsewhere serves a check.
     pub credentials_key: String,
     pub default_region: String,
     pub default_deletion_policy: DeletionPolicy,
@@ -156,6 +194,8 @@ pub fn kind_of(t: ProviderType) -> ProviderKind {
 pub struct Resolver {
     pub configs: Store<ProviderConfig>,
     pub secrets: HashMap<String, Store<Secret>>,
+    /// ConfigMaps (CA bundles), in the same namespaces as `secrets`.
+    pub config_maps: HashMap<String, Store<ConfigMap>>,
     pub namespaces: Store<Namespace>,
     /// The label selector the Secret informers use, for error messages.
     secret_selector: Option<String>,
@@ -167,7 +207,7 @@ pub struct Resolver {
 
 struct CachedClient {
     /// The config's generation and the resourceVersions of the Secret and the
-    /// CA Secret it was built from.
+    /// CA Secret or ConfigMap it was built from.
     versions: (Option<i64>, Option<String>, Option<String>),
     connection: Connection,
 }
@@ -191,6 +231,7 @@ impl Resolver {
         Self {
             configs,
             secrets,
+            config_maps: HashMap::new(),
             namespaces,
             secret_selector: None,
             connector,
@@ -203,6 +244,13 @@ impl Resolver {
     #[must_use]
     pub fn reading_secrets_labelled(mut self, selector: Option<String>) -> Self {
         self.secret_selector = selector;
+        self
+    }
+
+    /// CA bundles may come from ConfigMaps in these caches.
+    #[must_use]
+    pub fn reading_config_maps(mut self, config_maps: HashMap<String, Store<ConfigMap>>) -> Self {
+        self.config_maps = config_maps;
         self
     }
 
@@ -225,7 +273,13 @@ impl Resolver {
     /// rule is never judged against an empty cache right after start.
     pub async fn caches_ready(&self) {
         let secrets = futures::future::join_all(self.secrets.values().map(synced));
-        futures::join!(synced(&self.configs), synced(&self.namespaces), secrets);
+        let config_maps = futures::future::join_all(self.config_maps.values().map(synced));
+        futures::join!(
+            synced(&self.configs),
+            synced(&self.namespaces),
+            secrets,
+            config_maps
+        );
     }
 
     /// Resolves the provider for a rule named `config_name` in `namespace`.
@@ -253,6 +307,7 @@ impl Resolver {
             provider: share.wrap(provider, namespace),
             kind: kind_of(config.spec.type_),
             config_name: config_name.to_owned(),
+            origin: super::origin::of(&config.spec, &access_key_id),
             access_key_id,
             credentials_key: format!(
                 "{config_name}@{}/{}",
@@ -306,8 +361,8 @@ impl Resolver {
         Ok(secrets.get(&ObjectRef::new(name).within(namespace)))
     }
 
-    /// The config's extra CA certificates (inline, then the Secret key's),
-    /// and the resourceVersion of the CA Secret they came from.
+    /// The config's extra CA certificates (from its one source), and the
+    /// resourceVersion of the Secret or ConfigMap they came from.
     fn extra_roots(
         &self,
         config: &ProviderConfig,
@@ -315,31 +370,39 @@ impl Resolver {
         let Some(tls) = &config.spec.tls else {
             return Ok((Vec::new(), None));
         };
-        let mut pem = tls.ca_bundle.clone().unwrap_or_default().into_bytes();
-        let Some(reference) = &tls.ca_secret_ref else {
-            return Ok((pem, None));
-        };
-        let missing = || ResolveError::CaSecretNotFound {
-            namespace: reference.namespace.clone(),
-            name: reference.name.clone(),
-            key: reference.key.clone(),
-        };
-        let secret = self
-            .secret(&reference.namespace, &reference.name)?
+        if let Some(reference) = &tls.ca_secret_ref {
+            let missing = || ca_not_found("Secret", "spec.tls.caSecretRef", reference);
+            let secret = self
+                .secret(&reference.namespace, &reference.name)?
+                .ok_or_else(missing)?;
+            let pem = key_of(
+                secret.data.as_ref(),
+                secret.string_data.as_ref(),
+                &reference.key,
+            )
             .ok_or_else(missing)?;
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&reference.key))
-            .map(|v| v.0.clone())
-            .or_else(|| {
-                let text = secret.string_data.as_ref()?.get(&reference.key)?;
-                Some(text.clone().into_bytes())
-            })
+            return Ok((pem, secret.resource_version()));
+        }
+        if let Some(reference) = &tls.ca_config_map_ref {
+            let missing = || ca_not_found("ConfigMap", "spec.tls.caConfigMapRef", reference);
+            let config_map = self
+                .config_maps
+                .get(&reference.namespace)
+                .ok_or_else(|| ResolveError::ConfigMapNamespaceNotWatched {
+                    namespace: reference.namespace.clone(),
+                    name: reference.name.clone(),
+                })?
+                .get(&ObjectRef::new(&reference.name).within(&reference.namespace))
+                .ok_or_else(missing)?;
+            let pem = key_of(
+                config_map.binary_data.as_ref(),
+                config_map.data.as_ref(),
+                &reference.key,
+            )
             .ok_or_else(missing)?;
-        pem.push(b'\n');
-        pem.extend_from_slice(&value);
-        Ok((pem, secret.resource_version()))
+            return Ok((pem, config_map.resource_version()));
+        }
+        Ok((tls.ca_bundle.clone().unwrap_or_default().into_bytes(), None))
     }
 
     fn client(&self, config: &ProviderConfig, secret: &Secret) -> Result<Connection, ResolveError> {

@@ -6,8 +6,8 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, Stream, StreamExt, channel::mpsc, stream};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use futures::{FutureExt, Stream, StreamExt, channel::mpsc, stream, stream::BoxStream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -97,24 +97,14 @@ pub async fn run(
     if let Some(selector) = &config.secret_label_selector {
         secret_watch = secret_watch.labels(selector);
     }
-    let mut secret_stores = HashMap::new();
-    let mut secret_streams = Vec::new();
-    for ns in &config.secret_namespaces {
-        let (store, writer) = reflector::store();
-        secret_stores.insert(ns.clone(), store);
-        secret_streams.push(
-            reflector::reflector(
-                writer,
-                watcher(
-                    Api::<Secret>::namespaced(client.clone(), ns),
-                    secret_watch.clone(),
-                ),
-            )
-            .backoff(WatchBackoff::default())
-            .touched_objects()
-            .boxed(),
-        );
-    }
+    let (secret_stores, secret_events) =
+        namespaced::<Secret>(&client, &config.secret_namespaces, &secret_watch);
+    // CA bundles: every ConfigMap of those namespaces (they hold no secrets).
+    let (config_map_stores, config_map_events) = namespaced::<ConfigMap>(
+        &client,
+        &config.secret_namespaces,
+        &watcher::Config::default(),
+    );
 
     let (wake, woken) = mpsc::unbounded();
     let (rule_store, rule_writer) = reflector::store();
@@ -133,7 +123,8 @@ pub async fn run(
         connector,
         metrics.clone(),
     )
-    .reading_secrets_labelled(config.secret_label_selector.clone());
+    .reading_secrets_labelled(config.secret_label_selector.clone())
+    .reading_config_maps(config_map_stores.clone());
     let (uninstall, crd_events) = Uninstall::watch(client.clone());
     let guard_client = client.clone();
     let ctx = Arc::new(
@@ -160,6 +151,12 @@ pub async fn run(
             .cloned()
             .map(|s| Box::new(s) as Box<dyn server::Readiness>),
     );
+    caches.extend(
+        config_map_stores
+            .values()
+            .cloned()
+            .map(|s| Box::new(s) as Box<dyn server::Readiness>),
+    );
     health.leading(caches);
     let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
@@ -178,8 +175,12 @@ pub async fn run(
     let controller = controller
         .watches_stream(config_events, rules_using_config(rule_store.clone()))
         .watches_stream(
-            stream::select_all(secret_streams),
-            rules_using_secret(rule_store.clone(), configs),
+            secret_events,
+            rules_using_secret(rule_store.clone(), configs.clone()),
+        )
+        .watches_stream(
+            config_map_events,
+            rules_using_config_map(rule_store.clone(), configs),
         )
         .watches_stream(namespace_events, rules_in_namespace(rule_store.clone()))
         .watches_stream(crd_events, every_rule_on_uninstall(rule_store))
@@ -286,30 +287,95 @@ fn rules_using_config(
     }
 }
 
+/// The caches of one kind, by namespace, and their events merged.
+type Namespaced<K> = (
+    HashMap<String, Store<K>>,
+    BoxStream<'static, Result<K, watcher::Error>>,
+);
+
+/// One cache and one event stream of `K` per namespace, watched with `watch`.
+fn namespaced<K>(client: &Client, namespaces: &[String], watch: &watcher::Config) -> Namespaced<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let mut stores = HashMap::new();
+    let mut streams = Vec::new();
+    for ns in namespaces {
+        let (store, writer) = reflector::store();
+        stores.insert(ns.clone(), store);
+        streams.push(
+            reflector::reflector(
+                writer,
+                watcher(Api::<K>::namespaced(client.clone(), ns), watch.clone()),
+            )
+            .backoff(WatchBackoff::default())
+            .touched_objects()
+            .boxed(),
+        );
+    }
+    (stores, stream::select_all(streams).boxed())
+}
+
 fn rules_using_secret(
     rules: Store<SecurityGroupRule>,
     configs: Store<ProviderConfig>,
 ) -> impl Fn(Secret) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
     move |secret| {
         let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-        let using: Vec<String> = configs
-            .state()
-            .iter()
-            .filter(|c| {
-                let credentials = &c.spec.credentials_secret_ref;
-                let ca = c.spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
-                (credentials.namespace == ns && credentials.name == name)
-                    || ca.is_some_and(|r| r.namespace == ns && r.name == name)
-            })
-            .map(|c| c.name_any())
-            .collect();
-        rules
-            .state()
-            .iter()
-            .filter(|r| using.contains(&r.spec.provider_config_ref.name))
-            .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect()
+        rules_of_configs(&rules, &configs, |c| {
+            let credentials = &c.spec.credentials_secret_ref;
+            let ca = c.spec.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
+            (credentials.namespace == ns && credentials.name == name)
+                || ca.is_some_and(|r| r.namespace == ns && r.name == name)
+        })
     }
+}
+
+fn rules_using_config_map(
+    rules: Store<SecurityGroupRule>,
+    configs: Store<ProviderConfig>,
+) -> impl Fn(ConfigMap) -> Vec<ObjectRef<SecurityGroupRule>> + Send + Sync + 'static {
+    move |config_map| {
+        let (ns, name) = (
+            config_map.namespace().unwrap_or_default(),
+            config_map.name_any(),
+        );
+        rules_of_configs(&rules, &configs, |c| {
+            let ca = c
+                .spec
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca_config_map_ref.as_ref());
+            ca.is_some_and(|r| r.namespace == ns && r.name == name)
+        })
+    }
+}
+
+/// The rules of every ProviderConfig that `uses` selects.
+fn rules_of_configs(
+    rules: &Store<SecurityGroupRule>,
+    configs: &Store<ProviderConfig>,
+    uses: impl Fn(&ProviderConfig) -> bool,
+) -> Vec<ObjectRef<SecurityGroupRule>> {
+    let using: Vec<String> = configs
+        .state()
+        .iter()
+        .filter(|c| uses(c))
+        .map(|c| c.name_any())
+        .collect();
+    rules
+        .state()
+        .iter()
+        .filter(|r| using.contains(&r.spec.provider_config_ref.name))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// Rules waiting in cleanup (say, for a missing Secret) are released at once

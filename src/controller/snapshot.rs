@@ -45,7 +45,9 @@ struct Latest {
 
 type Slot = Arc<tokio::sync::Mutex<Latest>>;
 
-/// The latest describe of each group, keyed by ProviderConfig and group.
+/// The latest describe of each group, keyed by the client that made it (a
+/// ProviderConfig's `credentials_key`) and group: a describe made before the
+/// config pointed elsewhere says nothing about where it points now.
 #[derive(Default)]
 pub struct Snapshots(Mutex<HashMap<(String, GroupRef), Slot>>);
 
@@ -55,13 +57,13 @@ impl Snapshots {
     /// callers then share.
     pub async fn describe(
         &self,
-        config: &str,
+        client: &str,
         group: &GroupRef,
         provider: &dyn Provider,
         since: Instant,
     ) -> Result<Snapshot, ProviderError> {
         let arrived = Instant::now();
-        let slot = self.slot(config, group);
+        let slot = self.slot(client, group);
         let mut latest = slot.lock().await;
         if let Some(snapshot) = latest.snapshot.as_ref().filter(|s| s.sent >= since) {
             return Ok(snapshot.clone());
@@ -94,8 +96,8 @@ impl Snapshots {
 
     /// Forgets a rule this operator revoked, so later checks against the
     /// same snapshot do not revoke it again.
-    pub async fn revoked(&self, config: &str, group: &GroupRef, rule_id: &str) {
-        let slot = self.slot(config, group);
+    pub async fn revoked(&self, client: &str, group: &GroupRef, rule_id: &str) {
+        let slot = self.slot(client, group);
         let mut latest = slot.lock().await;
         if let Some(snapshot) = latest.snapshot.as_mut()
             && snapshot.rules.iter().any(|d| d.rule_id == rule_id)
@@ -111,7 +113,7 @@ impl Snapshots {
         }
     }
 
-    fn slot(&self, config: &str, group: &GroupRef) -> Slot {
+    fn slot(&self, client: &str, group: &GroupRef) -> Slot {
         let mut slots = self
             .0
             .lock()
@@ -121,7 +123,7 @@ impl Snapshots {
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         slots
-            .entry((config.to_owned(), group.clone()))
+            .entry((client.to_owned(), group.clone()))
             .or_default()
             .clone()
     }

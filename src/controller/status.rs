@@ -8,7 +8,10 @@ use jiff::Timestamp;
 use crate::{
     api::{
         conditions::{self, ConditionState, reasons, types},
-        rule::{LastOperation, OperationResult, RuleSpec, SecurityGroupRuleStatus, SupersededRule},
+        rule::{
+            LastOperation, OperationResult, Origin, RuleSpec, SecurityGroupRuleStatus,
+            SupersededRule,
+        },
     },
     provider::GroupRef,
 };
@@ -63,6 +66,8 @@ pub struct Record {
     pub superseded: Option<SupersededRule>,
     pub authorizing: Option<RuleSpec>,
     pub attempt_epoch: u32,
+    /// Where the recorded rules were authorized.
+    pub origin: Option<Origin>,
     pub last_operation: Option<LastOperation>,
 }
 
@@ -83,6 +88,7 @@ impl Record {
             superseded: s.superseded.clone(),
             authorizing: s.authorizing.clone(),
             attempt_epoch: s.attempt_epoch,
+            origin: s.origin.clone(),
             last_operation: s.last_operation.clone(),
         }
     }
@@ -111,6 +117,7 @@ pub fn build(
         superseded: record.superseded.clone(),
         authorizing: record.authorizing.clone(),
         attempt_epoch: record.attempt_epoch,
+        origin: record.origin.clone(),
         last_operation: record.last_operation.clone(),
         summary: Some(spec_rule.summary()),
     }

@@ -12,7 +12,7 @@ use kube::runtime::{events::EventType, reflector::ObjectRef};
 use tracing::warn;
 
 use super::{
-    Context, Error, convert,
+    Context, Error, convert, origin,
     ownership::{self, Found, Mark, RevokeCheck},
     persist::StatusWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
@@ -148,6 +148,14 @@ impl Pass<'_> {
                     if record.authorizing.as_ref() == Some(self.spec_rule) {
                         current(writer).await?;
                     } else {
+                        let holds_rules = record.applied.is_some()
+                            || record.superseded.is_some()
+                            || record.authorizing.is_some();
+                        record.origin = Some(origin::before_authorize(
+                            record.origin.as_ref(),
+                            holds_rules,
+                            &self.resolved.origin,
+                        ));
                         record.authorizing = Some(self.spec_rule.clone());
                         record.group = Some(call.group.clone());
                         record_intent(writer, record, "authorizing the rule at the provider")
@@ -272,7 +280,7 @@ impl Pass<'_> {
                             notices.push(self.done(Action::Revoke, &call.client_token, outcome));
                             self.ctx
                                 .snapshots
-                                .revoked(&self.resolved.config_name, &self.group, &d.rule_id)
+                                .revoked(&self.resolved.credentials_key, &self.group, &d.rule_id)
                                 .await;
                         }
                         // Nothing of this object's is there: nothing to call.
@@ -365,6 +373,14 @@ impl Pass<'_> {
             let since = if attempt == 0 { shared } else { Instant::now() };
             let rules = match self.describe(since).await {
                 Ok(rules) => rules,
+                // The group is gone, and its rules with it, unless the
+                // ProviderConfig now points at another account or endpoint.
+                Err(e) if e.kind == ErrorKind::AlreadyGone => {
+                    return match origin::changed(record.origin.as_ref(), &self.resolved.origin) {
+                        None => Ok(RevokeCheck::Gone),
+                        Some(what) => Err(self.moved(notices, what)),
+                    };
+                }
                 Err(e) => {
                     record.last_operation = Some(operation(
                         Action::Describe,
@@ -403,7 +419,7 @@ impl Pass<'_> {
                 .ctx
                 .snapshots
                 .describe(
-                    &self.resolved.config_name,
+                    &self.resolved.credentials_key,
                     &self.group,
                     self.resolved.provider.as_ref(),
                     since,
@@ -456,6 +472,21 @@ impl Pass<'_> {
             self.group.security_group_id
         );
         self.stall(notices, reasons::RECORD_MISMATCH, Action::Revoke, message)
+    }
+
+    /// A missing group that may only be missing from where the config now points.
+    fn moved(&self, notices: &mut Vec<Notice>, what: &str) -> Halt {
+        let message = origin::moved_message(
+            &self.resolved.config_name,
+            &self.group.security_group_id,
+            what,
+        );
+        self.stall(
+            notices,
+            reasons::PROVIDER_CONFIG_CHANGED,
+            Action::Revoke,
+            message,
+        )
     }
 
     fn stall(

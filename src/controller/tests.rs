@@ -194,7 +194,7 @@ fn web_at_cloud(rule_id: &str, uid: Option<&str>) -> DescribedRule {
     }
 }
 
-struct Connects(Arc<ProviderDouble>);
+struct Connects(Arc<dyn Provider>);
 
 impl Connector for Connects {
     fn connect(
@@ -1017,6 +1017,8 @@ async fn a_rule_id_learned_by_drift_detection_is_recorded() {
 }
 
 mod gates;
+mod origins;
+mod trust;
 
 /// A ProviderConfig's status changes as rules come and go; only a new spec
 /// (generation) or new credentials may replace its client, whose token

@@ -1,7 +1,9 @@
 //! Provider errors, classified once per provider into the kinds the
-//! reconciler acts on.
+//! reconciler acts on, and [`ConnectError`], why no client could be built.
 
 use std::{fmt, time::Duration};
+
+use super::model::ProviderKind;
 
 /// What the reconciler does about a provider answer. Every provider maps its
 /// own error codes onto these in its `errors` module; nothing else inspects codes.
@@ -123,4 +125,21 @@ impl ProviderError {
         self.retry_after = retry_after;
         self
     }
+}
+
+/// Why no client could be built from a `ProviderConfig`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("an endpoint is required for {0}")]
+    MissingEndpoint(ProviderKind),
+    #[error(
+        "endpoint {0:?} must be an http or https URL with a host, no user name or password, and no query"
+    )]
+    InvalidEndpoint(String),
+    #[error("the CA bundle holds no usable PEM certificate: {0}")]
+    InvalidCaBundle(String),
+    #[error("rate limit qps and burst must be at least 1")]
+    InvalidRateLimit,
+    #[error("cannot build the HTTP client: {0}")]
+    Transport(String),
 }

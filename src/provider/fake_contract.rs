@@ -15,8 +15,8 @@ use crate::{
     provider::{
         self, Authorize, Credentials, GroupRef, NicType, Operation, Provider, ProviderKind,
         ProviderSettings, RateLimit, Revoke, RevokeTarget, Rule,
-        alibaba::errors as pop,
         baidu::errors as bce,
+        ecs::errors as pop,
         fixtures::{json_value, rule},
         http::HttpResponse,
     },

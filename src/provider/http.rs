@@ -14,8 +14,8 @@ use http::{HeaderMap, Method};
 use url::Url;
 
 use super::{
-    error::{ErrorKind, ProviderError},
-    settings::{ConnectError, RateLimit, Timeouts},
+    error::{ConnectError, ErrorKind, ProviderError},
+    settings::{RateLimit, Timeouts},
 };
 
 /// A fully signed request, ready to send.

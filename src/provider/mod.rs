@@ -1,13 +1,17 @@
 //! Cloud providers behind one small trait over a normalised rule model.
 //!
 //! Each provider lives in its own module with pure request building and error
-//! classification; signing is in [`crate::sign`], transport in [`http`].
+//! classification: [`ecs`] is the ECS client of Alibaba Cloud and, behind
+//! another gateway, of Apsara Stack ([`ecs::apsara`]); [`baidu`] is BCC.
+//! Signing is in `secgroup_sign`, transport in [`http`], the settings a client
+//! is built from in [`settings`] (data only), and [`connect`] builds it.
 
-pub mod alibaba;
-pub mod apsara;
 pub mod baidu;
+pub mod connect;
 pub mod credentials;
 pub mod denials;
+pub mod ecs;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod model;
@@ -22,15 +26,15 @@ mod properties;
 
 use async_trait::async_trait;
 
+pub use connect::connect;
 pub use credentials::{Credentials, SecretString};
-pub use error::{ErrorKind, MODIFY_UNSUPPORTED, Operation, ProviderError};
+pub use error::{ConnectError, ErrorKind, MODIFY_UNSUPPORTED, Operation, ProviderError};
 pub use model::{
     Authorize, DescribedRule, Direction, GroupRef, Modify, NicType, Peer, Policy, PortRange,
     Protocol, ProviderKind, Receipt, Revoke, RevokeTarget, Rule,
 };
 pub use settings::{
-    ApsaraPath, ApsaraSettings, BodyMode, ConnectError, ProviderSettings, RateLimit,
-    SignatureVersion, Timeouts, connect,
+    ApsaraPath, ApsaraSettings, BodyMode, ProviderSettings, RateLimit, SignatureVersion, Timeouts,
 };
 
 /// One configured cloud account (one `ProviderConfig`).

@@ -7,9 +7,8 @@ use serde_json::json;
 
 use super::{
     DescribedRule, Operation, ProviderError,
-    alibaba::{api as alibaba_api, errors as alibaba},
-    apsara::errors as apsara,
     baidu::{api as baidu_api, errors as baidu},
+    ecs::{api as alibaba_api, apsara::errors as apsara, errors as alibaba},
     fixtures::{any_response, classified_well, json_value, operation, response},
     http::HttpResponse,
 };

@@ -2,13 +2,7 @@
 //! (the build profile the harness itself was built with), the CRDs, the
 //! credentials Secret and two ProviderConfigs on the test control plane.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,6 +12,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
     runtime::wait::{await_condition, conditions},
 };
+use secgroup_testkit::{FakeCloud, LogDir, Output, Tied, binary, net};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "bench-access-key";
@@ -35,79 +30,13 @@ pub const UNWATCHED_LABEL: &str = "secgroup-bench/unwatched";
 pub const UNTHROTTLED: (u32, u32) = (10_000, 10_000);
 const MANAGER: &str = "secgroup-bench";
 
-/// A child process, stopped when dropped.
-pub struct Process {
-    child: Child,
-}
-
-impl Process {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub struct Env {
     pub client: Client,
     pub fakecloud: String,
-    _fake: Process,
-    pub operator: Process,
-}
-
-fn binary(name: &str) -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-            PathBuf::from,
-        )
-        .join(profile)
-        .join(name)
-}
-
-pub fn log_dir() -> PathBuf {
-    let dir = std::env::var_os("BENCH_LOGS").map_or_else(
-        || std::env::temp_dir().join("secgroup-bench-logs"),
-        PathBuf::from,
-    );
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
-fn log_file(name: &str) -> anyhow::Result<Stdio> {
-    let path = log_dir().join(name);
-    Ok(std::fs::File::create(&path)
-        .with_context(|| format!("creating {}", path.display()))?
-        .into())
-}
-
-fn start_fakecloud() -> anyhow::Result<(Process, String)> {
-    let path = binary("secgroup-fakecloud");
-    let mut child = Command::new(&path)
-        .args(["--listen", "127.0.0.1:0", "--access-key"])
-        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-        .stdout(Stdio::piped())
-        .stderr(log_file("fakecloud.log")?)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("fake cloud stdout")?).read_line(&mut line)?;
-    let process = Process { child };
-    let url = line.trim().trim_start_matches("listening on ").to_owned();
-    if !url.starts_with("http://127.0.0.1:") {
-        bail!("unexpected fake cloud banner {line:?}");
-    }
-    Ok((process, url))
+    /// The fake cloud's and the operator's logs.
+    pub logs: LogDir,
+    _fake: FakeCloud,
+    pub operator: Tied,
 }
 
 /// The operator measured: `BENCH_OPERATOR_BIN`, so that another build (say
@@ -118,42 +47,24 @@ pub fn operator_binary() -> PathBuf {
         .map_or_else(|| binary("secgroup-operator"), PathBuf::from)
 }
 
-fn start_operator(resync: Duration, extra: &str) -> anyhow::Result<(Process, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let health = format!("127.0.0.1:{port}");
+fn start_operator(resync: Duration, extra: &str, logs: &LogDir) -> (Tied, String) {
+    let health = net::free_addr();
     let path = operator_binary();
-    let child = Command::new(&path)
-        .args(["run", "--secret-namespace", SECRET_NAMESPACE])
-        .args(["--metrics-addr", &health])
-        .args(["--resync-interval", &resync.as_secs().to_string()])
-        .args(["--label-selector", &format!("{UNWATCHED_LABEL}!=true")])
-        .args(extra.split_whitespace())
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(log_file("operator.log")?)
-        .stderr(log_file("operator.err")?)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    Ok((Process { child }, format!("http://{health}")))
-}
-
-async fn wait_ready(health: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let http = reqwest::Client::new();
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{health}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the operator did not become ready in 60 s (see {})",
-        log_dir().display()
-    )
+    let resync = resync.as_secs().to_string();
+    let selector = format!("{UNWATCHED_LABEL}!=true");
+    let mut args = vec!["run", "--secret-namespace", SECRET_NAMESPACE];
+    args.extend(["--metrics-addr", &health, "--resync-interval", &resync]);
+    args.extend(["--label-selector", &selector]);
+    args.extend(extra.split_whitespace());
+    let log = std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".into());
+    let operator = Tied::spawn(
+        &path,
+        &args,
+        &[("RUST_LOG", &log)],
+        Output::Log(logs.file("operator.log")),
+        Output::Log(logs.file("operator.err")),
+    );
+    (operator, health)
 }
 
 /// Server-side applies one object given as JSON (apiVersion, kind, metadata.name, ...).
@@ -242,7 +153,14 @@ impl Env {
             .await
             .context("connecting to the test control plane (KUBECONFIG)")?;
         install_crds(&client).await?;
-        let (fake, fakecloud) = start_fakecloud()?;
+        let logs = LogDir::new("bench", "BENCH_LOGS");
+        let fake = FakeCloud::start(
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+            &[],
+            &[],
+            &logs.file("fakecloud.log"),
+        );
+        let fakecloud = fake.url.clone();
         apply(&client, &namespace(SECRET_NAMESPACE)).await?;
         apply(
             &client,
@@ -265,11 +183,18 @@ impl Env {
             &provider_config(IDLE_CONFIG, &fakecloud, UNTHROTTLED, None),
         )
         .await?;
-        let (operator, health) = start_operator(resync, operator_args)?;
-        wait_ready(&health).await?;
+        let (operator, health) = start_operator(resync, operator_args, &logs);
+        if !net::ready(&health, Duration::from_secs(60)).await {
+            let mut logs = logs;
+            bail!(
+                "the operator did not become ready in 60 s (see {})",
+                logs.keep().display()
+            );
+        }
         Ok(Self {
             client,
             fakecloud,
+            logs,
             _fake: fake,
             operator,
         })

@@ -74,9 +74,13 @@ impl Bench {
         env::apply(self.client(), &env::namespace(&ns_b)).await?;
         let api_a: Api<SecurityGroupRule> = Api::namespaced(self.client().clone(), &ns_a);
         let api_b: Api<SecurityGroupRule> = Api::namespaced(self.client().clone(), &ns_b);
-        self.admin.create_group(B_GROUP).await?;
+        self.admin
+            .create_group("alibaba", env::REGION, B_GROUP)
+            .await;
         for g in 0..A_GROUPS {
-            self.admin.create_group(&format!("sg-faira{g:03}")).await?;
+            self.admin
+                .create_group("alibaba", env::REGION, &format!("sg-faira{g:03}"))
+                .await;
         }
 
         // B's rules first, Ready before A's burst.
@@ -97,7 +101,7 @@ impl Bench {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.admin.clear_calls().await?;
+        self.admin.clear_calls().await;
 
         let a_rules = (0..n)
             .map(|i| {
@@ -214,11 +218,12 @@ impl Bench {
         while Instant::now() < deadline {
             let first = self
                 .admin
-                .calls(Some("RevokeSecurityGroup"))
-                .await?
+                .calls(&[("action", "RevokeSecurityGroup")])
+                .await
                 .into_iter()
-                .filter(|c| c.group.as_deref() == Some(group) && c.time >= sent)
-                .map(|c| c.time)
+                .filter(|c| c.group.as_deref() == Some(group))
+                .filter_map(|c| c.timestamp())
+                .filter(|time| *time >= sent)
                 .min();
             if let Some(time) = first {
                 return Ok(time);
@@ -231,8 +236,8 @@ impl Bench {
     async fn authorized_in_a(&self) -> anyhow::Result<usize> {
         Ok(self
             .admin
-            .calls(Some("AuthorizeSecurityGroup"))
-            .await?
+            .calls(&[("action", "AuthorizeSecurityGroup")])
+            .await
             .iter()
             .filter(|c| {
                 c.group

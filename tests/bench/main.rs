@@ -8,7 +8,6 @@ mod apiserver;
 mod census;
 mod env;
 mod fairness;
-mod fake;
 mod load;
 mod procfs;
 mod report;
@@ -23,6 +22,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use secgroup_operator::api::SecurityGroupRule;
+use secgroup_testkit::{Admin, CallRecord};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -30,7 +30,6 @@ use self::{
     apiserver::Writes,
     census::Census,
     env::{BULK_CONFIG, Env, IDLE_CONFIG, UNTHROTTLED, UNWATCHED_LABEL},
-    fake::Admin,
     report::{Report, percentile},
     settings::{Settings, Sizes},
 };
@@ -74,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
     };
     // A failed phase still prints what was measured before it.
     let outcome = bench.run().await;
+    if outcome.is_err() {
+        eprintln!("bench: logs kept in {}", bench.env.logs.keep().display());
+    }
     println!("\nmachine: {}; {}", report::machine(), load.summary());
     println!(
         "operator: {}; harness build: {}; sizes: {:?}\n",
@@ -161,8 +163,8 @@ impl Bench {
     ) -> anyhow::Result<Vec<String>> {
         for g in 0..groups {
             self.admin
-                .create_group(&format!("sg-{prefix}{g:03}"))
-                .await?;
+                .create_group("alibaba", env::REGION, &format!("sg-{prefix}{g:03}"))
+                .await;
         }
         let rules = (0..count)
             .map(|i| {
@@ -203,7 +205,9 @@ impl Bench {
     async fn fakecloud_throughput(&mut self) -> anyhow::Result<()> {
         let (length, concurrency) = (self.sizes.load, self.sizes.load_concurrency);
         eprintln!("bench: loading the fake cloud for {length:?}, {concurrency} in flight");
-        self.admin.create_group("sg-load").await?;
+        self.admin
+            .create_group("alibaba", env::REGION, "sg-load")
+            .await;
         let mut t = load::run(&self.env.fakecloud, "sg-load", length, concurrency).await?;
         let rate = t.per_second();
         let (p50, p99) = (
@@ -222,7 +226,7 @@ impl Bench {
             "≥ 2000/s",
             rate >= 2000.0 && t.failed == 0,
         );
-        self.admin.clear_calls().await?;
+        self.admin.clear_calls().await;
         Ok(())
     }
 
@@ -264,7 +268,7 @@ impl Bench {
             .await?
             - started;
         let writes = Writes::scrape(self.client()).await?.since(&before);
-        let calls = self.admin.calls(None).await?;
+        let calls = self.admin.calls(&[]).await;
         let ratio = ready.as_secs_f64() / accepted.as_secs_f64();
         self.report.info(
             format!("create {n} rules over {groups} groups: API server accepted all"),
@@ -317,9 +321,9 @@ impl Bench {
         );
         self.set_bulk_rate((qps, burst)).await?;
         self.admin
-            .set_faults(json!({"rules": [{"qps": ceiling}]}))
-            .await?;
-        self.admin.clear_calls().await?;
+            .set_faults(&json!({"rules": [{"qps": ceiling}]}))
+            .await;
+        self.admin.clear_calls().await;
         let before = Writes::scrape(self.client()).await?;
         // The API server takes deletes slower than Q when it is loaded: the
         // operator is paused while they go in, so what is timed is its pace.
@@ -341,10 +345,10 @@ impl Bench {
             .await?
             - resumed;
         let writes = Writes::scrape(self.client()).await?.since(&before);
-        let calls = self.admin.calls(None).await?;
+        let calls = self.admin.calls(&[]).await;
         let throttled = calls.iter().filter(|c| c.throttled()).count();
         let ratio = gone.as_secs_f64() / floor.as_secs_f64();
-        self.admin.set_faults(json!({"rules": []})).await?;
+        self.admin.set_faults(&json!({"rules": []})).await;
         self.set_bulk_rate(UNTHROTTLED).await?;
         self.report.info(
             format!("delete {n} rules, operator paused: API server accepted all deletes"),
@@ -401,11 +405,11 @@ impl Bench {
             )
             .await?;
         procfs::wait_idle(self.pid(), Duration::from_secs(60)).await;
-        self.admin.clear_calls().await?;
+        self.admin.clear_calls().await;
         let before = Writes::scrape(self.client()).await?;
         tokio::time::sleep(length).await;
         let writes = Writes::scrape(self.client()).await?.since(&before);
-        let calls = self.admin.calls(None).await?;
+        let calls = self.admin.calls(&[]).await;
         let describes = count(&calls, "Describe") as usize;
         let mut per_group = std::collections::BTreeMap::<&str, usize>::new();
         for c in calls.iter().filter(|c| c.action.starts_with("Describe")) {
@@ -455,7 +459,7 @@ impl Bench {
         let mut latencies = Vec::new();
         for name in &names {
             let left = self.census.now().present - 1;
-            self.admin.clear_calls().await?;
+            self.admin.clear_calls().await;
             let sent = jiff::Timestamp::now();
             self.api.delete(name, &DeleteParams::default()).await?;
             let revoked = self.first_revoke(Duration::from_secs(30)).await?;
@@ -480,14 +484,15 @@ impl Bench {
     async fn first_revoke(&self, limit: Duration) -> anyhow::Result<jiff::Timestamp> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(call) = self
+            if let Some(time) = self
                 .admin
-                .calls(None)
-                .await?
+                .calls(&[])
+                .await
                 .into_iter()
                 .find(|c| c.action.starts_with("Revoke"))
+                .and_then(|c| c.timestamp())
             {
-                return Ok(call.time);
+                return Ok(time);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -536,7 +541,7 @@ impl Bench {
 }
 
 /// Calls whose action starts with `prefix` ("Revoke" covers both directions).
-fn count(calls: &[fake::Call], prefix: &str) -> u64 {
+fn count(calls: &[CallRecord], prefix: &str) -> u64 {
     calls
         .iter()
         .filter(|c| c.action.starts_with(prefix))

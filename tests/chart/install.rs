@@ -4,7 +4,6 @@
 //! makes is authorized by the chart's RBAC, as in the cluster.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Output},
     time::Duration,
@@ -16,6 +15,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 use secgroup_operator::api::SecurityGroupRule;
+pub(crate) use secgroup_testkit::net::{self, free_port};
 use serde_json::{Value, json};
 
 use crate::{helm, support::*};
@@ -39,13 +39,6 @@ pub(crate) fn ok(program: &str, args: &[&str]) -> String {
 
 pub(crate) fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// Whether `check` holds within ten seconds.
@@ -227,13 +220,11 @@ pub(crate) async fn readyz(port: u16) -> Result<u16, String> {
 
 /// Waits up to a minute for /readyz on `port` to answer 200.
 pub(crate) async fn until_ready(what: &str, port: u16) {
-    eventually(what, Duration::from_secs(60), || async {
-        match readyz(port).await? {
-            200 => Ok(()),
-            code => Err(format!("/readyz {code}")),
-        }
-    })
-    .await;
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        net::ready(&addr, Duration::from_secs(60)).await,
+        "timed out after 60 s waiting for {what}"
+    );
 }
 
 pub(crate) fn log_path(name: &str) -> PathBuf {
@@ -399,13 +390,7 @@ impl Release {
             .await
             .expect("apply rule");
         let ready = condition(&rules, "https", "Ready", "True").await;
-        assert!(
-            ready
-                .metadata
-                .finalizers
-                .unwrap_or_default()
-                .contains(&"secgroup.dev/revoke".to_owned())
-        );
+        assert!(holds_the_revoke_finalizer(&ready));
         assert_eq!(
             cloud_rules_at(cloud, "alibaba", "cn-hangzhou", group)
                 .await
@@ -442,11 +427,28 @@ impl Release {
 async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
     require_cluster();
     let release = install_release("chart");
-    let (id, system, rules_ns, sa) = (&release.id, &release.system, &release.rules_ns, &release.sa);
-    let elsewhere = format!("chart-elsewhere-{id}");
-    let sa_user = format!("system:serviceaccount:{system}:{sa}");
+    let elsewhere = secret_elsewhere(&release);
+    // The ServiceAccount's token, as a Pod would get it.
+    let kubeconfig = log_path(&format!("chart-{}.kubeconfig", release.id));
+    token_kubeconfig(&release.token(), &kubeconfig);
 
-    // A Secret the operator must not be able to read.
+    service_account_may_do_what_the_chart_grants(&release, &kubeconfig, &elsewhere);
+    tenants_edit_rules_but_not_their_status(&release);
+    secrets_elsewhere_are_forbidden(&kubeconfig, &elsewhere);
+
+    let cloud = start_fakecloud(&format!("chart-{}-fakecloud.log", release.id));
+    let (config, group) = release.provider_config(&cloud.url).await;
+    let operator = ChartOperator::start(&release, &kubeconfig).await;
+    metrics_want_a_token_the_chart_allows(&release, operator.ports).await;
+    release.reconciles_a_rule(&cloud.url, &config, &group).await;
+    release.ignores_unlabelled_secrets(&cloud.url, &group).await;
+    operator.was_never_refused();
+    operator.is_refused_secrets_elsewhere(&elsewhere).await;
+}
+
+/// A namespace with a Secret the operator must not be able to read; its name.
+fn secret_elsewhere(release: &Release) -> String {
+    let elsewhere = format!("chart-elsewhere-{}", release.id);
     ok("kubectl", &["create", "namespace", &elsewhere]);
     ok(
         "kubectl",
@@ -460,22 +462,24 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "--from-literal=accessKeyId=x",
         ],
     );
+    elsewhere
+}
 
-    // The ServiceAccount's token, as a Pod would get it.
-    let kubeconfig = log_path(&format!("chart-{id}.kubeconfig"));
-    token_kubeconfig(&release.token(), &kubeconfig);
-
-    // kubectl auth can-i, as the admin asking for the ServiceAccount and as
-    // the ServiceAccount itself, agrees with the chart: Secrets in the secret
-    // namespace only; rules patched, never read one by one or deleted.
-    for view in [
-        (None, Some(sa_user.as_str())),
-        (Some(kubeconfig.as_path()), None),
-    ] {
+/// kubectl auth can-i, as the admin asking for the ServiceAccount and as
+/// the ServiceAccount itself, agrees with the chart: Secrets in the secret
+/// namespace only; rules patched, never read one by one or deleted.
+fn service_account_may_do_what_the_chart_grants(
+    release: &Release,
+    kubeconfig: &Path,
+    elsewhere: &str,
+) {
+    let (system, rules_ns) = (&release.system, &release.rules_ns);
+    let sa_user = format!("system:serviceaccount:{system}:{}", release.sa);
+    for view in [(None, Some(sa_user.as_str())), (Some(kubeconfig), None)] {
         let can = |verb: &str, resource: &str, ns: &str| can_i(view.0, view.1, verb, resource, ns);
         assert!(can("list", "secrets", system));
         assert!(can("watch", "secrets", system));
-        assert!(!can("get", "secrets", &elsewhere), "Secrets elsewhere");
+        assert!(!can("get", "secrets", elsewhere), "Secrets elsewhere");
         assert!(!can("list", "secrets", ""), "Secrets cluster-wide");
         assert!(!can("create", "secrets", system));
         assert!(can("patch", "securitygrouprules.secgroup.dev", rules_ns));
@@ -521,10 +525,14 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "no Lease with one replica"
         );
     }
-    // A tenant bound to the built-in edit role in its namespace gets the
-    // chart's aggregated rights: its rules, never their status (the
-    // operator's record of what it created), ProviderConfigs to read only.
-    let tenant = format!("tenant-{id}");
+}
+
+/// A tenant bound to the built-in edit role in its namespace gets the
+/// chart's aggregated rights: its rules, never their status (the
+/// operator's record of what it created), ProviderConfigs to read only.
+fn tenants_edit_rules_but_not_their_status(release: &Release) {
+    let rules_ns = &release.rules_ns;
+    let tenant = format!("tenant-{}", release.id);
     ok(
         "kubectl",
         &[
@@ -570,6 +578,10 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "{verb} {resource}"
         );
     }
+}
+
+/// The ServiceAccount's token reads no Secret outside its namespaces.
+fn secrets_elsewhere_are_forbidden(kubeconfig: &Path, elsewhere: &str) {
     let denied = run(
         "kubectl",
         &[
@@ -579,7 +591,7 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
             "secret",
             "not-yours",
             "-n",
-            &elsewhere,
+            elsewhere,
         ],
     );
     assert!(!denied.status.success());
@@ -588,31 +600,96 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         "{}",
         String::from_utf8_lossy(&denied.stderr)
     );
+}
 
-    // The fake cloud and a ProviderConfig pointing at it.
-    let cloud = start_fakecloud(&format!("chart-{id}-fakecloud.log"));
-    let (config, group) = release.provider_config(&cloud.url).await;
+/// The operator as the Deployment would run it, with the ServiceAccount's token.
+struct ChartOperator {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    ports: Ports,
+    log: PathBuf,
+    id: String,
+    _process: Tied,
+}
 
-    // The operator as the Deployment would run it, with the ServiceAccount's token.
-    let (args, env) = deployment_command(system, sa);
-    assert!(
-        args.contains(&format!("--secret-namespace={system}")),
-        "{args:?}"
-    );
-    let (args, ports) = on_free_ports(&args);
-    let mut envs: Vec<(String, String)> = env;
-    envs.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env_refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let _operator = spawn_operator(&arg_refs, &env_refs, &format!("chart-{id}-operator.log"));
-    until_ready(
-        "the operator ready (every cache synced under the chart's RBAC)",
-        ports.health,
-    )
-    .await;
+impl ChartOperator {
+    async fn start(release: &Release, kubeconfig: &Path) -> Self {
+        let (args, mut envs) = deployment_command(&release.system, &release.sa);
+        assert!(
+            args.contains(&format!("--secret-namespace={}", release.system)),
+            "{args:?}"
+        );
+        envs.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+        let (args, ports) = on_free_ports(&args);
+        let name = format!("chart-{}-operator.log", release.id);
+        let process = Self::spawn(&args, &envs, &name);
+        until_ready(
+            "the operator ready (every cache synced under the chart's RBAC)",
+            ports.health,
+        )
+        .await;
+        Self {
+            args,
+            envs,
+            ports,
+            log: log_path(&name),
+            id: release.id.clone(),
+            _process: process,
+        }
+    }
 
-    // /metrics wants a token the API server authenticates and allows to get
-    // /metrics: the chart's reader binding allows `scraper`, not `nobody`.
+    fn spawn(args: &[String], envs: &[(String, String)], log: &str) -> Tied {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        spawn_operator(&args, &envs, log)
+    }
+
+    /// Nothing it called was refused by the chart's RBAC.
+    fn was_never_refused(&self) {
+        let log = std::fs::read_to_string(&self.log).expect("log");
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the operator was refused a call:\n{log}"
+        );
+    }
+
+    /// Started to read Secrets in a namespace the chart did not grant, the
+    /// operator is refused by the API server and never becomes ready.
+    async fn is_refused_secrets_elsewhere(&self, elsewhere: &str) {
+        let (mut args, ports) = on_free_ports(&self.args);
+        args.extend([
+            format!("--secret-namespace={elsewhere}"),
+            format!("--namespace={elsewhere}"),
+        ]);
+        let name = format!("chart-{}-operator-denied.log", self.id);
+        let _denied = Self::spawn(&args, &self.envs, &name);
+        let log = log_path(&name);
+        eventually(
+            "the API server refusing Secrets elsewhere",
+            Duration::from_secs(60),
+            || async {
+                let log = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+                log.lines()
+                    .find(|l| {
+                        l.contains("forbidden") && l.contains(elsewhere) && l.contains("secrets")
+                    })
+                    .map(str::to_owned)
+                    .ok_or_else(|| "no refusal logged yet".to_owned())
+            },
+        )
+        .await;
+        assert_eq!(
+            readyz(ports.health).await,
+            Ok(503),
+            "not ready without its Secrets cache"
+        );
+    }
+}
+
+/// /metrics wants a token the API server authenticates and allows to get
+/// /metrics: the chart's reader binding allows `scraper`, not `nobody`.
+async fn metrics_want_a_token_the_chart_allows(release: &Release, ports: Ports) {
+    let system = &release.system;
     for name in ["scraper", "nobody"] {
         ok("kubectl", &["create", "serviceaccount", name, "-n", system]);
     }
@@ -638,52 +715,6 @@ async fn operator_runs_with_the_charts_rbac_and_nothing_more() {
         200
     );
     assert_eq!(readyz(ports.health).await, Ok(200), "probes need no token");
-
-    // It reconciles a rule against the fake cloud: finalizer, status, events.
-    release.reconciles_a_rule(&cloud.url, &config, &group).await;
-    release.ignores_unlabelled_secrets(&cloud.url, &group).await;
-    let log = std::fs::read_to_string(log_path(&format!("chart-{id}-operator.log"))).expect("log");
-    assert!(
-        !log.to_lowercase().contains("forbidden"),
-        "the operator was refused a call:\n{log}"
-    );
-
-    // Started to read Secrets in a namespace the chart did not grant, the
-    // operator is refused by the API server and never becomes ready.
-    let (mut denied_args, denied_ports) = on_free_ports(&args);
-    denied_args.extend([
-        format!("--secret-namespace={elsewhere}"),
-        format!("--namespace={elsewhere}"),
-    ]);
-    let denied_refs: Vec<&str> = denied_args.iter().map(String::as_str).collect();
-    let denied_log = log_path(&format!("chart-{id}-operator-denied.log"));
-    let _denied = spawn_operator(
-        &denied_refs,
-        &env_refs,
-        denied_log
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name"),
-    );
-    eventually(
-        "the API server refusing Secrets elsewhere",
-        Duration::from_secs(60),
-        || async {
-            let log = std::fs::read_to_string(&denied_log).map_err(|e| e.to_string())?;
-            log.lines()
-                .find(|l| {
-                    l.contains("forbidden") && l.contains(&elsewhere) && l.contains("secrets")
-                })
-                .map(str::to_owned)
-                .ok_or_else(|| "no refusal logged yet".to_owned())
-        },
-    )
-    .await;
-    assert_eq!(
-        readyz(denied_ports.health).await,
-        Ok(503),
-        "not ready without its Secrets cache"
-    );
 }
 
 /// `kubectl ARGS` with `input` on stdin: (success, stderr).

@@ -255,7 +255,10 @@ fn secrets_are_readable_in_the_secret_namespaces_only() {
     for role in &roles {
         assert_eq!(
             rights(role),
-            BTreeSet::from([right("", "secrets", &["get", "list", "watch"])])
+            BTreeSet::from([
+                right("", "secrets", &["get", "list", "watch"]),
+                right("", "configmaps", &["get", "list", "watch"])
+            ])
         );
     }
     let bindings: BTreeSet<&str> = of_kind(&two, "RoleBinding")

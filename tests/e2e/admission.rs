@@ -128,6 +128,8 @@ fn invalid_configs() -> Vec<Case> {
         case("no Secret name", json!({"credentialsSecretRef": {"name": null}}), "spec.credentialsSecretRef.name", "Required value"),
         case("qps 0", json!({"rateLimit": {"qps": 0, "burst": 1}}), "spec.rateLimit.qps", "greater than or equal to 1"),
         case("resync every 10 seconds", json!({"defaults": {"resyncIntervalSeconds": 10}}), "spec.defaults.resyncIntervalSeconds", "greater than or equal to 30"),
+        case("two CA sources", json!({"tls": {"caBundle": "-----BEGIN CERTIFICATE-----", "caConfigMapRef": {"namespace": "n", "name": "ca"}}}), "spec.tls", "exactly one of caBundle, caSecretRef or caConfigMapRef"),
+        case("no CA source", json!({"tls": {}}), "spec.tls", "exactly one of caBundle, caSecretRef or caConfigMapRef"),
         case("unknown Apsara path", json!({"type": "apsarastack", "endpoint": "https://ecs.example.internal", "apsara": {"path": "Proxy"}}), "spec.apsara.path", "supported values: \"Root\", \"Asapi\", \"Route\""),
     ]
 }

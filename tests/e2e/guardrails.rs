@@ -25,6 +25,28 @@ fn policed_config(name: &str, policies: Value) -> Value {
     manifest
 }
 
+/// A rule `web` of `config` (TCP 443 from 10.0.0.0/8) in a group of its
+/// own, once Ready: (the group, how many calls the cloud saw for it).
+async fn ready_web_rule(api: &Api<SecurityGroupRule>, config: &str) -> (String, usize) {
+    let group = group_id("sg");
+    create_group("alibaba", "cn-hangzhou", &group).await;
+    let https = tcp(443, json!({"cidr": "10.0.0.0/8"}));
+    apply(api, "web", &rule_manifest("web", config, &group, https)).await;
+    condition(api, "web", "Ready", "True").await;
+    let calls = cloud_calls(&group).await.len();
+    (group, calls)
+}
+
+/// Waits until `web` is gone, and checks its cloud rule went with it.
+async fn gone_with_its_cloud_rule(api: &Api<SecurityGroupRule>, group: &str) {
+    gone(api, "web").await;
+    assert!(
+        cloud_rules("alibaba", "cn-hangzhou", group)
+            .await
+            .is_empty()
+    );
+}
+
 /// The Stalled condition's reason and message once it is True.
 async fn stalled(api: &Api<SecurityGroupRule>, name: &str) -> (String, String) {
     let rule = condition(api, name, "Stalled", "True").await;
@@ -205,24 +227,10 @@ async fn each_policy_class_is_refused_with_the_field_named_and_no_call() {
 async fn a_tightened_policy_reports_an_applied_rule_without_revoking_it() {
     let client = Client::try_default().await.expect("kubeconfig");
     let (api, _) = setup("e2e-tighten").await;
-    let group = group_id("sg");
-    create_group("alibaba", "cn-hangzhou", &group).await;
     let config = format!("e2e-tighten-{}", suffix());
     let open = json!([{"name": "all", "namespaceSelector": {}}]);
     kubectl_apply(&policed_config(&config, open).to_string());
-    apply(
-        &api,
-        "web",
-        &rule_manifest(
-            "web",
-            &config,
-            &group,
-            tcp(443, json!({"cidr": "10.0.0.0/8"})),
-        ),
-    )
-    .await;
-    condition(&api, "web", "Ready", "True").await;
-    let calls = cloud_calls(&group).await.len();
+    let (group, calls) = ready_web_rule(&api, &config).await;
 
     let tightened = json!({"spec": {"policies": [{"name": "all", "namespaceSelector": {}, "minIpv4PrefixLength": 16}]}});
     Api::<secgroup_operator::api::ProviderConfig>::all(client)
@@ -244,12 +252,7 @@ async fn a_tightened_policy_reports_an_applied_rule_without_revoking_it() {
     );
 
     delete(&api, "web").await;
-    gone(&api, "web").await;
-    assert!(
-        cloud_rules("alibaba", "cn-hangzhou", &group)
-            .await
-            .is_empty()
-    );
+    gone_with_its_cloud_rule(&api, &group).await;
 }
 
 /// A paused rule makes no call: neither for a spec change nor for its
@@ -257,21 +260,7 @@ async fn a_tightened_policy_reports_an_applied_rule_without_revoking_it() {
 #[tokio::test]
 async fn a_paused_rule_makes_no_call_and_its_deletion_waits() {
     let (api, _) = setup("e2e-pause").await;
-    let group = group_id("sg");
-    create_group("alibaba", "cn-hangzhou", &group).await;
-    apply(
-        &api,
-        "web",
-        &rule_manifest(
-            "web",
-            "e2e-alibaba",
-            &group,
-            tcp(443, json!({"cidr": "10.0.0.0/8"})),
-        ),
-    )
-    .await;
-    condition(&api, "web", "Ready", "True").await;
-    let calls = cloud_calls(&group).await.len();
+    let (group, calls) = ready_web_rule(&api, "e2e-alibaba").await;
 
     merge(
         &api,
@@ -319,12 +308,7 @@ async fn a_paused_rule_makes_no_call_and_its_deletion_waits() {
         json!({"metadata": {"annotations": {"secgroup.dev/paused": null}}}),
     )
     .await;
-    gone(&api, "web").await;
-    assert!(
-        cloud_rules("alibaba", "cn-hangzhou", &group)
-            .await
-            .is_empty()
-    );
+    gone_with_its_cloud_rule(&api, &group).await;
 }
 
 /// Observe only: the rule's existence and id are reported from a describe;

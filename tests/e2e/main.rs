@@ -3,6 +3,7 @@
 //! cluster and runs them; `cargo test` alone leaves this target out.
 
 mod admission;
+mod fidelity;
 mod guardrails;
 mod kstatus;
 mod operations;
@@ -30,7 +31,7 @@ async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &st
     apply(&api, "web", &rule_manifest("web", config, &group, rule)).await;
 
     let ready = condition(&api, "web", "Ready", "True").await;
-    let status = ready.status.expect("status");
+    let status = ready.status.clone().expect("status");
     assert_eq!(
         status
             .conditions
@@ -47,13 +48,7 @@ async fn lifecycle(config: &str, provider: &str, region: &str, group_prefix: &st
     let described = cloud[0]["rule"]["description"].as_str().unwrap_or_default();
     let mark = Mark::of_uid(ready.metadata.uid.as_deref().expect("uid"));
     assert_eq!(described, format!("web https {}", mark.as_str()));
-    assert!(
-        ready
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .contains(&"secgroup.dev/revoke".to_owned())
-    );
+    assert!(holds_the_revoke_finalizer(&ready));
 
     merge(&api, "web", json!({"spec": {"ensure": "Absent"}})).await;
     let revoked = condition(&api, "web", "Ready", "True").await;
@@ -170,15 +165,7 @@ async fn permanent_error_stalls_and_orphan_unblocks_deletion() {
     .await;
     condition(&api, "bad", "Ready", "True").await;
     // The group vanishes out of band: authorize of a new spec now fails permanently.
-    let res = reqwest::Client::new()
-        .delete(format!(
-            "{}/_fake/groups/alibaba/cn-hangzhou/{group}",
-            env().fakecloud
-        ))
-        .send()
-        .await
-        .expect("reachable");
-    assert!(res.status().is_success());
+    delete_cloud_group("alibaba", "cn-hangzhou", &group).await;
     merge(
         &api,
         "bad",

@@ -228,11 +228,7 @@ async fn a_revoke_interrupted_by_a_crash_is_not_repeated_after_restart() {
         .await
         .expect("the object waits for its finalizer");
     assert!(
-        pending
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .contains(&"secgroup.dev/revoke".to_owned()),
+        holds_the_revoke_finalizer(&pending),
         "the crash came before the finalizer was removed"
     );
 

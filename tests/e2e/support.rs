@@ -3,9 +3,8 @@
 //! and helpers to wait on conditions and inspect the fake cloud.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -16,6 +15,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use secgroup_operator::api::{ProviderConfig, SecurityGroupRule, conditions};
+pub use secgroup_testkit::{Admin, FakeCloud, LogDir, Output, Tied, binary, net::free_addr};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "e2e-access-key";
@@ -33,81 +33,8 @@ pub struct Env {
     pub fakecloud: String,
     /// Where the shared operator serves /metrics, /healthz and /readyz.
     pub operator_metrics: String,
-    _processes: Vec<Tied>,
-}
-
-/// A process tied to this test process: a shell holds it and stops it when
-/// its stdin, a pipe from here, closes, which happens however this process
-/// ends. (A `static` is never dropped, so `Drop` cannot do it.)
-pub struct Tied(Child);
-
-impl Tied {
-    /// Kills the program (not the shell holding it) with SIGKILL, as a crash
-    /// would: no shutdown handler runs, nothing is flushed. Returns once it is gone.
-    pub fn crash(&self) {
-        let pid = self.signal("KILL");
-        while process_state(pid).is_some_and(|state| state != 'Z') {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends `signal` (`KILL`, `TERM`) to the program; returns its pid.
-    pub fn signal(&self, signal: &str) -> u32 {
-        let pid = child_of(self.0.id()).expect("the tied program runs");
-        // The shell's builtin: a `kill` program is not on every machine.
-        let sent = Command::new("bash")
-            .args(["-c", r#"kill -"$1" "$2""#, "kill", signal, &pid.to_string()])
-            .status()
-            .expect("bash runs");
-        assert!(sent.success(), "kill -{signal} {pid}");
-        pid
-    }
-}
-
-/// The process whose parent is `parent` (a tied program's shell has one child).
-fn child_of(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let ppid: u32 = stat_fields(&stat)?.nth(1)?.parse().ok()?;
-            (ppid == parent).then_some(pid)
-        })
-}
-
-/// The state letter of a process (`Z` for a zombie), `None` once it is gone.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat)?.next()?.chars().next()
-}
-
-/// The fields of /proc/PID/stat after the command name, which is in
-/// parentheses and may itself hold spaces: state, ppid, ...
-fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
-    Some(stat.rsplit_once(')')?.1.split_whitespace())
-}
-
-fn spawn_tied(
-    program: &Path,
-    args: &[&str],
-    envs: &[(&str, &str)],
-    stdout: Stdio,
-    stderr: Stdio,
-) -> Tied {
-    let script = r#""$@" </dev/null & child=$!; read -r _; kill "$child" 2>/dev/null; wait"#;
-    let child = Command::new("bash")
-        .args(["-c", script, "tied"])
-        .arg(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-    Tied(child)
+    fake: FakeCloud,
+    _operator: Tied,
 }
 
 /// The suite runs only against the test cluster; anything else is a mistake.
@@ -119,22 +46,17 @@ pub fn require_cluster() {
     );
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-            PathBuf::from,
-        )
-        .join("debug")
-}
-
+/// Where the suite's processes log: `$SECGROUP_E2E_LOGS` (tests/e2e.sh makes
+/// one per run), else a new directory, named on stderr, that stays after the run.
 pub fn log_dir() -> PathBuf {
-    let dir = std::env::var_os("SECGROUP_E2E_LOGS").map_or_else(
-        || std::env::temp_dir().join("secgroup-e2e-logs"),
-        PathBuf::from,
-    );
-    std::fs::create_dir_all(&dir).expect("log dir");
-    dir
+    static LOGS: OnceLock<PathBuf> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let mut logs = LogDir::new("e2e", "SECGROUP_E2E_LOGS");
+        let path = logs.keep().to_owned();
+        eprintln!("end-to-end logs in {}", path.display());
+        path
+    })
+    .clone()
 }
 
 /// Runs `command` with `input` on stdin and waits for it; stdout and
@@ -192,19 +114,13 @@ pub fn env() -> &'static Env {
             &[],
             "operator.log",
         );
-        Env { fakecloud, operator_metrics, _processes: vec![operator, fake.process] }
+        Env { fakecloud, operator_metrics, fake, _operator: operator }
     })
 }
 
 /// A rule with this label is left alone by the shared operator; a test
 /// starts its own operator for it (one it may kill).
 pub const OWN_OPERATOR_LABEL: &str = "secgroup-e2e/own-operator";
-
-/// A fake cloud on a free loopback port, stopped with the test process.
-pub struct FakeCloud {
-    pub url: String,
-    process: Tied,
-}
 
 /// Starts a fake cloud of its own that accepts the shared test credentials.
 pub fn start_fakecloud(log: &str) -> FakeCloud {
@@ -221,23 +137,7 @@ pub fn start_fakecloud(log: &str) -> FakeCloud {
 /// whatever the fake cloud announces.
 pub fn start_fakecloud_with(log: &str, extra: &[&str]) -> FakeCloud {
     let access_key = format!("{ACCESS_KEY}:{SECRET_KEY}");
-    let mut args = vec!["--listen", "127.0.0.1:0", "--access-key", &access_key];
-    args.extend_from_slice(extra);
-    let mut fake = spawn_tied(
-        &target_dir().join("secgroup-fakecloud"),
-        &args,
-        &[],
-        Stdio::piped(),
-        std::fs::File::create(log_dir().join(log))
-            .expect("log")
-            .into(),
-    );
-    let mut line = String::new();
-    BufReader::new(fake.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let url = line.trim().trim_start_matches("listening on ").to_owned();
-    FakeCloud { url, process: fake }
+    FakeCloud::start(&access_key, extra, &[], &log_dir().join(log))
 }
 
 /// An operator for the tests (`secgroup-operator run` with the shared
@@ -262,21 +162,13 @@ pub fn start_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
 
 /// The operator binary with exactly `args` and `envs`, logging to `log`.
 pub fn spawn_operator(args: &[&str], envs: &[(&str, &str)], log: &str) -> Tied {
-    spawn_tied(
-        &target_dir().join("secgroup-operator"),
+    Tied::spawn(
+        &binary("secgroup-operator"),
         args,
         envs,
-        std::fs::File::create(log_dir().join(log))
-            .expect("log")
-            .into(),
-        Stdio::inherit(),
+        Output::Log(log_dir().join(log)),
+        Output::Here,
     )
-}
-
-/// A loopback address nothing listens on right now.
-pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
 }
 
 /// Applies manifests (YAML or JSON) with kubectl.
@@ -347,9 +239,31 @@ pub async fn own_provider_config(
     provider: &str,
     secret: &str,
 ) -> String {
+    provider_config_at(
+        client,
+        &env().fakecloud,
+        prefix,
+        provider,
+        secret,
+        &json!({}),
+    )
+    .await
+}
+
+/// `own_provider_config` at the fake cloud at `fakecloud`, with `extra`
+/// merged into its spec.
+pub async fn provider_config_at(
+    client: &Client,
+    fakecloud: &str,
+    prefix: &str,
+    provider: &str,
+    secret: &str,
+    extra: &Value,
+) -> String {
     let name = format!("{prefix}-{}", suffix());
-    let mut manifest = config_manifest(&env().fakecloud, &name, provider, secret);
+    let mut manifest = config_manifest(fakecloud, &name, provider, secret);
     manifest["spec"]["defaults"] = json!({"resyncIntervalSeconds": 86400});
+    merge_json(&mut manifest["spec"], extra);
     let config: ProviderConfig = serde_json::from_value(manifest).expect("a ProviderConfig");
     Api::<ProviderConfig>::all(client.clone())
         .create(&PostParams::default(), &config)
@@ -416,47 +330,26 @@ pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
 
 /// Creates a security group in the shared fake cloud.
 pub async fn create_group(provider: &str, region: &str, id: &str) {
-    create_group_at(&env().fakecloud, provider, region, id).await;
+    admin().create_group(provider, region, id).await;
 }
 
 /// Creates a security group in the fake cloud at `fakecloud`.
 pub async fn create_group_at(fakecloud: &str, provider: &str, region: &str, id: &str) {
-    let res = http()
-        .post(format!("{fakecloud}/_fake/groups"))
-        .json(&json!({"provider": provider, "region": region, "id": id}))
-        .send()
-        .await
-        .expect("fake cloud reachable");
-    assert!(
-        res.status().is_success(),
-        "creating group {id}: {}",
-        res.status()
-    );
+    Admin::new(fakecloud)
+        .create_group(provider, region, id)
+        .await;
 }
 
-/// A GET of the fake cloud's admin API, as JSON.
-async fn admin_get(path: &str, query: &[(&str, &str)]) -> Value {
-    admin_get_at(&env().fakecloud, path, query).await
+/// The admin client of the shared fake cloud.
+fn admin() -> &'static Admin {
+    &env().fake.admin
 }
 
-/// A GET of the admin API of the fake cloud at `url`, as JSON.
-async fn admin_get_at(url: &str, path: &str, query: &[(&str, &str)]) -> Value {
-    http()
-        .get(format!("{url}/_fake/{path}"))
-        .query(query)
-        .send()
-        .await
-        .expect("fake cloud reachable")
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("/_fake/{path} answers JSON: {e}"))
-}
-
-fn array(value: Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items,
-        other => panic!("expected a JSON array, got {other}"),
-    }
+fn json_of<T: serde::Serialize>(items: Vec<T>) -> Vec<Value> {
+    items
+        .into_iter()
+        .map(|item| serde_json::to_value(item).expect("JSON"))
+        .collect()
 }
 
 /// Rules the shared fake cloud holds in a group.
@@ -467,7 +360,7 @@ pub async fn cloud_rules(provider: &str, region: &str, group: &str) -> Vec<Value
 /// Rules the fake cloud at `url` holds in a group.
 pub async fn cloud_rules_at(url: &str, provider: &str, region: &str, group: &str) -> Vec<Value> {
     let query = [("provider", provider), ("region", region), ("group", group)];
-    array(admin_get_at(url, "rules", &query).await)
+    json_of(Admin::new(url).rules(&query).await)
 }
 
 /// Calls the fake cloud saw for a group.
@@ -477,8 +370,13 @@ pub async fn cloud_calls(group: &str) -> Vec<Value> {
 
 /// Every call the fake cloud at `url` received for `group`.
 pub async fn cloud_calls_at(url: &str, group: &str) -> Vec<Value> {
-    let calls = array(admin_get_at(url, "calls", &[]).await);
-    calls.into_iter().filter(|c| c["group"] == group).collect()
+    let calls = Admin::new(url).calls(&[]).await;
+    json_of(
+        calls
+            .into_iter()
+            .filter(|c| c.group.as_deref() == Some(group))
+            .collect(),
+    )
 }
 
 /// Sets the fault rules for one group, leaving other groups' rules (other
@@ -486,71 +384,48 @@ pub async fn cloud_calls_at(url: &str, group: &str) -> Vec<Value> {
 pub async fn set_group_faults(group: &str, rules: &[Value]) {
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
-    let plan = admin_get("faults", &[]).await;
-    let mut kept: Vec<Value> = plan["rules"]
-        .as_array()
+    let plan = admin().faults().await;
+    let others = plan
+        .rules
         .into_iter()
-        .flatten()
-        .filter(|r| r["group"] != group)
-        .cloned()
-        .collect();
+        .filter(|r| r.group.as_deref() != Some(group));
+    let mut kept = json_of(others.collect());
     kept.extend(rules.iter().map(|r| {
         let mut r = r.clone();
         r["group"] = json!(group);
         r
     }));
-    set_faults_at(&env().fakecloud, json!({ "rules": kept })).await;
+    admin().set_faults(&json!({ "rules": kept })).await;
 }
 
 /// Replaces the whole fault plan of the fake cloud at `fakecloud`.
 pub async fn set_faults_at(fakecloud: &str, faults: Value) {
-    let res = http()
-        .put(format!("{fakecloud}/_fake/faults"))
-        .json(&faults)
-        .send()
-        .await
-        .expect("reachable");
-    assert!(
-        res.status().is_success(),
-        "setting faults: {} {}",
-        res.status(),
-        res.text().await.unwrap_or_default()
-    );
+    Admin::new(fakecloud).set_faults(&faults).await;
+}
+
+/// A call of a fake cloud's admin API (`url` in full) that must succeed.
+pub async fn admin_call(method: reqwest::Method, url: &str, body: &Value) {
+    let (base, path) = url
+        .split_once("/_fake")
+        .unwrap_or_else(|| panic!("{url} is not an admin API URL"));
+    let body = (!body.is_null()).then_some(body);
+    Admin::new(base).call(method, path, &[], body).await;
+}
+
+/// Deletes a whole group in the shared fake cloud out of band.
+pub async fn delete_cloud_group(provider: &str, region: &str, id: &str) {
+    admin().delete_group(provider, region, id).await;
 }
 
 /// Deletes a rule in the fake cloud out of band, as someone in the console would.
 pub async fn delete_cloud_rule(provider: &str, region: &str, group: &str, rule_id: &str) {
-    let res = http()
-        .delete(format!(
-            "{}/_fake/rules/{provider}/{region}/{group}/{rule_id}",
-            env().fakecloud
-        ))
-        .send()
-        .await
-        .expect("reachable");
-    assert_eq!(
-        res.status(),
-        reqwest::StatusCode::NO_CONTENT,
-        "deleting {rule_id}"
-    );
+    admin().delete_rule(provider, region, group, rule_id).await;
 }
 
 /// Plants a rule in the fake cloud out of band, as someone using the console
 /// (or another tool) would; returns the id the cloud gave it.
 pub async fn plant_rule(provider: &str, region: &str, group: &str, rule: &Value) -> String {
-    let res = http()
-        .post(format!("{}/_fake/rules", env().fakecloud))
-        .json(&json!({"provider": provider, "region": region, "group": group, "rule": rule}))
-        .send()
-        .await
-        .expect("reachable");
-    assert!(
-        res.status().is_success(),
-        "planting a rule: {}",
-        res.status()
-    );
-    let body: Value = res.json().await.expect("JSON");
-    body["ruleId"].as_str().expect("a rule id").to_owned()
+    admin().add_rule(provider, region, group, rule, None).await
 }
 
 /// Asserts that no ClientToken of `calls` had more than one effect, by the
@@ -568,24 +443,23 @@ pub async fn one_effect_per_token(calls: &[Value], token: &str) -> Value {
         twice.is_empty(),
         "tokens with more than one effect in the journal: {twice:?}"
     );
-    let records: Vec<Value> = array(admin_get("tokens", &[]).await)
+    let records: Vec<_> = admin()
+        .tokens()
+        .await
         .into_iter()
-        .filter(|t| {
-            t["clientToken"]
-                .as_str()
-                .is_some_and(|t| effects.contains_key(t))
-        })
+        .filter(|t| effects.contains_key(t.client_token.as_str()))
         .collect();
     for record in &records {
         assert!(
-            record["effects"].as_u64().is_some_and(|n| n <= 1),
-            "token with more than one effect: {record}"
+            record.effects <= 1,
+            "token with more than one effect: {record:?}"
         );
     }
-    records
+    let record = records
         .into_iter()
-        .find(|t| t["clientToken"] == token)
-        .unwrap_or_else(|| panic!("the fake cloud remembers no token {token}"))
+        .find(|t| t.client_token == token)
+        .unwrap_or_else(|| panic!("the fake cloud remembers no token {token}"));
+    serde_json::to_value(record).expect("JSON")
 }
 
 fn http() -> reqwest::Client {
@@ -666,6 +540,14 @@ pub async fn condition(
         },
     )
     .await
+}
+
+/// Whether the rule carries the finalizer that revokes it before it goes.
+pub fn holds_the_revoke_finalizer(rule: &SecurityGroupRule) -> bool {
+    rule.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == "secgroup.dev/revoke"))
 }
 
 /// Waits until the object is gone.

@@ -93,9 +93,10 @@ fn private_ca(dir: &std::path::Path) -> (String, String, String) {
 }
 
 /// A rule at an HTTPS fake cloud whose certificate a private CA issued:
-/// trusted through spec.tls (inline, or a Secret key), refused without it.
+/// trusted through spec.tls (inline, a Secret key or a ConfigMap key),
+/// refused without it.
 #[tokio::test]
-async fn a_private_ca_is_trusted_inline_or_from_a_secret_and_only_then() {
+async fn a_private_ca_is_trusted_inline_or_from_a_secret_or_config_map_and_only_then() {
     env();
     let dir = log_dir().join(format!("tls-{}", suffix()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -122,6 +123,14 @@ async fn a_private_ca_is_trusted_inline_or_from_a_secret_and_only_then() {
         })
         .to_string(),
     );
+    kubectl_apply(
+        &json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": ca_secret, "namespace": SECRET_NAMESPACE},
+            "data": {"bundle.pem": ca},
+        })
+        .to_string(),
+    );
     let configs: Api<ProviderConfig> = Api::all(client.clone());
     let mut names = Vec::new();
     for (what, tls) in [
@@ -129,6 +138,10 @@ async fn a_private_ca_is_trusted_inline_or_from_a_secret_and_only_then() {
         (
             "secret",
             json!({"caSecretRef": {"namespace": SECRET_NAMESPACE, "name": ca_secret}}),
+        ),
+        (
+            "configmap",
+            json!({"caConfigMapRef": {"namespace": SECRET_NAMESPACE, "name": ca_secret, "key": "bundle.pem"}}),
         ),
         ("none", Value::Null),
     ] {
@@ -161,7 +174,8 @@ async fn a_private_ca_is_trusted_inline_or_from_a_secret_and_only_then() {
     }
     condition(&api, "r0", "Ready", "True").await;
     condition(&api, "r1", "Ready", "True").await;
-    let refused = condition(&api, "r2", "Reconciling", "True").await;
+    condition(&api, "r2", "Ready", "True").await;
+    let refused = condition(&api, "r3", "Reconciling", "True").await;
     let status = refused.status.clone().unwrap_or_default();
     let message = &conditions::find(&status.conditions, "Reconciling")
         .expect("Reconciling")
@@ -173,8 +187,8 @@ async fn a_private_ca_is_trusted_inline_or_from_a_secret_and_only_then() {
     );
 
     // The unreachable config's rule could never be revoked: orphan it.
-    merge(&api, "r2", json!({"spec": {"deletionPolicy": "Orphan"}})).await;
-    for name in ["r0", "r1", "r2"] {
+    merge(&api, "r3", json!({"spec": {"deletionPolicy": "Orphan"}})).await;
+    for name in ["r0", "r1", "r2", "r3"] {
         delete(&api, name).await;
         gone(&api, name).await;
     }

@@ -193,7 +193,7 @@ impl Soak {
     /// token retried under a rotated key is looked up afresh by the cloud).
     pub async fn check_tokens(&self, phase: &str) -> usize {
         let mut effects: HashMap<String, u64> = HashMap::new();
-        for record in self.cloud.tokens().await {
+        for record in self.cloud.admin().tokens().await {
             *effects.entry(record.client_token).or_default() += record.effects;
         }
         let twice: Vec<String> = effects

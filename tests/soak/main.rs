@@ -17,7 +17,7 @@
 //! | `SOAK_STEP_TIMEOUT_SECS` | 600 | how long one confirmation may take before the rule counts as stuck |
 //! | `SOAK_CREDENTIAL_SECS` | 60 | how long rejected credentials are watched |
 //! | `SOAK_SEED` | random | seeds the workload (printed) |
-//! | `SOAK_LOGS` | `$TMPDIR/secgroup-soak-logs` | operator and fake cloud logs, call journals |
+//! | `SOAK_LOGS` | a new directory, removed when the soak passes | operator and fake cloud logs, call journals |
 //! | `SOAK_BIN_DIR` | `target/debug` | where `secgroup-operator` and `secgroup-fakecloud` are |
 
 mod cloud;
@@ -35,6 +35,7 @@ use std::{
 };
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use secgroup_testkit::LogDir;
 
 use crate::{
     cloud::Cloud,
@@ -73,7 +74,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 impl Config {
-    fn from_env() -> Self {
+    fn from_env(logs: PathBuf) -> Self {
         let every: String = env_or("SOAK_KILL_EVERY_MS", "1000-6000".to_owned());
         let (low, high) = every
             .split_once('-')
@@ -90,10 +91,7 @@ impl Config {
             step_timeout: Duration::from_secs(env_or("SOAK_STEP_TIMEOUT_SECS", 600)),
             credential_window: Duration::from_secs(env_or("SOAK_CREDENTIAL_SECS", 60)),
             seed: env_or("SOAK_SEED", rand::rng().random()),
-            logs: std::env::var_os("SOAK_LOGS").map_or_else(
-                || std::env::temp_dir().join("secgroup-soak-logs"),
-                PathBuf::from,
-            ),
+            logs,
         }
     }
 }
@@ -166,10 +164,10 @@ async fn setup(config: Config) -> Soak {
         "the soak needs the test cluster: run `make soak` or tests/soak.sh"
     );
     process::check_operator_binary();
-    let (process, url) = process::fake_cloud(&format!("{}:{}", KEY_A.0, KEY_A.1), &config.logs);
-    let cloud = Cloud::new(url, process);
+    let fake = process::fake_cloud(&format!("{}:{}", KEY_A.0, KEY_A.1), &config.logs);
+    let cloud = Cloud::new(fake);
     let cluster = Cluster::connect().await;
-    cluster.install_providers(&cloud.url, RATE).await;
+    cluster.install_providers(cloud.url(), RATE).await;
     cluster.set_credentials(KEY_A.0, KEY_A.1).await;
     // Enough groups for every slot any phase may take.
     let slots = config.rules + 400 + phases::handover::rules(&config);
@@ -177,6 +175,7 @@ async fn setup(config: Config) -> Soak {
     for provider in &PROVIDERS {
         for n in (0..per_provider).step_by(RULES_PER_GROUP) {
             cloud
+                .admin()
                 .create_group(provider.fake, provider.region, &group_id(provider, n))
                 .await;
         }
@@ -236,7 +235,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let ok = runtime.block_on(run(Config::from_env()));
+    let mut logs = LogDir::new("soak", "SOAK_LOGS");
+    let ok = runtime.block_on(run(Config::from_env(logs.path().to_owned())));
+    if ok {
+        drop(logs);
+    } else {
+        say(&format!("logs kept in {}", logs.keep().display()));
+    }
     // Processes die with their shells when the Soak is dropped at exit.
     std::process::exit(if ok { 0 } else { 1 });
 }

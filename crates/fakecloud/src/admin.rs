@@ -166,17 +166,19 @@ struct RuleFilter {
     group: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A rule as `GET /_fake/rules` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RuleView {
-    provider: Cloud,
-    region: String,
-    group: String,
-    rule_id: String,
-    created_time: String,
-    rule: RuleJson,
+pub struct RuleView {
+    pub provider: Cloud,
+    pub region: String,
+    pub group: String,
+    pub rule_id: String,
+    pub created_time: String,
+    /// In the form of a `SecurityGroupRule`'s `spec.rule`.
+    pub rule: RuleJson,
     /// The rule as the provider keeps it, field for field.
-    wire: WireRule,
+    pub wire: WireRule,
 }
 
 async fn list_rules(
@@ -309,15 +311,18 @@ async fn clear_calls(State(cloud): State<FakeCloud>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-#[derive(Serialize)]
+/// A ClientToken's record as `GET /_fake/tokens` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenView {
-    provider: Cloud,
-    access_key_id: String,
-    action: String,
-    client_token: String,
-    calls: u64,
-    effects: u64,
+pub struct TokenView {
+    pub provider: Cloud,
+    pub access_key_id: String,
+    pub action: String,
+    pub client_token: String,
+    /// Calls that presented the token.
+    pub calls: u64,
+    /// Calls with the token that changed the cloud: more than one is a bug.
+    pub effects: u64,
 }
 
 async fn list_tokens(State(cloud): State<FakeCloud>) -> Json<Vec<TokenView>> {

@@ -140,9 +140,6 @@ fn authorize(
     params: &Params,
 ) -> Result<Outcome, ApiError> {
     let rules = rules_from_params(world, key, direction, params)?;
-    if rules.is_empty() {
-        return Err(missing("Permissions"));
-    }
     let group = group(world, key);
     // An existing rule is success without a change (documented).
     let new: Vec<EcsRule> = rules
@@ -277,9 +274,6 @@ fn revoke_by_attributes(
     params: &Params,
 ) -> Result<Outcome, ApiError> {
     let rules = rules_from_params(world, key, direction, params)?;
-    if rules.is_empty() {
-        return Err(missing("Permissions"));
-    }
     let mut found = Vec::new();
     for rule in rules {
         match group(world, key).find_same(&WireRule::Ecs(rule)) {
@@ -431,6 +425,7 @@ fn has_rule_fields(params: &Params) -> bool {
         || params.keys().any(|k| k.starts_with("Permissions."))
 }
 
+/// The rules a call names, at least one.
 fn rules_from_params(
     world: &World,
     key: &GroupKey,
@@ -477,6 +472,9 @@ fn rules_from_params(
             ));
         }
         rules.push(rule);
+    }
+    if rules.is_empty() {
+        return Err(missing("Permissions"));
     }
     Ok(rules)
 }

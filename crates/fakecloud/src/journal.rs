@@ -38,6 +38,23 @@ pub struct CallRecord {
     pub fault: Option<String>,
 }
 
+impl CallRecord {
+    /// Whether the call asked for a change (authorize, revoke, modify), not a read.
+    pub fn is_mutation(&self) -> bool {
+        !self.action.starts_with("Describe") && self.action != "GetSecurityGroup"
+    }
+
+    /// When the call was answered, `None` if `time` does not parse.
+    pub fn timestamp(&self) -> Option<jiff::Timestamp> {
+        self.time.parse().ok()
+    }
+
+    /// Whether the call was refused as throttled, by an injected fault or a rate limit.
+    pub fn throttled(&self) -> bool {
+        self.fault.as_deref() == Some("throttle") || self.code.contains("Throttling")
+    }
+}
+
 /// The current time as a call record carries it: `2024-05-01T10:00:00.123Z`.
 pub fn now_millis() -> String {
     jiff::Timestamp::now()

@@ -5,7 +5,8 @@
 //! Apsara's `x-acs-organizationid`/`x-acs-asapi-product` headers), Apsara
 //! Stack at `/asapi/v3` and `/apsara/route/Ecs/<Action>`, Baidu BCC under
 //! `/v2/securityGroup`, and the admin API under `/_fake/` (see
-//! README.md, "The fake cloud"). Tests run it in-process with [`serve`].
+//! README.md, "The fake cloud"). Tests run it in-process with [`serve`], and
+//! talk to its admin API with [`client::Admin`].
 //!
 //! It reads each provider's wire format itself, as the providers document
 //! it, and shares nothing with the operator but the signers: it is the
@@ -18,6 +19,7 @@ mod auth;
 mod baidu;
 mod bcc_rule;
 mod cidr;
+pub mod client;
 pub mod cloud;
 mod ecs;
 mod ecs_rule;
@@ -48,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+pub use self::admin::{RuleView, TokenView};
 use self::{
     auth::{AccessKeys, NonceCache},
     faults::Faults,

@@ -339,8 +339,9 @@ pub async fn run(
         );
         (decision, call.dialect.new_request_id(&mut world.rng))
     };
-    // Held until the answer is sent (or the client goes away).
-    let _in_flight = match enter_flight(cloud, &call) {
+    // Held until the answer is sent, or for a held answer until its hold
+    // ends (a client that gave up does not end the server's work).
+    let in_flight = match enter_flight(cloud, &call) {
         Ok(guard) => guard,
         Err(error) => {
             let mut world = cloud.world();
@@ -369,7 +370,12 @@ pub async fn run(
     // Held after the journal entry, so a test can see the effect while the
     // client still waits for the answer.
     if !decision.hold.is_zero() {
-        tokio::time::sleep(decision.hold).await;
+        let hold = decision.hold;
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            drop(in_flight);
+        });
+        tokio::time::sleep(hold).await;
     }
     if answer.fault == Some(Fault::DropAfter) {
         return dropped_connection();

@@ -18,7 +18,9 @@ fn https_rule() -> serde_json::Value {
 #[tokio::test]
 async fn out_of_band_rules_show_in_describe() {
     let fake = start().await;
-    fake.create_group("alibaba", REGION, "sg-1").await;
+    let group = json!({"provider": "alibaba", "region": REGION, "id": "sg-1"});
+    let created = fake.admin(Method::POST, "/groups", Some(group)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let added = fake
         .admin(Method::POST, "/rules", Some(json!({"provider": "alibaba", "region": REGION, "group": "sg-1", "rule": https_rule()})))
         .await;
@@ -134,9 +136,11 @@ async fn keys_and_settings_change_at_run_time() {
 /// Groups, rules and tokens written to the state file come back on restart.
 #[tokio::test]
 async fn the_state_file_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("fakecloud-state-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("state.json");
+    let dir = tempfile::Builder::new()
+        .prefix("fakecloud-state-")
+        .tempdir()
+        .expect("temp dir");
+    let file = dir.path().join("state.json");
     let fake = start_with(Some(file.clone())).await;
     fake.create_group("alibaba", REGION, "sg-1").await;
     let params = [
@@ -159,5 +163,4 @@ async fn the_state_file_survives_a_restart() {
         replay.body["RequestId"], first.body["RequestId"],
         "tokens persist too"
     );
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

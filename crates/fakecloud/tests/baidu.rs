@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Fake, baidu, baidu_at, minutes_ago, start};
+use crate::support::{Answer, Fake, baidu, baidu_at, minutes_ago, start};
 
 const GROUP: &str = "g-nky7qeom";
 const PATH: &str = "/v2/securityGroup/g-nky7qeom";
@@ -21,6 +21,16 @@ async fn with_group() -> Fake {
     fake
 }
 
+/// A PUT on the group (`authorizeRule`, `revokeRule`) with `rule` as the body.
+async fn put(fake: &Fake, query: &[(&str, &str)], rule: &Value) -> Answer {
+    baidu(fake, Method::PUT, PATH, query, Some(rule)).await
+}
+
+async fn delete_by_id(fake: &Fake, id: &str) -> Answer {
+    let path = format!("/v2/securityGroup/rule/{id}");
+    baidu(fake, Method::DELETE, &path, &[], None).await
+}
+
 async fn rules(fake: &Fake) -> Vec<Value> {
     let answer = baidu(fake, Method::GET, PATH, &[], None).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -32,23 +42,19 @@ async fn rules(fake: &Fake) -> Vec<Value> {
 #[tokio::test]
 async fn authorize_get_revoke_and_delete_by_id() {
     let fake = with_group().await;
-    let created = baidu(
+    let created = put(
         &fake,
-        Method::PUT,
-        PATH,
         &[("authorizeRule", ""), ("clientToken", "t1")],
-        Some(&ssh("web")),
+        &ssh("web"),
     )
     .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
     assert_eq!(created.body, Value::Null, "no body on success");
     assert!(created.headers.contains_key("x-bce-request-id"));
-    let duplicate = baidu(
+    let duplicate = put(
         &fake,
-        Method::PUT,
-        PATH,
         &[("authorizeRule", ""), ("clientToken", "t2")],
-        Some(&ssh("web")),
+        &ssh("web"),
     )
     .await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
@@ -69,33 +75,17 @@ async fn authorize_get_revoke_and_delete_by_id() {
         .to_owned();
     assert!(id.starts_with("r-"));
 
-    let other_remark = baidu(
+    let other_remark = put(
         &fake,
-        Method::PUT,
-        PATH,
         &[("revokeRule", ""), ("clientToken", "t3")],
-        Some(&ssh("db")),
+        &ssh("db"),
     )
     .await;
     other_remark.assert_error(StatusCode::NOT_FOUND, "SecurityGroup.RuleNotExist");
-    let deleted = baidu(
-        &fake,
-        Method::DELETE,
-        &format!("/v2/securityGroup/rule/{id}"),
-        &[],
-        None,
-    )
-    .await;
+    let deleted = delete_by_id(&fake, &id).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     assert!(rules(&fake).await.is_empty());
-    let again = baidu(
-        &fake,
-        Method::DELETE,
-        &format!("/v2/securityGroup/rule/{id}"),
-        &[],
-        None,
-    )
-    .await;
+    let again = delete_by_id(&fake, &id).await;
     again.assert_error(StatusCode::NOT_FOUND, "NoSuchObject");
 }
 
@@ -103,34 +93,23 @@ async fn authorize_get_revoke_and_delete_by_id() {
 #[tokio::test]
 async fn revoke_by_tuple_checks_the_version_and_the_group() {
     let fake = with_group().await;
-    baidu(
-        &fake,
-        Method::PUT,
-        PATH,
-        &[("authorizeRule", "")],
-        Some(&ssh("web")),
-    )
-    .await;
+    put(&fake, &[("authorizeRule", "")], &ssh("web")).await;
     let version = baidu(&fake, Method::GET, PATH, &[], None).await.body["sgVersion"]
         .as_u64()
         .expect("version");
     let stale = (version - 1).to_string();
-    let answer = baidu(
+    let answer = put(
         &fake,
-        Method::PUT,
-        PATH,
         &[("revokeRule", ""), ("sgVersion", &stale)],
-        Some(&ssh("web")),
+        &ssh("web"),
     )
     .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "VersionMismatch");
     let current = version.to_string();
-    let answer = baidu(
+    let answer = put(
         &fake,
-        Method::PUT,
-        PATH,
         &[("revokeRule", ""), ("sgVersion", &current)],
-        Some(&ssh("web")),
+        &ssh("web"),
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -152,15 +131,10 @@ async fn revoke_by_tuple_checks_the_version_and_the_group() {
 async fn client_tokens_replay_and_refuse_changed_requests() {
     let fake = with_group().await;
     let token = [("authorizeRule", ""), ("clientToken", "sgo-baidu-1")];
-    assert_eq!(
-        baidu(&fake, Method::PUT, PATH, &token, Some(&ssh("web")))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let replay = baidu(&fake, Method::PUT, PATH, &token, Some(&ssh("web"))).await;
+    assert_eq!(put(&fake, &token, &ssh("web")).await.status, StatusCode::OK);
+    let replay = put(&fake, &token, &ssh("web")).await;
     assert_eq!(replay.status, StatusCode::OK, "a replay, not a 409");
-    let mismatch = baidu(&fake, Method::PUT, PATH, &token, Some(&ssh("api"))).await;
+    let mismatch = put(&fake, &token, &ssh("api")).await;
     mismatch.assert_error(StatusCode::FORBIDDEN, "IdempotentParameterMismatch");
     assert_eq!(rules(&fake).await.len(), 1);
     let calls = fake
@@ -221,14 +195,7 @@ async fn rules_are_kept_and_matched_as_sent() {
                         "portRange": "22", "protocol": protocol, "sourceIp": source}})
     };
     let sent = rule("10.0.0.1", " web ", "tcp");
-    let answer = baidu(
-        &fake,
-        Method::PUT,
-        PATH,
-        &[("authorizeRule", "")],
-        Some(&sent),
-    )
-    .await;
+    let answer = put(&fake, &[("authorizeRule", "")], &sent).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let listed = fake.rules("baidu", GROUP).await;
     assert_eq!(listed[0]["wire"]["bcc"]["sourceIp"], "10.0.0.1");
@@ -239,27 +206,13 @@ async fn rules_are_kept_and_matched_as_sent() {
         rule("10.0.0.1/32", " web ", "tcp"),
         rule("10.0.0.1", "web", "tcp"),
     ] {
-        let answer = baidu(
-            &fake,
-            Method::PUT,
-            PATH,
-            &[("revokeRule", "")],
-            Some(&other),
-        )
-        .await;
+        let answer = put(&fake, &[("revokeRule", "")], &other).await;
         answer.assert_error(StatusCode::NOT_FOUND, "SecurityGroup.RuleNotExist");
     }
     let upper = rule("10.0.0.1", " web ", "TCP");
-    let answer = baidu(
-        &fake,
-        Method::PUT,
-        PATH,
-        &[("revokeRule", "")],
-        Some(&upper),
-    )
-    .await;
+    let answer = put(&fake, &[("revokeRule", "")], &upper).await;
     answer.assert_error(StatusCode::BAD_REQUEST, "BadRequest");
-    let answer = baidu(&fake, Method::PUT, PATH, &[("revokeRule", "")], Some(&sent)).await;
+    let answer = put(&fake, &[("revokeRule", "")], &sent).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert!(rules(&fake).await.is_empty());
 }

@@ -306,6 +306,24 @@ async fn a_token_in_flight_is_last_token_processing() {
     assert_eq!(again.body["RequestId"], first.body["RequestId"], "replayed");
 }
 
+/// A client that gives up on a held answer does not end the call: as on a
+/// server that keeps working, its token stays in flight until the hold ends.
+#[tokio::test]
+async fn a_token_stays_in_flight_after_its_client_gave_up() {
+    let fake = authorize_faulted(json!({"holdResponseMs": 1500})).await;
+    let first = alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE);
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), first).await;
+    assert!(gave_up.is_err(), "the answer was held");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "LastTokenProcessing");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.set("/faults", json!({"rules": []})).await;
+    let again = alibaba(&fake, "AuthorizeSecurityGroup", &AUTHORIZE).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+}
+
 /// `operationConflict` and `forbidden`; a forbidden group leaves the others alone.
 #[tokio::test]
 async fn conflicts_and_permission_denials_on_one_group() {

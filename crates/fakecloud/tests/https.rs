@@ -4,22 +4,26 @@ use std::path::PathBuf;
 
 use secgroup_fakecloud::{Config, FakeCloud, serve_tls, tls};
 use serde_json::json;
+use tempfile::TempDir;
 
-/// A self-signed certificate for `localhost`, written to a fresh directory.
-fn certificate() -> (PathBuf, PathBuf, reqwest::Certificate) {
+/// A self-signed certificate for `localhost`, written to a fresh directory
+/// that is removed when the returned guard drops.
+fn certificate() -> (TempDir, PathBuf, PathBuf, reqwest::Certificate) {
     let issued = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
-    let dir = std::env::temp_dir().join(format!("fakecloud-tls-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let dir = tempfile::Builder::new()
+        .prefix("fakecloud-tls-")
+        .tempdir()
+        .expect("temp dir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert, issued.cert.pem()).expect("write cert");
     std::fs::write(&key, issued.signing_key.serialize_pem()).expect("write key");
     let trusted = reqwest::Certificate::from_pem(issued.cert.pem().as_bytes()).expect("pem");
-    (cert, key, trusted)
+    (dir, cert, key, trusted)
 }
 
 #[tokio::test]
 async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
-    let (cert, key, trusted) = certificate();
+    let (_dir, cert, key, trusted) = certificate();
     let cloud = FakeCloud::new(Config::default()).expect("fake cloud");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -56,7 +60,7 @@ async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
 
 #[test]
 fn a_missing_key_is_named_in_the_error() {
-    let (cert, _, _) = certificate();
+    let (_dir, cert, _, _) = certificate();
     let missing = cert.with_file_name("absent.key");
     let Err(err) = tls::acceptor(&cert, &missing) else {
         panic!("a missing key must be refused");

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
-use secgroup_fakecloud::{Config, FakeCloud, serve};
+use secgroup_fakecloud::{Config, FakeCloud, client::Admin, serve};
 use secgroup_sign::{self as sign, SignedRequest, acs3, bce, encode::percent_encode, rpc};
 use serde_json::Value;
 
@@ -337,27 +337,39 @@ impl Fake {
             .await
     }
 
+    /// The admin API's client.
+    pub fn client(&self) -> Admin {
+        Admin::new(&self.url(""))
+    }
+
     pub async fn create_group(&self, provider: &str, region: &str, id: &str) {
-        let body = serde_json::json!({"provider": provider, "region": region, "id": id});
-        let answer = self.admin(Method::POST, "/groups", Some(body)).await;
-        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        self.client().create_group(provider, region, id).await;
     }
 
     pub async fn rules(&self, provider: &str, group: &str) -> Vec<Value> {
-        let path = format!("/rules?provider={provider}&group={group}");
-        let answer = self.admin(Method::GET, &path, None).await;
-        answer.body.as_array().cloned().unwrap_or_default()
+        let filter = [("provider", provider), ("group", group)];
+        json_of(self.client().rules(&filter).await)
     }
 
+    /// The journal, filtered by a query string such as `action=RevokeSecurityGroup`.
     pub async fn calls(&self, query: &str) -> Vec<Value> {
-        let answer = self
-            .admin(Method::GET, &format!("/calls?{query}"), None)
-            .await;
-        answer.body.as_array().cloned().unwrap_or_default()
+        let filter: Vec<(&str, &str)> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        json_of(self.client().calls(&filter).await)
     }
 
     pub async fn set(&self, path: &str, body: Value) {
-        let answer = self.admin(Method::PUT, path, Some(body)).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        self.client()
+            .call(Method::PUT, path, &[], Some(&body))
+            .await;
     }
+}
+
+fn json_of<T: serde::Serialize>(items: Vec<T>) -> Vec<Value> {
+    items
+        .into_iter()
+        .map(|item| serde_json::to_value(item).expect("JSON"))
+        .collect()
 }

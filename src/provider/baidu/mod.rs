@@ -14,9 +14,10 @@ use super::{
     Authorize, DescribedRule, GroupRef, Provider, ProviderKind, Receipt, Revoke,
     credentials::Credentials,
     denials::Denials,
+    endpoint::endpoint_url,
     error::{ErrorKind, Operation, ProviderError},
     http::{HttpResponse, Transport, attempt_timestamp},
-    settings::{ProviderSettings, endpoint_url},
+    settings::ProviderSettings,
 };
 
 pub struct BaiduClient {
@@ -134,7 +135,7 @@ impl Provider for BaiduClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::settings;
+    use crate::provider::connect;
 
     /// With an endpoint override, a group of another region is refused
     /// before any call, instead of being looked up in the wrong region.
@@ -142,8 +143,7 @@ mod tests {
     async fn another_region_is_refused_when_the_endpoint_is_fixed() {
         let mut config = ProviderSettings::new(super::super::ProviderKind::Baidu, "bj");
         config.endpoint = Some(Url::parse("http://127.0.0.1:9/").expect("url"));
-        let client =
-            settings::connect(&config, Credentials::new("ak", "sk", None)).expect("client");
+        let client = connect(&config, Credentials::new("ak", "sk", None)).expect("client");
         let group = GroupRef {
             region: "gz".into(),
             security_group_id: "g-1".into(),

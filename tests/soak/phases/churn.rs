@@ -124,7 +124,10 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
         slots.len()
     ));
     new_journal(soak, "setup").await;
-    soak.cloud.set_faults(faults(soak.config.seed)).await;
+    soak.cloud
+        .admin()
+        .set_faults(&faults(soak.config.seed))
+        .await;
     let kills_before = soak.operator().kills;
     let churning = Arc::new(AtomicBool::new(true));
     let killer = tokio::spawn(kill_loop(soak.clone(), churning.clone()));
@@ -149,10 +152,10 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     killer.await.expect("kill loop");
     let churned = started.elapsed();
     soak.settle(&mut tracks, PHASE).await;
-    soak.cloud.set_faults(json!({"rules": []})).await;
+    soak.cloud.admin().set_faults(&json!({"rules": []})).await;
     let settled = started.elapsed();
 
-    let calls = soak.cloud.calls().await;
+    let calls = soak.cloud.admin().calls(&[]).await;
     let min_calls: u64 = tracks.iter().map(|t| t.min_calls).sum();
     let mut report = soak.report();
     report.figure(PHASE, "rules", tracks.len());

@@ -28,7 +28,7 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     let min_before = min_calls(live);
 
     // Rotation: the cloud learns key B, the Secret switches to it.
-    soak.cloud.add_key(KEY_B.0, KEY_B.1).await;
+    soak.cloud.admin().add_key(KEY_B.0, KEY_B.1).await;
     soak.cluster.set_credentials(KEY_B.0, KEY_B.1).await;
     let mut fresh: Vec<Track> = soak.slots(n).into_iter().map(Track::new).collect();
     for t in &mut fresh {
@@ -36,9 +36,9 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
         soak.declare(t, &rule, "Present").await;
     }
     soak.settle(&mut fresh, PHASE).await;
-    let rotated = soak.cloud.calls().await;
+    let rotated = soak.cloud.admin().calls(&[]).await;
     let seen_before_wrong_key = rotated.len();
-    let signed_by = |calls: &[crate::cloud::Call], key: &str| {
+    let signed_by = |calls: &[secgroup_testkit::CallRecord], key: &str| {
         calls
             .iter()
             .filter(|c| c.access_key_id.as_deref() == Some(key))
@@ -59,7 +59,12 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     }
     tokio::time::sleep(soak.config.credential_window).await;
     let window = wrong_at.elapsed();
-    let rejected = soak.cloud.calls().await.split_off(seen_before_wrong_key);
+    let rejected = soak
+        .cloud
+        .admin()
+        .calls(&[])
+        .await
+        .split_off(seen_before_wrong_key);
     let waiting: Vec<&Track> = edited.iter().chain(&fresh[..n / 2]).collect();
     let waiting_count = waiting.len();
     let (stalled, with_code) = stalled_with_code(soak, &waiting);
@@ -71,7 +76,7 @@ pub async fn run(soak: &Arc<Soak>, live: &mut Vec<Track>) {
     soak.settle(&mut fresh, PHASE).await;
     let converged = fixed_at.elapsed();
     soak.settle(live, PHASE).await;
-    let all_calls = soak.cloud.calls().await;
+    let all_calls = soak.cloud.admin().calls(&[]).await;
 
     let mut per_token: HashMap<&str, usize> = HashMap::new();
     for token in rejected.iter().filter_map(|c| c.client_token.as_deref()) {

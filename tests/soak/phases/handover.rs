@@ -44,7 +44,8 @@ pub fn rules(config: &Config) -> usize {
 /// phase's revokes only).
 async fn revoked(soak: &Soak) -> usize {
     soak.cloud
-        .calls()
+        .admin()
+        .calls(&[])
         .await
         .iter()
         .filter(|c| c.effect && c.is_mutation())
@@ -90,10 +91,11 @@ pub async fn run(soak: &Arc<Soak>) {
     declare_initial(soak, &mut tracks).await;
     soak.settle(&mut tracks, PHASE).await;
 
-    soak.cluster.install_providers(&soak.cloud.url, SLOW).await;
+    soak.cluster.install_providers(soak.cloud.url(), SLOW).await;
     let seed = soak.random(rand::Rng::random::<u64>);
     soak.cloud
-        .set_faults(json!({"seed": seed, "rules": [{"error503": 0.05, "latencyMs": 100}]}))
+        .admin()
+        .set_faults(&json!({"seed": seed, "rules": [{"error503": 0.05, "latencyMs": 100}]}))
         .await;
     new_journal(soak, "handover create").await;
     let deleting = Instant::now();
@@ -128,9 +130,9 @@ pub async fn run(soak: &Arc<Soak>) {
     soak.settle(&mut tracks, PHASE).await;
     let converged = deleting.elapsed();
 
-    let calls = soak.cloud.calls().await;
-    soak.cloud.set_faults(json!({"rules": []})).await;
-    soak.cluster.install_providers(&soak.cloud.url, RATE).await;
+    let calls = soak.cloud.admin().calls(&[]).await;
+    soak.cloud.admin().set_faults(&json!({"rules": []})).await;
+    soak.cluster.install_providers(soak.cloud.url(), RATE).await;
     drop(replicas);
     soak.start_operator();
     let metrics = soak.operator().metrics.clone();

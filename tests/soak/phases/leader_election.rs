@@ -72,7 +72,7 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     let metrics = soak.operator().metrics.clone();
     let single_ready = ready(&metrics, Duration::from_secs(60)).await;
 
-    let calls = soak.cloud.calls().await;
+    let calls = soak.cloud.admin().calls(&[]).await;
     let mut report = soak.report();
     report.figure(PHASE, "rules", tracks.len());
     report.figure(

@@ -12,21 +12,28 @@ pub mod replicas;
 
 use std::collections::HashMap;
 
-use crate::{Soak, cloud::Call, driver::Track, report::Report, workload::Change};
+use secgroup_testkit::CallRecord;
+
+use crate::{Soak, driver::Track, report::Report, workload::Change};
 
 /// Clears the call journal, keeping the last phase's calls in the log directory.
 pub async fn new_journal(soak: &Soak, previous: &str) {
     let file = format!("calls-{}.json", previous.replace(' ', "-"));
     soak.cloud.save_calls(&soak.config.logs.join(file)).await;
-    soak.cloud.clear_calls().await;
+    soak.cloud.admin().clear_calls().await;
 }
 
 /// Provider calls against the minimum a perfect operator needs for the
 /// states the soak saw it confirm, and where the rest went: answered with
 /// an injected fault, replayed from a ClientToken (a retry after a kill or a
 /// lost answer), or neither.
-pub fn call_figures(report: &mut Report, phase: &'static str, calls: &[Call], min_calls: u64) {
-    let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
+pub fn call_figures(
+    report: &mut Report,
+    phase: &'static str,
+    calls: &[CallRecord],
+    min_calls: u64,
+) {
+    let count = |f: &dyn Fn(&CallRecord) -> bool| calls.iter().filter(|c| f(c)).count();
     let total = calls.len();
     let faulted = count(&|c| c.fault.is_some());
     let replayed = count(&|c| c.replayed);

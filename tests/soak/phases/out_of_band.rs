@@ -62,12 +62,13 @@ pub async fn run(soak: &Arc<Soak>, live: &mut [Track]) {
         };
         let rule = slot.initial();
         soak.cloud
+            .admin()
             .add_rule(
                 slot.provider.fake,
                 slot.provider.region,
                 &slot.group,
                 &rule,
-                &id,
+                Some(&id),
             )
             .await;
         planted.push(id);
@@ -97,15 +98,16 @@ pub async fn run(soak: &Arc<Soak>, live: &mut [Track]) {
         if cloud.iter().any(|c| c.rule_id == *id) {
             survived += 1;
             soak.cloud
+                .admin()
                 .delete_rule(slot.provider.fake, slot.provider.region, &slot.group, id)
                 .await;
         }
     }
-    let calls = soak.cloud.calls().await;
+    let calls = soak.cloud.admin().calls(&[]).await;
 
     // Quiet: several resyncs describe every group and must change nothing.
     tokio::time::sleep(Duration::from_secs(3 * RESYNC_SECS + 2)).await;
-    let quiet = soak.cloud.calls().await.split_off(calls.len());
+    let quiet = soak.cloud.admin().calls(&[]).await.split_off(calls.len());
     let quiet_mutations = quiet.iter().filter(|c| c.is_mutation()).count();
 
     let mut report = soak.report();
@@ -220,6 +222,7 @@ async fn deleted_and_restored(soak: &Soak, t: &Track) -> bool {
         return false;
     };
     soak.cloud
+        .admin()
         .delete_rule(
             t.slot.provider.fake,
             t.slot.provider.region,

@@ -45,7 +45,7 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     soak.settle(&mut tracks, PHASE).await;
     let converged = back.elapsed();
 
-    let calls = soak.cloud.calls().await;
+    let calls = soak.cloud.admin().calls(&[]).await;
     let mut report = soak.report();
     report.figure(PHASE, "rules", tracks.len());
     report.figure(PHASE, "API server unavailable", format!("{outage:.1?}"));

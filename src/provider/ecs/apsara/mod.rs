@@ -1,7 +1,8 @@
 //! Alibaba Apsara Stack: the ECS 2014-05-26 RPC API behind a private gateway.
 //!
-//! The client is [`EcsClient`](super::alibaba::EcsClient) with the Apsara
-//! gateway; this module only knows what differs: V2 (HMAC-SHA1) signing
+//! The client is [`EcsClient`](super::EcsClient) with the Apsara gateway; this
+//! module only knows what differs, and uses the ECS client's request building
+//! and error tables, never the client itself: V2 (HMAC-SHA1) signing
 //! always, the legacy flat rule parameters (no rule ids, so a revoke always
 //! matches on attributes), organisation headers, and the configurable path and
 //! body mode. The endpoint is required: there is no public default.
@@ -10,12 +11,13 @@ pub mod errors;
 
 use url::Url;
 
-use super::{
-    alibaba::{api::RpcCall, wire},
+use super::{api::RpcCall, wire};
+use crate::provider::{
     credentials::Credentials,
+    endpoint::endpoint_url,
     error::ProviderError,
     http::HttpRequest,
-    settings::{ApsaraPath, ApsaraSettings, endpoint_url},
+    settings::{ApsaraPath, ApsaraSettings},
 };
 
 /// The signed request for `call` on the Apsara gateway at `endpoint`.
@@ -68,7 +70,7 @@ mod tests {
     use super::*;
     use crate::provider::{
         GroupRef, PortRange, Revoke, RevokeTarget, Rule,
-        alibaba::api::{RuleForm, revoke_call},
+        ecs::api::{RuleForm, revoke_call},
         fixtures::ssh_from_ten,
         settings::BodyMode,
     };
@@ -97,10 +99,24 @@ mod tests {
         )
     }
 
-    const ATTEMPT: wire::Attempt<'static> = wire::Attempt {
-        nonce: "n-1",
-        timestamp: "2025-01-02T03:04:05Z",
-    };
+    /// The signed request for `revoke()` through `settings` at `endpoint`.
+    fn revoke_request(settings: &ApsaraSettings, endpoint: &str, region: &str) -> HttpRequest {
+        let endpoint = Url::parse(endpoint).expect("url");
+        let attempt = wire::Attempt {
+            nonce: "n-1",
+            timestamp: "2025-01-02T03:04:05Z",
+        };
+        let credentials = Credentials::new("ak", "sk", None);
+        request(
+            settings,
+            Some(&endpoint),
+            region,
+            &revoke(),
+            &credentials,
+            attempt,
+        )
+        .expect("request")
+    }
 
     /// `/apsara/route/Ecs/<Action>` with every parameter in the form body, as the vendor page documents.
     #[test]
@@ -112,16 +128,7 @@ mod tests {
             body_mode: BodyMode::Form,
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("http://127.0.0.1:8080").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "cn-qingdao-env17-d01",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "http://127.0.0.1:8080", "cn-qingdao-env17-d01");
         assert_eq!(
             request.url.as_str(),
             "http://127.0.0.1:8080/apsara/route/Ecs/RevokeSecurityGroup"
@@ -171,16 +178,7 @@ mod tests {
             path: ApsaraPath::Asapi,
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("https://asapi.example").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "r1",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "https://asapi.example", "r1");
         assert_eq!(request.url.path(), "/asapi/v3");
         assert!(request.body.is_empty());
         assert_eq!(request.header("x-acs-organizationid"), None);
@@ -207,16 +205,7 @@ mod tests {
             extra_params: vec![("Department".into(), "12".into())],
             ..ApsaraSettings::default()
         };
-        let endpoint = Url::parse("https://gw.example").expect("url");
-        let request = request(
-            &settings,
-            Some(&endpoint),
-            "r1",
-            &revoke(),
-            &Credentials::new("ak", "sk", None),
-            ATTEMPT,
-        )
-        .expect("request");
+        let request = revoke_request(&settings, "https://gw.example", "r1");
         assert_eq!(request.header("x-ascm-product-name"), Some("ecs"));
         assert_eq!(request.header("x-acs-asapi-product"), None, "route mode");
         assert_eq!(request.param("Department").as_deref(), Some("12"));

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::provider::{
-    alibaba::errors::{self as ecs, PopEnvelope},
+    ecs::errors::{self as ecs, PopEnvelope},
     error::{ErrorKind, Operation, ProviderError},
     http::HttpResponse,
 };

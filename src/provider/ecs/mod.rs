@@ -1,11 +1,14 @@
 //! Alibaba Cloud ECS (API 2014-05-26, RPC style), and the client that Apsara
-//! Stack shares: the same actions, behind a different gateway.
+//! Stack shares: the same actions, behind a different gateway. [`apsara`]
+//! holds what that gateway does differently; it builds on [`api`], [`wire`]
+//! and [`errors`] here, and this client dispatches to it.
 //!
 //! [`EcsClient`] makes one attempt per trait call; the reconciler retries with
 //! the same ClientToken, and every attempt is signed with a fresh nonce and
 //! timestamp.
 
 pub mod api;
+pub mod apsara;
 pub mod errors;
 pub mod wire;
 
@@ -18,14 +21,12 @@ use self::{
 };
 use super::{
     Authorize, DescribedRule, GroupRef, Modify, NicType, Provider, ProviderKind, Receipt, Revoke,
-    apsara,
     credentials::Credentials,
     denials::Denials,
-    error::{ErrorKind, Operation, ProviderError},
+    endpoint::endpoint_url,
+    error::{ConnectError, ErrorKind, MODIFY_UNSUPPORTED, Operation, ProviderError},
     http::{HttpRequest, HttpResponse, Transport, attempt_nonce, attempt_timestamp},
-    settings::{
-        ApsaraSettings, BodyMode, ConnectError, ProviderSettings, SignatureVersion, endpoint_url,
-    },
+    settings::{ApsaraSettings, BodyMode, ProviderSettings, SignatureVersion},
 };
 
 /// Which gateway serves the ECS API, and so how requests are built and answers read.
@@ -256,7 +257,7 @@ impl Provider for EcsClient {
             .map_err(|e| {
                 if e.code == "InvalidAction.NotFound" {
                     ProviderError {
-                        code: super::MODIFY_UNSUPPORTED.to_owned(),
+                        code: MODIFY_UNSUPPORTED.to_owned(),
                         ..e
                     }
                 } else {
@@ -293,7 +294,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::provider::{Credentials, settings};
+    use crate::provider::{Credentials, connect};
 
     /// A gateway that answers every describe with `answer(query)`, keeping the queries.
     async fn gateway(
@@ -318,8 +319,7 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let mut config = ProviderSettings::new(ProviderKind::Alibaba, "cn-hangzhou");
         config.endpoint = Some(Url::parse(&format!("http://{addr}/")).expect("url"));
-        let client =
-            settings::connect(&config, Credentials::new("ak", "sk", None)).expect("client");
+        let client = connect(&config, Credentials::new("ak", "sk", None)).expect("client");
         (client, seen)
     }
 
