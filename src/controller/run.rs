@@ -446,6 +446,66 @@ mod tests {
         assert_eq!(passed, versions(&["1", "3", "4"]));
     }
 
+    fn store_of<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (store, mut writer) = reflector::store();
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(object));
+        }
+        store
+    }
+
+    /// A change to a CA ConfigMap, or to a Secret, runs the rules of the
+    /// configs that name it, and only those.
+    #[test]
+    fn a_ca_config_map_or_secret_runs_the_rules_of_the_configs_naming_it() {
+        let config = |name: &str, tls: serde_json::Value| -> ProviderConfig {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
+                "metadata": {"name": name},
+                "spec": {"type": "alibaba", "region": "cn-hangzhou", "tls": tls,
+                         "credentialsSecretRef": {"namespace": "system", "name": format!("{name}-creds")}},
+            }))
+            .expect("valid ProviderConfig")
+        };
+        let configs = store_of(vec![
+            config(
+                "by-map",
+                serde_json::json!({"caConfigMapRef": {"namespace": "system", "name": "ca"}}),
+            ),
+            config(
+                "by-secret",
+                serde_json::json!({"caSecretRef": {"namespace": "system", "name": "ca"}}),
+            ),
+        ]);
+        let rule = |name: &str, config: &str| -> SecurityGroupRule {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "secgroup.dev/v1alpha1", "kind": "SecurityGroupRule",
+                "metadata": {"name": name, "namespace": "team"},
+                "spec": {"providerConfigRef": {"name": config}, "securityGroupId": "sg-1",
+                         "rule": {"direction": "Ingress", "protocol": "ALL", "peer": {"cidr": "10.0.0.0/8"}}},
+            }))
+            .expect("valid rule")
+        };
+        let rules = store_of(vec![rule("a", "by-map"), rule("b", "by-secret")]);
+        let object =
+            |name: &str| serde_json::json!({"metadata": {"name": name, "namespace": "system"}});
+        let names = |refs: Vec<ObjectRef<SecurityGroupRule>>| {
+            refs.into_iter().map(|r| r.name).collect::<Vec<_>>()
+        };
+        let by_map = rules_using_config_map(rules.clone(), configs.clone());
+        let map = |name| serde_json::from_value::<ConfigMap>(object(name)).expect("ConfigMap");
+        assert_eq!(names(by_map(map("ca"))), ["a"]);
+        assert!(by_map(map("other")).is_empty());
+        let by_secret = rules_using_secret(rules, configs);
+        let secret = |name| serde_json::from_value::<Secret>(object(name)).expect("Secret");
+        assert_eq!(names(by_secret(secret("ca"))), ["b"]);
+        assert_eq!(names(by_secret(secret("by-map-creds"))), ["a"]);
+    }
+
     #[test]
     fn cached_rules_keep_only_what_the_operator_reads() {
         let mut rule: SecurityGroupRule = serde_json::from_value(serde_json::json!({

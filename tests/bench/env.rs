@@ -12,7 +12,11 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
     runtime::wait::{await_condition, conditions},
 };
-use secgroup_testkit::{FakeCloud, LogDir, Output, Tied, binary, net};
+use secgroup_testkit::{
+    FakeCloud, LogDir, Output, Tied, binary,
+    manifests::{self, SecretRef},
+    net,
+};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "bench-access-key";
@@ -126,23 +130,15 @@ pub fn provider_config(
     rate: (u32, u32),
     resync_seconds: Option<u32>,
 ) -> Value {
-    let mut spec = json!({
-        "type": "alibaba",
-        "endpoint": fakecloud,
-        "allowInsecureHttp": true,
-        "region": REGION,
-        "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": "cloud-credentials"},
-        "rateLimit": {"qps": rate.0, "burst": rate.1},
-    });
+    let secret = SecretRef {
+        namespace: SECRET_NAMESPACE,
+        name: "cloud-credentials",
+    };
+    let mut config = manifests::provider_config(name, "alibaba", fakecloud, REGION, secret, rate);
     if let Some(secs) = resync_seconds {
-        spec["defaults"] = json!({"resyncIntervalSeconds": secs});
+        config["spec"]["defaults"] = json!({"resyncIntervalSeconds": secs});
     }
-    json!({
-        "apiVersion": "secgroup.dev/v1alpha1",
-        "kind": "ProviderConfig",
-        "metadata": {"name": name},
-        "spec": spec,
-    })
+    config
 }
 
 impl Env {

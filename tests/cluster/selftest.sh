@@ -225,30 +225,26 @@ fi
 
 # ---------------------------------------------------------------- controller-manager
 if [[ "${TESTCLUSTER_KCM:-1}" == 1 ]]; then
-	kubectl create configmap owner -n "$NS" >/dev/null
-	uid=$(kubectl get configmap owner -n "$NS" -o jsonpath='{.metadata.uid}')
-	kubectl apply -f - >/dev/null <<-YAML
-		apiVersion: v1
-		kind: ConfigMap
-		metadata:
-		  name: dependent
-		  namespace: $NS
-		  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner, uid: $uid}]
-	YAML
+	# owned OWNER DEPENDENT [EXTRA]: a ConfigMap DEPENDENT owned by a new ConfigMap OWNER.
+	owned() {
+		kubectl create configmap "$1" -n "$NS" >/dev/null
+		local uid
+		uid=$(kubectl get configmap "$1" -n "$NS" -o jsonpath='{.metadata.uid}')
+		kubectl apply -f - >/dev/null <<-YAML
+			apiVersion: v1
+			kind: ConfigMap
+			metadata:
+			  name: $2
+			  namespace: $NS
+			  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: $1, uid: $uid${3:+, $3}}]
+		YAML
+	}
+	owned owner dependent
 	kubectl delete configmap owner -n "$NS" >/dev/null
 	check "garbage collector deletes the dependent" \
 		kubectl wait --for=delete configmap/dependent -n "$NS" --timeout="$WAIT"
 	# foreground: the owner waits (finalizer foregroundDeletion) until its dependents are gone
-	kubectl create configmap owner2 -n "$NS" >/dev/null
-	uid=$(kubectl get configmap owner2 -n "$NS" -o jsonpath='{.metadata.uid}')
-	kubectl apply -f - >/dev/null <<-YAML
-		apiVersion: v1
-		kind: ConfigMap
-		metadata:
-		  name: dependent2
-		  namespace: $NS
-		  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner2, uid: $uid, blockOwnerDeletion: true}]
-	YAML
+	owned owner2 dependent2 "blockOwnerDeletion: true"
 	check "foreground deletion finishes (owner and dependent gone)" bash -c "
 		kubectl delete configmap owner2 -n '$NS' --cascade=foreground --timeout=$WAIT &&
 		kubectl wait --for=delete configmap/dependent2 -n '$NS' --timeout=$WAIT"

@@ -212,9 +212,10 @@ async fn a_denial_on_one_group_stalls_only_its_rule() {
         &rule_manifest("allowed", &config, &allowed, ssh()),
     )
     .await;
-    // A config-wide pause would hold it for 30 s at least.
+    // A config-wide pause would hold it for 15 s at least (half of the
+    // first 30 s, jittered), counted from the denial before it was created.
     tokio::time::timeout(
-        Duration::from_secs(15),
+        Duration::from_secs(10),
         condition(&api, "allowed", "Ready", "True"),
     )
     .await

@@ -15,7 +15,11 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use secgroup_operator::api::{ProviderConfig, SecurityGroupRule, conditions};
-pub use secgroup_testkit::{Admin, FakeCloud, LogDir, Output, Tied, binary, net::free_addr};
+pub use secgroup_testkit::{
+    Admin, FakeCloud, LogDir, Output, Tied, binary,
+    manifests::{SecretRef, provider_config},
+    net::free_addr,
+};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "e2e-access-key";
@@ -214,20 +218,14 @@ pub fn config_manifest(fakecloud: &str, name: &str, provider: &str, secret: &str
         .into_iter()
         .find(|(_, p, _)| *p == provider)
         .expect("a known provider");
-    let mut spec = json!({
-        "type": if provider == "apsara" { "apsarastack" } else { provider },
-        "endpoint": fakecloud,
-        "allowInsecureHttp": true,
-        "region": region,
-        "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": secret},
-        "rateLimit": {"qps": 200, "burst": 50},
-        "allowedNamespaces": {"matchExpressions": [{"key": "secgroup-e2e/denied", "operator": "DoesNotExist"}]},
-    });
-    if provider == "apsara" {
-        spec["signatureVersion"] = json!("v2");
-        spec["apsara"] = json!({"organizationId": "1", "resourceGroupId": "2"});
-    }
-    json!({"apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name}, "spec": spec})
+    let secret = SecretRef {
+        namespace: SECRET_NAMESPACE,
+        name: secret,
+    };
+    let mut manifest = provider_config(name, provider, fakecloud, region, secret, (200, 50));
+    manifest["spec"]["allowedNamespaces"] =
+        json!({"matchExpressions": [{"key": "secgroup-e2e/denied", "operator": "DoesNotExist"}]});
+    manifest
 }
 
 /// A ProviderConfig of a test's own, named `prefix-<random>`, whose

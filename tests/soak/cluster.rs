@@ -22,6 +22,7 @@ use kube::{
     },
 };
 use secgroup_operator::api::{ProviderConfig, SecurityGroupRule};
+use secgroup_testkit::manifests::{SecretRef, provider_config};
 use serde_json::json;
 
 use crate::workload::PROVIDERS;
@@ -111,18 +112,18 @@ impl Cluster {
     pub async fn install_providers(&self, fake_cloud: &str, rate: (u32, u32)) {
         let configs: Api<ProviderConfig> = Api::all(self.client.clone());
         for provider in &PROVIDERS {
-            let mut spec = json!({
-                "type": provider.config_type, "endpoint": fake_cloud, "allowInsecureHttp": true,
-                "region": provider.region,
-                "credentialsSecretRef": {"namespace": SECRET_NAMESPACE, "name": SECRET_NAME},
-                "rateLimit": {"qps": rate.0, "burst": rate.1},
-            });
-            if provider.fake == "apsara" {
-                spec["signatureVersion"] = json!("v2");
-                spec["apsara"] = json!({"organizationId": "1", "resourceGroupId": "2"});
-            }
-            let config = json!({"apiVersion": "secgroup.dev/v1alpha1", "kind": "ProviderConfig",
-                                "metadata": {"name": provider.config}, "spec": spec});
+            let secret = SecretRef {
+                namespace: SECRET_NAMESPACE,
+                name: SECRET_NAME,
+            };
+            let config = provider_config(
+                provider.config,
+                provider.fake,
+                fake_cloud,
+                provider.region,
+                secret,
+                rate,
+            );
             let (params, patch) = (PatchParams::apply(MANAGER).force(), Patch::Apply(&config));
             retry(&format!("ProviderConfig {}", provider.config), || {
                 configs.patch(provider.config, &params, &patch)

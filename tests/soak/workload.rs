@@ -15,7 +15,6 @@ use crate::cloud::CloudRule;
 pub struct ProviderSetup {
     /// ProviderConfig name.
     pub config: &'static str,
-    pub config_type: &'static str,
     /// The fake cloud's name for it.
     pub fake: &'static str,
     pub region: &'static str,
@@ -26,7 +25,6 @@ pub struct ProviderSetup {
 pub const PROVIDERS: [ProviderSetup; 3] = [
     ProviderSetup {
         config: "soak-alibaba",
-        config_type: "alibaba",
         fake: "alibaba",
         region: "cn-hangzhou",
         kind: ProviderKind::Alibaba,
@@ -34,7 +32,6 @@ pub const PROVIDERS: [ProviderSetup; 3] = [
     },
     ProviderSetup {
         config: "soak-apsara",
-        config_type: "apsarastack",
         fake: "apsara",
         region: "cn-qingdao-env17-d01",
         kind: ProviderKind::Apsara,
@@ -42,7 +39,6 @@ pub const PROVIDERS: [ProviderSetup; 3] = [
     },
     ProviderSetup {
         config: "soak-baidu",
-        config_type: "baidu",
         fake: "baidu",
         region: "bj",
         kind: ProviderKind::Baidu,
