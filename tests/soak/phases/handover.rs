@@ -3,9 +3,9 @@
 //! provider is slowed (a low `rateLimit`, latency, some 503s), so revokes
 //! are queued and running when the leader goes. A quarter of the way through,
 //! the leader is stopped (SIGTERM): it finishes its running passes and
-//! releases the Lease, and the standby takes over at once. Half way through,
-//! the new leader is SIGKILLed and the first replica, back as a standby, takes
-//! over once the Lease expires. Every rule must still be revoked exactly once
+//! releases the Lease, and the standby takes over at once. Half way through
+//! what is left then, the new leader is SIGKILLed and the first replica, back
+//! as a standby, takes over once the Lease expires. Every rule must still be revoked exactly once
 //! (its ClientToken replayed, never acted on twice) and every object go.
 
 use std::{
@@ -124,8 +124,11 @@ pub async fn run(soak: &Arc<Soak>) {
     let identity = replicas[first].identity;
     replicas[first] = Replica::start(soak, identity);
 
-    // Handover 2: the new leader dies; the Lease expires.
-    on_time &= until_revoked(soak, n / 2, limit).await;
+    // Handover 2: the new leader dies half way through what the stopped
+    // one left (its running passes finish before it lets go); the Lease
+    // expires.
+    let left_over = revoked(soak).await;
+    on_time &= until_revoked(soak, left_over + (n - left_over) / 2, limit).await;
     let revoked_at_kill = revoked(soak).await;
     replicas[second].operator.kill();
     let killed = Instant::now();
