@@ -294,9 +294,10 @@ pub struct SecurityGroupRuleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded: Option<SupersededRule>,
 
-    /// A rule whose authorize was sent and whose outcome is not recorded yet
-    /// (written before the call): it may exist at the provider. The next
-    /// pass authorizes it again if the spec still asks for it, else revokes it.
+    /// A rule whose authorize was sent and whose outcome is not known (the
+    /// call failed in a way that may have had an effect): it may exist at
+    /// the provider. The next pass authorizes it again if the spec still
+    /// asks for it, else revokes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorizing: Option<RuleSpec>,
 

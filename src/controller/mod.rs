@@ -4,7 +4,19 @@
 //! `resolve` (ProviderConfig, Secret, namespace: informer caches) →
 //! `plan` (pure: the next provider call and its ClientToken) →
 //! `steps` (provider calls) → `status` (pure: the status to write) →
-//! one server-side apply of `/status`, only when it changed.
+//! `persist` (the writes).
+//!
+//! What a pass writes, each write conditional on the resourceVersion it
+//! read or last wrote: the finalizer, once, before the object's first
+//! provider call; status once at the end, only when it changed; and status
+//! before a call only where the ownership mark cannot stand in for a record
+//! (the rule made `Absent` moves to `superseded` before its revoke).
+//! Deletion writes only the finalizer's removal, and status first only when
+//! another finalizer keeps the object. So create → Ready costs the user's
+//! create and two writes, delete → gone the user's delete and one.
+//! Between a call and the status write the record is held in memory
+//! (`persist::Unwritten`); after a restart the mark shows what a dead
+//! process left (`steps::Pass::recover`).
 
 pub mod audit;
 pub mod backoff;
@@ -32,7 +44,10 @@ mod tests;
 pub mod uninstall;
 pub mod usage;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::channel::mpsc;
 use jiff::Timestamp;
@@ -41,7 +56,6 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Event as KubeEvent, EventType, Recorder},
-        finalizer::{self, Event},
         reflector::{self, ObjectRef, Store},
     },
 };
@@ -53,7 +67,7 @@ use self::{
     backoff::Backoff,
     drift::DriftFindings,
     ownership::Mark,
-    persist::{Outdated, StatusWriter},
+    persist::{Outdated, StatusWriter, Unwritten},
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
     snapshot::Snapshots,
@@ -63,7 +77,7 @@ use self::{
 };
 use crate::{
     api::{
-        FINALIZER, SecurityGroupRule,
+        SecurityGroupRule,
         conditions::reasons,
         rule::{DeletionPolicy, Ensure},
     },
@@ -80,6 +94,10 @@ pub struct Context {
     pub config_backoff: Backoff<String>,
     pub drift: DriftFindings,
     pub outdated: Outdated,
+    pub unwritten: Unwritten,
+    /// When this controller started: a pass of an earlier process may have
+    /// called the provider before, and died before writing status.
+    pub started: Instant,
     /// Describes of groups, shared between the rules checked at one time.
     pub snapshots: Snapshots,
     /// Wakes the controller for rules that drift detection flagged.
@@ -109,6 +127,8 @@ impl Context {
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
             outdated: Outdated::default(),
+            unwritten: Unwritten::default(),
+            started: Instant::now(),
             snapshots: Snapshots::default(),
             wake,
             metrics,
@@ -131,6 +151,13 @@ impl Context {
             Some(u) => u.in_progress().await.map_err(Error::Kube),
             None => Ok(false),
         }
+    }
+
+    /// Describes sent at or after this show every rule an earlier process
+    /// created: it started before this one, and the providers' read-after-
+    /// write lag (the pauses a describe is repeated after) has passed.
+    fn recover_since(&self) -> Instant {
+        self.started + snapshot::LAG_RETRIES.iter().sum::<Duration>()
     }
 
     /// Lets policy count the rules of a namespace.
@@ -158,8 +185,6 @@ pub enum Error {
     Stale,
     #[error("the rule is not revoked yet")]
     CleanupPending { requeue: Option<Duration> },
-    #[error(transparent)]
-    Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
 
 /// Reconciles one SecurityGroupRule, counted and timed.
@@ -197,23 +222,18 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
     }
     let ns = rule.namespace().unwrap_or_default();
     let api: Api<SecurityGroupRule> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer::finalizer(&api, FINALIZER, rule.clone(), |event| async {
-        match event {
-            Event::Apply(rule) => apply(&rule, ctx, &api).await,
-            Event::Cleanup(rule) => cleanup(&rule, ctx, &api).await,
-        }
-    })
-    .await;
-    if rule.metadata.deletion_timestamp.is_some() && result.is_ok() {
+    if rule.metadata.deletion_timestamp.is_none() {
+        return apply(&rule, ctx, &api).await;
+    }
+    if !persist::guarded(&rule) {
+        // Released already, or never called for: another finalizer keeps it.
+        return Ok(Action::await_change());
+    }
+    let result = cleanup(&rule, ctx, &api).await;
+    if result.is_ok() {
         ctx.outdated.gone(&rule);
     }
-    match result {
-        // The object vanished between the cleanup and the finalizer removal: done.
-        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(e))) if e.code == 404 => {
-            Ok(Action::await_change())
-        }
-        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
-    }
+    result
 }
 
 /// What happens after a failed reconcile. Provider failures are handled
@@ -227,22 +247,18 @@ pub fn error_policy(rule: Arc<SecurityGroupRule>, error: &Error, ctx: Arc<Contex
 }
 
 fn retry_after(object: &ObjectRef<SecurityGroupRule>, error: &Error, ctx: &Context) -> Action {
-    if let Error::Finalizer(boxed) = error {
-        match boxed.as_ref() {
-            finalizer::Error::CleanupFailed(Error::CleanupPending { requeue }) => {
-                return requeue.map_or_else(Action::await_change, Action::requeue);
-            }
-            // The newer object's watch event starts the next pass; this is
-            // only a fallback, and no failure to back off from.
-            finalizer::Error::ApplyFailed(Error::Stale)
-            | finalizer::Error::CleanupFailed(Error::Stale) => {
-                return Action::requeue(Duration::from_secs(1));
-            }
-            _ => {}
+    match error {
+        Error::CleanupPending { requeue } => {
+            requeue.map_or_else(Action::await_change, Action::requeue)
+        }
+        // The newer object's watch event starts the next pass; this is
+        // only a fallback, and no failure to back off from.
+        Error::Stale => Action::requeue(Duration::from_secs(1)),
+        Error::Kube(_) => {
+            warn!(rule = %object.name, error = %error, "reconcile failed");
+            Action::requeue(ctx.object_backoff.fail(object))
         }
     }
-    warn!(rule = %object.name, error = %error, "reconcile failed");
-    Action::requeue(ctx.object_backoff.fail(object))
 }
 
 /// The group a rule acts on: what status recorded, else the spec.
@@ -263,8 +279,14 @@ async fn apply(
     api: &Api<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
-    let mut record = Record::from_status(rule.status.as_ref());
-    let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
+    let mut writer = StatusWriter::new(api, rule, &ctx.outdated, &ctx.unwritten);
+    // Before anything may be called. A rule without the finalizer was never
+    // called for, so nothing of it can be at the provider.
+    let first = !persist::guarded(rule);
+    if first {
+        writer.add_finalizer().await?;
+    }
+    let (mut record, recover) = record_of(rule, ctx, first);
     if gate::paused(rule) {
         gate::hold_paused(&mut writer, &record, false).await?;
         return Ok(Action::await_change());
@@ -339,7 +361,15 @@ async fn apply(
         // of the elder's spec.
         return Ok(Action::requeue(CLAIM_RECHECK));
     }
-    let pass = pass_for(rule, ctx, &resolved, &record, object.clone(), desired);
+    let pass = pass_for(
+        rule,
+        ctx,
+        &resolved,
+        &record,
+        object.clone(),
+        desired,
+        recover,
+    );
     let mut notices = Vec::new();
     let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
@@ -361,22 +391,38 @@ async fn apply(
     }
 }
 
+/// The record a pass starts from: what an earlier pass of this process
+/// holds in memory ahead of status, else status. Also whether the pass must
+/// look for rules a dead process left (`Pass::recover`): only when the
+/// object had the finalizer, so may have been called for, nothing is held,
+/// and status does not say the last pass at this generation settled (a
+/// settled pass makes no call at the same generation).
+fn record_of(rule: &SecurityGroupRule, ctx: &Context, first: bool) -> (Record, Option<Instant>) {
+    if let Some(held) = ctx.unwritten.get(rule) {
+        return (held, None);
+    }
+    let settled = status::settled_at(rule.status.as_ref(), rule.meta().generation);
+    let recover = (!first && !settled).then(|| ctx.recover_since());
+    (Record::from_status(rule.status.as_ref()), recover)
+}
+
 async fn cleanup(
     rule: &SecurityGroupRule,
     ctx: &Context,
     api: &Api<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
-    let mut record = Record::from_status(rule.status.as_ref());
-    let mut writer = StatusWriter::new(api, rule, &ctx.outdated);
+    let mut writer = StatusWriter::new(api, rule, &ctx.outdated, &ctx.unwritten);
+    let (mut record, recover) = record_of(rule, ctx, false);
     if gate::paused(rule) {
         gate::hold_paused(&mut writer, &record, true).await?;
         return Err(Error::CleanupPending { requeue: None });
     }
     if rule.spec.deletion_policy == Some(DeletionPolicy::Orphan) || gate::observed(rule) {
-        return orphan(rule, ctx, &object).await;
+        return orphan(rule, ctx, &object, &mut writer).await;
     }
     if ctx.uninstalling().await? {
+        writer.remove_finalizer().await?;
         return Ok(abandon(rule, ctx, &object));
     }
     let revoked = Standing::Settled {
@@ -385,13 +431,13 @@ async fn cleanup(
     };
     let resolved = match ctx.resolver.resolve_rule(rule) {
         Ok(r) => r,
-        // Only a resolved config is ever called, and every call is recorded
-        // first, so with nothing recorded there is nothing to revoke; the
-        // conditional write proves that record current.
+        // Only a resolved config is ever called. With nothing recorded, a
+        // rule is left only if an authorize's answer was lost with a dead
+        // process, and without the config it cannot be looked for: the
+        // deletion does not wait for a config that may never be fixed.
         Err(e) if nothing_recorded(&record) && !e.is_transient() => {
             info!(rule = %rule.name_any(), reason = %e, "deleting a rule that never reached its provider");
-            writer.confirm(&record, &revoked).await?;
-            ctx.object_backoff.reset(&object);
+            release(ctx, &object, &mut writer, &record, &revoked).await?;
             return Ok(Action::await_change());
         }
         Err(e) => {
@@ -404,7 +450,7 @@ async fn cleanup(
     if resolved.default_deletion_policy == DeletionPolicy::Orphan
         && rule.spec.deletion_policy.is_none()
     {
-        return orphan(rule, ctx, &object).await;
+        return orphan(rule, ctx, &object, &mut writer).await;
     }
     // With nothing recorded the pass makes no call, so nothing is held.
     if !nothing_recorded(&record)
@@ -421,17 +467,14 @@ async fn cleanup(
         &record,
         object.clone(),
         Desired::Absent,
+        recover,
     );
     let mut notices = Vec::new();
     let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
     publish(ctx, rule, &notices).await;
     match outcome {
         Ok(standing) => {
-            // Recorded before the finalizer goes, and only if this pass saw
-            // the latest record: an object that another finalizer keeps
-            // shows the revoke and its outcome, not a stale `Authorized`.
-            writer.confirm(&record, &standing).await?;
-            ctx.object_backoff.reset(&object);
+            release(ctx, &object, &mut writer, &record, &standing).await?;
             wake_waiting_claimants(ctx, rule);
             Ok(Action::await_change())
         }
@@ -444,6 +487,27 @@ async fn cleanup(
         }
         Err(Stop::Unrecorded(e)) => Err(e),
     }
+}
+
+/// Removes the finalizer once nothing of the rule is left at the provider.
+/// Status records the outcome first only when another finalizer keeps the
+/// object, so that it is read; otherwise the object vanishes with the
+/// removal. The removal is conditional on the version the pass read (or
+/// last wrote): a pass that decided on a stale cache runs again, with the
+/// same tokens, instead of releasing a rule it missed.
+async fn release(
+    ctx: &Context,
+    object: &ObjectRef<SecurityGroupRule>,
+    writer: &mut StatusWriter<'_>,
+    record: &Record,
+    standing: &Standing,
+) -> Result<(), Error> {
+    if writer.kept_by_others() {
+        writer.write(record, standing).await?;
+    }
+    writer.remove_finalizer().await?;
+    ctx.object_backoff.reset(object);
+    Ok(())
 }
 
 /// How often a younger claimant looks again whether the elder still holds
@@ -500,34 +564,33 @@ fn nothing_recorded(record: &Record) -> bool {
     record.applied.is_none() && record.superseded.is_none() && record.authorizing.is_none()
 }
 
+/// Releases the finalizer without a call. No Event: the object's own spec
+/// asked for it, and a mass deletion would write one per rule.
 async fn orphan(
     rule: &SecurityGroupRule,
     ctx: &Context,
     object: &ObjectRef<SecurityGroupRule>,
+    writer: &mut StatusWriter<'_>,
 ) -> Result<Action, Error> {
+    writer.remove_finalizer().await?;
     ctx.object_backoff.reset(object);
     let why = if gate::observed(rule) {
         "managementPolicy is Observe"
     } else {
         "deletionPolicy is Orphan"
     };
-    publish(
-        ctx,
-        rule,
-        &[Notice {
-            type_: EventType::Normal,
-            reason: reasons::ORPHANED,
-            action: crate::api::rule::Action::Revoke,
-            note: format!("{why}: the cloud rule is left in place"),
-        }],
-    )
-    .await;
+    info!(
+        namespace = object.namespace.as_deref().unwrap_or_default(),
+        rule = %rule.name_any(),
+        "{why}: the cloud rule is left in place"
+    );
     Ok(Action::await_change())
 }
 
-/// Releases the finalizer of a rule deleted with its CRD, leaving the cloud
-/// rule in place (see `uninstall`). No Event: thousands would be written
-/// at once, into objects about to vanish.
+/// Counts and logs a rule whose finalizer was released because it is
+/// deleted with its CRD, leaving the cloud rule in place (see `uninstall`).
+/// No Event: thousands would be written at once, into objects about to
+/// vanish.
 fn abandon(
     rule: &SecurityGroupRule,
     ctx: &Context,
@@ -571,6 +634,7 @@ fn pass_for<'a>(
     record: &Record,
     object: ObjectRef<SecurityGroupRule>,
     desired: Desired,
+    recover: Option<Instant>,
 ) -> Pass<'a> {
     let uid = rule.meta().uid.as_deref().unwrap_or_default();
     Pass {
@@ -584,6 +648,8 @@ fn pass_for<'a>(
         spec_rule: &rule.spec.rule,
         adopt: resolved.allow_adoption && rule.spec.adopt == Some(true),
         desired,
+        deleting: rule.metadata.deletion_timestamp.is_some(),
+        recover,
     }
 }
 
@@ -664,11 +730,7 @@ async fn publish(ctx: &Context, rule: &SecurityGroupRule, notices: &[Notice]) {
             action: format!("{:?}", n.action),
             secondary: None,
         };
-        let published = match n.type_ {
-            EventType::Normal => events::create_one_off(&ctx.client, &event, &reference).await,
-            EventType::Warning => ctx.recorder.publish(&event, &reference).await,
-        };
-        if let Err(e) = published {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(rule = %rule.name_any(), error = %e, "could not publish event");
         }
     }

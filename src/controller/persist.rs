@@ -1,16 +1,22 @@
-//! Writes `/status` by server-side apply, each write conditional on the
-//! resourceVersion the pass started from, or last wrote.
+//! The writes of a pass to its rule: status by server-side apply, and the
+//! finalizer by merge patch, each conditional on the resourceVersion the
+//! pass started from, or last wrote.
 //!
 //! A reconcile gets its object from the watch cache, which may not show the
 //! previous pass's last write yet. Deciding on such a stale view could
 //! forget a rule that pass had just authorized, or claim one it had just
-//! revoked. The condition turns that into a conflict: the pass stops before
-//! it records (or calls) anything, and runs again on fresh data.
+//! revoked. The condition turns that into a conflict: the pass runs again
+//! on fresh data, with the same ClientTokens, before its record or the
+//! finalizer's removal lands.
 //!
 //! The watch usually delivers a write after its answer, so the pass that
 //! follows a pass often starts from the version that pass replaced. Such
 //! versions are remembered ([`Outdated`]): a pass starting from one waits
 //! for the cache to catch up instead of spending a request on a conflict.
+//!
+//! Calls are not preceded by a status write: the record a pass has reached
+//! is held in memory before each call ([`Unwritten`]) until a status write
+//! holds it, so a failed write forgets nothing while the process lives.
 
 use std::{
     collections::HashMap,
@@ -29,7 +35,7 @@ use super::{
     Error,
     status::{self, Record, Standing},
 };
-use crate::api::{FIELD_MANAGER, SecurityGroupRule, SecurityGroupRuleStatus};
+use crate::api::{FIELD_MANAGER, FINALIZER, SecurityGroupRule, SecurityGroupRuleStatus};
 
 /// Per rule, the resourceVersions that this operator's own writes have
 /// replaced: earlier versions of its status writes, and the last one once
@@ -76,6 +82,20 @@ impl Outdated {
         }
     }
 
+    /// The object has a version newer than `version`, not yet seen.
+    fn moved_past(&self, rule: &SecurityGroupRule, version: Option<String>) {
+        let mut map = self.lock();
+        let versions = map
+            .entry(ObjectRef::from_obj(rule))
+            .or_insert_with(|| Versions {
+                replaced: Vec::new(),
+                latest: None,
+                since: Instant::now(),
+            });
+        versions.replaced.extend(version);
+        versions.since = Instant::now();
+    }
+
     fn written(&self, rule: &SecurityGroupRule, replaced: Option<String>, latest: Option<String>) {
         let mut map = self.lock();
         if map.len() > PRUNE_ABOVE {
@@ -100,16 +120,71 @@ impl Outdated {
     }
 }
 
+/// Records that ran ahead of status: per rule, the record as it stood
+/// before a pass's latest provider call, kept until a status write of the
+/// rule succeeds. The write-ahead record in memory: a pass whose status
+/// write fails (a conflict, the API server away) leaves its calls' effects
+/// here, and the next pass in this process starts from them instead of
+/// from status. A restart loses them; see `Pass::recover` for how the
+/// ownership mark stands in then.
+#[derive(Debug, Default)]
+pub struct Unwritten(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Held>>);
+
+/// A record held for one object: the uid tells a new object of the same
+/// name from the one the record is about.
+#[derive(Debug)]
+struct Held {
+    uid: Option<String>,
+    record: Record,
+}
+
+impl Unwritten {
+    /// The record a pass of `rule` starts from, when one ran ahead of status.
+    pub fn get(&self, rule: &SecurityGroupRule) -> Option<Record> {
+        self.lock()
+            .get(&ObjectRef::from_obj(rule))
+            .filter(|held| held.uid == rule.uid())
+            .map(|held| held.record.clone())
+    }
+
+    fn hold(&self, rule: &SecurityGroupRule, record: &Record) {
+        let held = Held {
+            uid: rule.uid(),
+            record: record.clone(),
+        };
+        self.lock().insert(ObjectRef::from_obj(rule), held);
+    }
+
+    fn release(&self, rule: &SecurityGroupRule) {
+        self.lock().remove(&ObjectRef::from_obj(rule));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecurityGroupRule>, Held>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether `rule` carries the operator's finalizer.
+pub fn guarded(rule: &SecurityGroupRule) -> bool {
+    rule.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Every write of one pass to its rule: status, and the finalizer. Each is
+/// conditional on the resourceVersion the pass read, or last wrote, so a
+/// pass that decided on a stale cache meets a conflict (`Error::Stale`)
+/// instead of overwriting a newer record or releasing a rule it has not
+/// revoked.
 pub struct StatusWriter<'a> {
     api: &'a Api<SecurityGroupRule>,
     rule: &'a SecurityGroupRule,
     outdated: &'a Outdated,
+    unwritten: &'a Unwritten,
     resource_version: Option<String>,
     /// The status as last read or written.
     status: Option<SecurityGroupRuleStatus>,
-    /// Whether a conditional write of this pass succeeded, which proves that
-    /// what the pass read was current.
-    proven: bool,
+    finalizers: Vec<String>,
 }
 
 impl<'a> StatusWriter<'a> {
@@ -117,31 +192,28 @@ impl<'a> StatusWriter<'a> {
         api: &'a Api<SecurityGroupRule>,
         rule: &'a SecurityGroupRule,
         outdated: &'a Outdated,
+        unwritten: &'a Unwritten,
     ) -> Self {
         Self {
             api,
             rule,
             outdated,
+            unwritten,
             resource_version: rule.resource_version(),
             status: rule.status.clone(),
-            proven: false,
-        }
-    }
-
-    /// Before a call that status already accounts for: proves the pass read
-    /// the latest record, unless a write of this pass did. Applies the
-    /// status unchanged, which the API server answers without a new
-    /// resourceVersion (and so without waking the rule), or with a conflict.
-    pub async fn ensure_current(&mut self) -> Result<(), Error> {
-        match self.status.clone() {
-            Some(current) if !self.proven => self.apply(&current).await,
-            _ => Ok(()),
+            finalizers: rule.finalizers().to_vec(),
         }
     }
 
     /// The status as last read or written.
     pub fn current(&self) -> Option<&SecurityGroupRuleStatus> {
         self.status.as_ref()
+    }
+
+    /// Keeps `record` in memory before a provider call whose outcome it
+    /// must survive a failed status write with (see [`Unwritten`]).
+    pub fn hold(&self, record: &Record) {
+        self.unwritten.hold(self.rule, record);
     }
 
     fn next(&self, record: &Record, standing: &Standing) -> SecurityGroupRuleStatus {
@@ -156,21 +228,69 @@ impl<'a> StatusWriter<'a> {
     }
 
     /// Writes the status for `record` and `standing` unless it is what the
-    /// object already has. Returns whether it wrote.
+    /// object already has. Returns whether it wrote. Either way status then
+    /// holds `record`, and nothing of it is kept in memory any more.
     pub async fn write(&mut self, record: &Record, standing: &Standing) -> Result<bool, Error> {
         let next = self.next(record, standing);
-        if self.status.as_ref() == Some(&next) {
-            return Ok(false);
+        let changed = self.status.as_ref() != Some(&next);
+        if changed {
+            self.apply(&next).await?;
         }
-        self.apply(&next).await?;
-        Ok(true)
+        self.unwritten.release(self.rule);
+        Ok(changed)
     }
 
-    /// Writes even an unchanged status: proves that what the pass decided
-    /// on was current (a deletion must not end on a stale view).
-    pub async fn confirm(&mut self, record: &Record, standing: &Standing) -> Result<(), Error> {
-        let next = self.next(record, standing);
-        self.apply(&next).await
+    /// Whether a finalizer of another controller keeps the object once
+    /// this operator's is removed, so that status is still read.
+    pub fn kept_by_others(&self) -> bool {
+        self.finalizers.iter().any(|f| f != FINALIZER)
+    }
+
+    /// Adds the finalizer, before the rule's first provider call. Its
+    /// absence proves that no earlier pass called the provider for it.
+    pub async fn add_finalizer(&mut self) -> Result<(), Error> {
+        let mut finalizers = self.finalizers.clone();
+        finalizers.push(FINALIZER.to_owned());
+        self.patch_finalizers(finalizers).await
+    }
+
+    /// Removes the finalizer once nothing of the rule is left at the
+    /// provider. Conditional like every write: a deletion that decided on
+    /// a stale record runs again instead of releasing a rule it missed. An
+    /// object already gone counts as released.
+    pub async fn remove_finalizer(&mut self) -> Result<(), Error> {
+        let finalizers = self
+            .finalizers
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        match self.patch_finalizers(finalizers).await {
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {}
+            other => other?,
+        }
+        self.unwritten.release(self.rule);
+        Ok(())
+    }
+
+    /// A merge patch of the finalizer list, conditional on the version the
+    /// list was read at (the API server answers a stale one with 409).
+    async fn patch_finalizers(&mut self, finalizers: Vec<String>) -> Result<(), Error> {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": self.resource_version, "finalizers": finalizers},
+        });
+        let written = self
+            .api
+            .patch(
+                &self.rule.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        self.finalizers = written.finalizers().to_vec();
+        self.written(written);
+        Ok(())
     }
 
     async fn apply(&mut self, next: &SecurityGroupRuleStatus) -> Result<(), Error> {
@@ -188,17 +308,31 @@ impl<'a> StatusWriter<'a> {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| match e {
-                kube::Error::Api(status) if status.code == 409 => Error::Stale,
-                other => Error::Kube(other),
-            })?;
+            .map_err(|e| self.failed(e))?;
+        self.status = written.status.clone();
+        self.written(written);
+        Ok(())
+    }
+
+    /// Remembers the version a write produced, and the one it replaced.
+    fn written(&mut self, written: SecurityGroupRule) {
         let replaced = std::mem::replace(&mut self.resource_version, written.resource_version());
         let replaced = replaced.filter(|old| self.resource_version.as_ref() != Some(old));
         self.outdated
             .written(self.rule, replaced, self.resource_version.clone());
-        self.status = written.status;
-        self.proven = true;
-        Ok(())
+    }
+
+    /// A conflict says the object moved past the version this pass built
+    /// on: a pass from that version would only meet the same conflict.
+    fn failed(&self, e: kube::Error) -> Error {
+        match e {
+            kube::Error::Api(status) if status.code == 409 => {
+                self.outdated
+                    .moved_past(self.rule, self.resource_version.clone());
+                Error::Stale
+            }
+            other => Error::Kube(other),
+        }
     }
 }
 
@@ -237,11 +371,11 @@ mod tests {
                     break;
                 };
                 assert_eq!(request.method(), http::Method::PATCH);
+                let path = request.uri().path().to_owned();
                 assert!(
-                    request
-                        .uri()
-                        .path()
-                        .ends_with("/namespaces/ns/securitygrouprules/web/status")
+                    path.ends_with("/namespaces/ns/securitygrouprules/web/status")
+                        || path.ends_with("/namespaces/ns/securitygrouprules/web"),
+                    "{path}"
                 );
                 let body: Value = serde_json::from_slice(
                     &request.into_body().collect_bytes().await.expect("body"),
@@ -250,11 +384,15 @@ mod tests {
                 let answer = if code == 200 {
                     let mut object = serde_json::to_value(rule()).expect("object");
                     object["metadata"]["resourceVersion"] = json!(version);
-                    object["status"] = body["status"].clone();
+                    if path.ends_with("/status") {
+                        object["status"] = body["status"].clone();
+                    } else {
+                        object["metadata"]["finalizers"] = body["metadata"]["finalizers"].clone();
+                    }
                     object
                 } else {
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                           "reason": "Conflict", "code": code, "message": "the object has been modified"})
+                           "reason": "Conflict", "code": code, "message": "answered by the test"})
                 };
                 bodies.push(body);
                 let response = Response::builder()
@@ -289,7 +427,8 @@ mod tests {
         let (api, server) = api_server(vec![(200, "6"), (200, "7")]);
         let rule = rule();
         let outdated = Outdated::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated);
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
         let mut record = Record::from_status(rule.status.as_ref());
         assert!(
             writer
@@ -330,7 +469,8 @@ mod tests {
         let (api, server) = api_server(vec![(200, "6")]);
         let rule = rule();
         let outdated = Outdated::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated);
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
         let record = Record::from_status(rule.status.as_ref());
         writer
             .write(&record, &progressing())
@@ -348,7 +488,8 @@ mod tests {
         let (api, server) = api_server(vec![(409, "")]);
         let rule = rule();
         let outdated = Outdated::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated);
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
         let record = Record::from_status(rule.status.as_ref());
         let result = writer.write(&record, &progressing()).await;
         assert!(matches!(result, Err(Error::Stale)), "{result:?}");
@@ -356,28 +497,104 @@ mod tests {
         server.await.expect("server");
     }
 
-    /// Before a call that needs no new record, the unchanged status is
-    /// applied once to prove it current; after that, or after any write of
-    /// the pass, nothing more is sent.
+    /// A conflict also says the object moved past the version read: a pass
+    /// from that version waits for the cache instead of meeting it again.
     #[tokio::test]
-    async fn the_record_is_proven_current_once_per_pass() {
-        let (api, server) = api_server(vec![(200, "5")]);
+    async fn a_conflict_marks_the_version_read_as_outdated() {
+        let (api, server) = api_server(vec![(409, "")]);
         let rule = rule();
         let outdated = Outdated::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated);
-        writer.ensure_current().await.expect("current");
-        writer.ensure_current().await.expect("still current");
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let result = writer.remove_finalizer().await;
+        assert!(matches!(result, Err(Error::Stale)), "{result:?}");
+        drop(api);
+        server.await.expect("server");
+        assert!(outdated.is_outdated(&rule));
+    }
+
+    /// The finalizer goes on before the first call and comes off after the
+    /// last, each a merge patch conditional on the version the pass read
+    /// or last wrote; other controllers' finalizers stay.
+    #[tokio::test]
+    async fn finalizer_patches_are_conditional_and_keep_other_finalizers() {
+        let (api, server) = api_server(vec![(200, "6"), (200, "7"), (200, "8")]);
+        let mut rule = rule();
+        rule.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        let outdated = Outdated::default();
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        assert!(!guarded(&rule));
+        writer.add_finalizer().await.expect("added");
+        assert!(writer.kept_by_others());
+        let record = Record::from_status(rule.status.as_ref());
+        writer
+            .write(&record, &progressing())
+            .await
+            .expect("written");
+        writer.remove_finalizer().await.expect("removed");
         drop(api);
         let bodies = server.await.expect("server");
-        assert_eq!(bodies.len(), 1);
+        let versions: Vec<&Value> = bodies
+            .iter()
+            .map(|b| &b["metadata"]["resourceVersion"])
+            .collect();
+        assert_eq!(versions, [&json!("5"), &json!("6"), &json!("7")]);
         assert_eq!(
-            bodies[0]["status"],
-            json!({"observedGeneration": 1, "attemptEpoch": 3})
+            bodies[0]["metadata"]["finalizers"],
+            json!(["example.com/hold", FINALIZER])
         );
-        assert_eq!(bodies[0]["metadata"]["resourceVersion"], "5");
+        assert_eq!(
+            bodies[2]["metadata"]["finalizers"],
+            json!(["example.com/hold"])
+        );
+    }
+
+    /// A deletion that finds its object already gone is done.
+    #[tokio::test]
+    async fn removing_the_finalizer_of_a_vanished_object_succeeds() {
+        let (api, server) = api_server(vec![(404, "")]);
+        let rule = rule();
+        let outdated = Outdated::default();
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        writer.remove_finalizer().await.expect("released");
+        drop(api);
+        server.await.expect("server");
+    }
+
+    /// A record held before a call stays until a status write holds it:
+    /// a failed write leaves it for the next pass; a successful one, or a
+    /// status that already says the same, releases it.
+    #[tokio::test]
+    async fn a_held_record_is_released_only_by_a_status_write() {
+        let (api, server) = api_server(vec![(409, ""), (200, "6")]);
+        let rule = rule();
+        let outdated = Outdated::default();
+        let unwritten = Unwritten::default();
+        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut record = Record::from_status(rule.status.as_ref());
+        record.attempt_epoch = 9;
+        writer.hold(&record);
+        assert!(writer.write(&record, &progressing()).await.is_err());
+        assert_eq!(unwritten.get(&rule), Some(record.clone()));
+        let mut successor = rule.clone();
+        successor.metadata.uid = Some("another object of that name".into());
+        assert_eq!(unwritten.get(&successor), None);
+        writer
+            .write(&record, &progressing())
+            .await
+            .expect("written");
+        assert_eq!(unwritten.get(&rule), None);
+        writer.hold(&record);
         assert!(
-            !outdated.is_outdated(&rule),
-            "an unchanged status replaces no version"
+            !writer
+                .write(&record, &progressing())
+                .await
+                .expect("unchanged")
         );
+        assert_eq!(unwritten.get(&rule), None);
+        drop(api);
+        server.await.expect("server");
     }
 }

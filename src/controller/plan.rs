@@ -1,30 +1,38 @@
 //! Decides the next provider call for a rule. Pure: no client, no clock.
 //!
-//! One step at a time. Status records every rule that may exist at the
-//! provider because of this object, before the call that could create it,
-//! so a crash at any point leaves nothing unaccounted for:
+//! One step at a time, from the record of every rule that may exist at the
+//! provider because of this object:
 //!
 //! - `applied`: authorized, and the declared state as far as status knows;
 //! - `superseded`: to be revoked (replaced by a spec change, or about to be
 //!   revoked because the rule is `Absent` or being deleted);
 //! - `authorizing`: an authorize was sent and its outcome is not recorded
-//!   yet, so the rule may or may not exist.
+//!   (held in memory before the call, written to status with a failure
+//!   that leaves it open), so the rule may or may not exist;
+//! - `strays`: rules carrying the object's ownership mark that a describe
+//!   shows and nothing above accounts for, left by an authorize whose
+//!   outcome died with the process.
 //!
 //! Order of work:
 //! 1. a superseded rule is revoked;
 //! 2. a rule left `authorizing` is authorized again if the spec still asks
 //!    for it (the provider replays the call or finds the rule), else revoked;
-//! 3. `Present`: authorize the desired rule unless it is what was applied.
+//! 3. strays are revoked;
+//! 4. `Present`: authorize the desired rule unless it is what was applied.
 //!    The applied rule stays until its replacement exists (make before
 //!    break), then is superseded. A change that keeps the provider's rule
 //!    identity (say, only Alibaba's priority) cannot be authorized next to
 //!    the old rule: where the provider can, and the rule id is known, the
 //!    rule is modified in place; else the old one is superseded first;
-//! 4. `Absent` or deleting: the applied rule is superseded, then revoked.
-//!    With nothing recorded, nothing of this object is at the provider.
+//! 5. `Absent` or deleting: the applied rule is superseded, then revoked.
+//!    With nothing recorded and no strays, nothing of this object is at the
+//!    provider.
 
+use super::ownership::Mark;
 use crate::{
-    provider::{Authorize, GroupRef, Modify, ProviderKind, Revoke, RevokeTarget, Rule},
+    provider::{
+        Authorize, DescribedRule, GroupRef, Modify, ProviderKind, Revoke, RevokeTarget, Rule,
+    },
     token::{self, Intent, TokenInput},
 };
 
@@ -56,6 +64,9 @@ pub struct PlanInput<'a> {
     pub superseded: Option<Applied>,
     /// A rule whose authorize has no recorded outcome.
     pub authorizing: Option<Rule>,
+    /// This object's rules that a describe shows and the record does not
+    /// know (see [`strays`]).
+    pub strays: Vec<Applied>,
 }
 
 /// Which recorded rule a revoke removes.
@@ -64,12 +75,13 @@ pub enum RevokeOf {
     Superseded,
     /// A rule left `authorizing` that the spec no longer asks for.
     Authorizing,
+    /// The first of the strays.
+    Stray,
 }
 
 /// The next step.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// Record the rule as `authorizing` first, unless it already is.
     Authorize(Authorize),
     Revoke {
         call: Revoke,
@@ -79,7 +91,8 @@ pub enum Step {
     /// they changed, and the provider can): it never leaves the group.
     Modify(Modify),
     /// Record the applied rule as superseded (no call): a crash after its
-    /// revoke must not leave status claiming it is still authorized.
+    /// revoke must not leave status claiming it is still authorized (see
+    /// `steps::Pass::supersede` for when this is written first).
     Supersede,
     /// Declared state holds: `Present` is authorized.
     Authorized,
@@ -103,6 +116,9 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
             }
         };
     }
+    if let Some(stray) = input.strays.first() {
+        return revoke(input, stray, RevokeOf::Stray);
+    }
     match (&input.desired, &input.applied) {
         (Desired::Present(want), Some(applied)) if applied.rule == *want => Step::Authorized,
         (Desired::Present(want), Some(applied)) if input.kind.same_rule(want, &applied.rule) => {
@@ -117,6 +133,52 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
         (Desired::Absent, Some(_)) => Step::Supersede,
         (Desired::Absent, None) => Step::Revoked,
     }
+}
+
+/// The rules among `described` that carry this object's `mark` and that
+/// neither the record (applied, superseded, authorizing) nor the desired
+/// rule accounts for. A rule with the desired identity but another
+/// priority or description, left by an older spec, is one: authorizing the
+/// desired rule next to it would change nothing. Only an authorize whose outcome was never recorded
+/// leaves one (the process died between the call and the status write, and
+/// the spec changed since, or the object is being deleted); the mark is how
+/// the cloud tells, without a record written before the call.
+pub fn strays(input: &PlanInput<'_>, mark: &Mark, described: &[DescribedRule]) -> Vec<Applied> {
+    let recorded: Vec<&Rule> = input
+        .applied
+        .iter()
+        .chain(&input.superseded)
+        .map(|a| &a.rule)
+        .chain(&input.authorizing)
+        .collect();
+    let desired = |have: &Rule| match &input.desired {
+        Desired::Present(want) => same_content(input.kind, want, have),
+        Desired::Absent => false,
+    };
+    described
+        .iter()
+        .filter(|d| mark.is_on(&d.rule.description))
+        .filter(|d| !recorded.iter().any(|k| input.kind.same_rule(k, &d.rule)))
+        .filter(|d| !desired(&d.rule))
+        .map(|d| Applied {
+            rule: d.rule.clone(),
+            rule_id: Some(d.rule_id.clone()).filter(|id| !id.is_empty()),
+        })
+        .collect()
+}
+
+/// Whether `have` is `want` in everything the provider keeps, not only in
+/// its identity: on Alibaba and Apsara Stack also the priority and the
+/// description, which two rules of one identity may differ in (Baidu's
+/// identity includes the remark, and it has no priority).
+pub fn same_content(kind: ProviderKind, want: &Rule, have: &Rule) -> bool {
+    kind.same_rule(want, have)
+        && match kind {
+            ProviderKind::Baidu => true,
+            ProviderKind::Alibaba | ProviderKind::Apsara => {
+                want.priority == have.priority && want.description.trim() == have.description.trim()
+            }
+        }
 }
 
 fn authorize(input: &PlanInput<'_>, rule: &Rule) -> Step {
@@ -215,6 +277,7 @@ mod tests {
             applied: None,
             superseded: None,
             authorizing: None,
+            strays: Vec::new(),
         }
     }
 
@@ -311,8 +374,8 @@ mod tests {
         assert!(matches!(plan(&i), Step::Revoked));
     }
 
-    /// With nothing recorded nothing of this object is at the provider:
-    /// every authorize is recorded before it is sent.
+    /// With nothing recorded and no strays, nothing of this object is at
+    /// the provider.
     #[test]
     fn absent_with_nothing_recorded_needs_no_call() {
         assert!(matches!(plan(&input(Desired::Absent)), Step::Revoked));
@@ -356,6 +419,56 @@ mod tests {
         i.authorizing = Some(rule(22));
         i.superseded = applied(rule(80), None);
         assert_eq!(revoke_of(plan(&i)).1, RevokeOf::Superseded);
+    }
+
+    fn at_cloud(id: &str, rule: Rule) -> DescribedRule {
+        DescribedRule {
+            rule_id: id.into(),
+            rule,
+        }
+    }
+
+    /// A stray is a rule with this object's mark that nothing recorded or
+    /// desired accounts for; unmarked rules and other objects' never are.
+    #[test]
+    fn strays_are_the_objects_marked_rules_nothing_accounts_for() {
+        let mark = Mark::of_uid("uid-1");
+        let mut i = input(Desired::Present(mark.on(&rule(443))));
+        i.applied = applied(mark.on(&rule(80)), Some("sgr-80"));
+        i.superseded = applied(mark.on(&rule(81)), None);
+        i.authorizing = Some(mark.on(&rule(82)));
+        let described = [
+            at_cloud("sgr-443", mark.on(&rule(443))),
+            at_cloud("sgr-80", mark.on(&rule(80))),
+            at_cloud("sgr-81", mark.on(&rule(81))),
+            at_cloud("sgr-82", mark.on(&rule(82))),
+            at_cloud("sgr-22", mark.on(&rule(22))),
+            at_cloud("sgr-23", rule(23)),
+            at_cloud("sgr-24", Mark::of_uid("uid-2").on(&rule(24))),
+        ];
+        let found = strays(&i, &mark, &described);
+        assert_eq!(
+            found,
+            vec![applied(mark.on(&rule(22)), Some("sgr-22")).expect("some")]
+        );
+        // Being deleted, the desired rule is one too.
+        i.desired = Desired::Absent;
+        assert_eq!(strays(&i, &mark, &described).len(), 2);
+    }
+
+    /// Strays go after what is recorded to revoke, before anything new.
+    #[test]
+    fn strays_are_revoked_after_recorded_rules_and_before_an_authorize() {
+        let mut i = input(Desired::Present(rule(443)));
+        i.strays = vec![applied(rule(22), Some("sgr-22")).expect("some")];
+        i.authorizing = Some(rule(80));
+        assert_eq!(revoke_of(plan(&i)).1, RevokeOf::Authorizing);
+        i.authorizing = None;
+        let (call, of) = revoke_of(plan(&i));
+        assert_eq!(of, RevokeOf::Stray);
+        assert!(matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-22"));
+        i.strays.clear();
+        assert!(matches!(plan(&i), Step::Authorize(_)));
     }
 
     #[test]

@@ -123,6 +123,16 @@ pub fn build(
     }
 }
 
+/// Whether status says the last pass at `generation` settled (Ready). A
+/// pass makes no provider call at the generation it settled at without
+/// first writing why (drift detection writes a new attempt epoch), so no
+/// call can have been made since that status was written.
+pub fn settled_at(status: Option<&SecurityGroupRuleStatus>, generation: Option<i64>) -> bool {
+    status
+        .and_then(|s| conditions::find(&s.conditions, types::READY))
+        .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
+}
+
 /// How long a rule the provider refused waits before the same spec is tried
 /// again, in case the cause was fixed at the provider (say, a missing group
 /// created). A spec change or deletion retries at once.

@@ -24,21 +24,25 @@ use crate::{
     api::{
         conditions::reasons,
         rule::{
-            Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule, SupersededRule,
+            Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule,
+            SecurityGroupRuleStatus, SupersededRule,
         },
     },
     provider::{
-        DescribedRule, ErrorKind, GroupRef, MODIFY_UNSUPPORTED, ProviderError, Receipt,
-        RevokeTarget, Rule,
+        Authorize, DescribedRule, ErrorKind, GroupRef, MODIFY_UNSUPPORTED, Modify, ProviderError,
+        Receipt, Revoke, RevokeTarget, Rule,
     },
 };
 
 /// More steps than any path needs (revoke superseded, revoke a rule left
-/// authorizing, supersede, revoke, authorize, revoke the replaced rule), so
-/// a bug can never turn into a loop of provider calls.
-const MAX_STEPS: usize = 8;
+/// authorizing, revoke strays, supersede, revoke, authorize, revoke the
+/// replaced rule), so a bug can never turn into a loop of provider calls.
+/// A pass that runs out (many strays) halts and the next one goes on.
+const MAX_STEPS: usize = 12;
 
-/// A provider outcome worth an Event.
+/// A provider outcome worth an Event: a failure, or a change a human must
+/// see. Success is reported by status conditions, the audit log line and
+/// metrics, so a mass operation writes no Event per rule.
 #[derive(Clone, Debug)]
 pub struct Notice {
     pub type_: EventType,
@@ -86,212 +90,65 @@ pub struct Pass<'a> {
     pub desired: Desired,
     /// The object opted in to adoption and its ProviderConfig allows it.
     pub adopt: bool,
+    /// The object is being deleted: it never asks for its rules again.
+    pub deleting: bool,
+    /// Set when a pass of an earlier process may have called the provider
+    /// and died before writing status: the pass first looks, in a describe
+    /// sent at or after this instant, for rules of the object that the
+    /// record does not know (`plan::strays`).
+    pub recover: Option<Instant>,
 }
 
 impl Pass<'_> {
-    /// Runs steps until settled or stopped; appends an Event notice per call.
-    /// Records in status, through `writer`, every rule a call may create or
-    /// revoke before making that call.
+    /// Runs steps until settled or stopped; appends an Event notice per
+    /// failure. Before each provider call the record is held in memory
+    /// (`StatusWriter::hold`), so a failed status write forgets nothing in
+    /// this process; status is written before a call only where the mark
+    /// cannot stand in for it (`supersede`).
     pub async fn run(
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
         writer: &mut StatusWriter<'_>,
     ) -> Result<Standing, Stop> {
-        let kind = self.resolved.kind;
         let desired = match &self.desired {
             Desired::Present(rule) => Desired::Present(self.mark.on(rule)),
             Desired::Absent => Desired::Absent,
         };
+        let mut strays = match self.recover {
+            Some(since) => self.find_strays(since, record, notices, &desired).await?,
+            None => Vec::new(),
+        };
         for _ in 0..MAX_STEPS {
-            let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
-            let superseded = recorded(
-                record
-                    .superseded
-                    .as_ref()
-                    .map(|s| (&s.rule, s.rule_id.clone())),
-                self,
-            )?;
-            let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
-            let input = PlanInput {
-                uid: self.uid,
-                generation: self.generation,
-                attempt_epoch: record.attempt_epoch,
-                kind,
-                group: self.group.clone(),
-                desired: desired.clone(),
-                applied,
-                superseded,
-                authorizing: authorizing.map(|a| a.rule),
-            };
+            let input = self.input(record, &desired, &strays)?;
             match plan::plan(&input) {
-                Step::Authorized => {
-                    return Ok(Standing::Settled {
-                        reason: reasons::AUTHORIZED,
-                        message: "the rule is authorized at the provider".into(),
-                    });
-                }
-                Step::Revoked => {
-                    return Ok(Standing::Settled {
-                        reason: reasons::REVOKED,
-                        message: "the rule is revoked at the provider".into(),
-                    });
-                }
-                Step::Supersede => {
-                    if let Some((rule, rule_id)) = record.applied.take() {
-                        record.superseded = Some(SupersededRule { rule_id, rule });
-                    }
-                    record_intent(writer, record, "revoking the rule at the provider").await?;
-                }
+                Step::Authorized => return Ok(settled(reasons::AUTHORIZED)),
+                Step::Revoked => return Ok(settled(reasons::REVOKED)),
+                Step::Supersede => self.supersede(record, writer).await?,
                 Step::Authorize(call) => {
-                    self.check_credentials_pause()?;
-                    if record.authorizing.as_ref() == Some(self.spec_rule) {
-                        current(writer).await?;
-                    } else {
-                        let holds_rules = record.applied.is_some()
-                            || record.superseded.is_some()
-                            || record.authorizing.is_some();
-                        record.origin = Some(origin::before_authorize(
-                            record.origin.as_ref(),
-                            holds_rules,
-                            &self.resolved.origin,
-                        ));
-                        record.authorizing = Some(self.spec_rule.clone());
-                        record.group = Some(call.group.clone());
-                        record_intent(writer, record, "authorizing the rule at the provider")
-                            .await?;
-                    }
-                    let result = self.resolved.provider.authorize(&call).await;
-                    let sent = Instant::now();
-                    if result.as_ref().is_err_and(|e| refused(e.kind)) {
-                        // A refused request had no effect.
-                        record.authorizing = None;
-                    }
-                    let outcome = self.fold(
-                        record,
-                        notices,
-                        Action::Authorize,
-                        &call.client_token,
-                        result,
-                    )?;
-                    let rule_id = match self.find_after_authorize(&call.rule, sent).await {
-                        Found::Own(d) => Some(d.rule_id).filter(|id| !id.is_empty()),
-                        Found::Foreign(d) if self.may_adopt(&d) => {
-                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
-                            let result = self.resolved.provider.modify(&call).await;
-                            self.modified(record, notices, &call.client_token, result)?;
-                            Some(d.rule_id)
-                        }
-                        Found::Foreign(d) => {
-                            // The provider keeps one rule per identity: this
-                            // authorize created nothing, so nothing is recorded.
-                            record.authorizing = None;
-                            return Err(self.foreign(notices, &d).into());
-                        }
-                        Found::Nothing if outcome == OperationResult::AlreadyExists => {
-                            // "Already exists" is believed only when the rule
-                            // shows (Baidu answers 409 to other conflicts too).
-                            return Err(self.unconfirmed(notices).into());
-                        }
-                        // Not visible yet: a revoke finds it by its mark.
-                        Found::Nothing => None,
-                    };
-                    notices.push(self.done(Action::Authorize, &call.client_token, outcome));
-                    if let Some((old, old_id)) = record.applied.take()
-                        && old != *self.spec_rule
-                    {
-                        record.superseded = Some(SupersededRule {
-                            rule_id: old_id,
-                            rule: old,
-                        });
-                    }
-                    record.applied = Some((self.spec_rule.clone(), rule_id));
-                    record.authorizing = None;
-                    record.group = Some(call.group.clone());
+                    self.authorize(&input, &call, record, notices, writer)
+                        .await?;
                 }
                 Step::Modify(call) => {
-                    // Nothing is created: a crash only repeats the change.
-                    self.check_credentials_pause()?;
-                    current(writer).await?;
-                    let Some(applied) = &input.applied else {
-                        unreachable!("a modify is planned from the applied rule")
-                    };
-                    match self
-                        .check_before_revoke(
-                            record,
-                            notices,
-                            &applied.rule,
-                            applied.rule_id.as_deref(),
-                        )
-                        .await?
-                    {
-                        RevokeCheck::Own(d) => {
-                            let call = plan::modify_call(&input, &call.rule, &d.rule_id);
-                            let result = self.resolved.provider.modify(&call).await;
-                            if result.as_ref().is_err_and(|e| e.code == MODIFY_UNSUPPORTED) {
-                                // The endpoint lacks the call: revoke first, as
-                                // where it is not offered.
-                                if let Some((rule, rule_id)) = record.applied.take() {
-                                    record.superseded = Some(SupersededRule { rule_id, rule });
-                                }
-                                record_intent(writer, record, "revoking the rule at the provider")
-                                    .await?;
-                                continue;
-                            }
-                            self.modified(record, notices, &call.client_token, result)?;
-                            record.applied = Some((self.spec_rule.clone(), Some(d.rule_id)));
-                        }
-                        // Gone at the provider: the next step authorizes anew.
-                        RevokeCheck::Gone => record.applied = None,
-                        RevokeCheck::Mismatch { rule_id } => {
-                            return Err(self.mismatch(notices, &rule_id).into());
-                        }
-                    }
+                    self.modify(&input, &call, record, notices, writer).await?;
                 }
                 Step::Revoke { call, of } => {
-                    // Superseded and authorizing rules are recorded already:
-                    // a crash after this call only repeats it.
-                    self.check_credentials_pause()?;
-                    current(writer).await?;
-                    let recorded_id = match &call.target {
-                        RevokeTarget::Id { rule_id, .. } => Some(rule_id.as_str()),
-                        RevokeTarget::Attributes(_) => None,
-                    };
-                    match self
-                        .check_before_revoke(record, notices, call.target.rule(), recorded_id)
-                        .await?
-                    {
-                        RevokeCheck::Own(d) => {
-                            let call = plan::revoke_call(
-                                &input,
-                                &Applied {
-                                    rule: call.target.rule().clone(),
-                                    rule_id: Some(d.rule_id.clone()).filter(|id| !id.is_empty()),
-                                },
-                            );
-                            let result = self.resolved.provider.revoke(&call).await;
-                            let outcome = self.fold(
-                                record,
-                                notices,
-                                Action::Revoke,
-                                &call.client_token,
-                                result,
-                            )?;
-                            notices.push(self.done(Action::Revoke, &call.client_token, outcome));
-                            self.ctx
-                                .snapshots
-                                .revoked(&self.resolved.credentials_key, &self.group, &d.rule_id)
-                                .await;
-                        }
-                        // Nothing of this object's is there: nothing to call.
-                        RevokeCheck::Gone => {}
-                        RevokeCheck::Mismatch { rule_id } => {
-                            return Err(self.mismatch(notices, &rule_id).into());
-                        }
-                    }
+                    self.revoke(&input, &call, record, notices, writer).await?;
                     match of {
                         RevokeOf::Superseded => record.superseded = None,
                         RevokeOf::Authorizing => record.authorizing = None,
+                        RevokeOf::Stray => {
+                            let stray = strays.remove(0);
+                            if let Desired::Present(want) = &desired
+                                && self.resolved.kind.same_rule(want, &stray.rule)
+                            {
+                                // The authorize that left it may have been
+                                // answered without effect, under the token
+                                // the desired rule would be sent with now:
+                                // a replay would create nothing.
+                                record.attempt_epoch += 1;
+                            }
+                        }
                     }
                 }
             }
@@ -303,6 +160,242 @@ impl Pass<'_> {
             },
             requeue: Some(Duration::ZERO),
         }))
+    }
+
+    /// What `plan` looks at, from the record as it stands now.
+    fn input(
+        &self,
+        record: &Record,
+        desired: &Desired,
+        strays: &[Applied],
+    ) -> Result<PlanInput<'_>, Halt> {
+        let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
+        let superseded = recorded(
+            record
+                .superseded
+                .as_ref()
+                .map(|s| (&s.rule, s.rule_id.clone())),
+            self,
+        )?;
+        let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
+        Ok(PlanInput {
+            uid: self.uid,
+            generation: self.generation,
+            attempt_epoch: record.attempt_epoch,
+            kind: self.resolved.kind,
+            group: self.group.clone(),
+            desired: desired.clone(),
+            applied,
+            superseded,
+            authorizing: authorizing.map(|a| a.rule),
+            strays: strays.to_vec(),
+        })
+    }
+
+    /// The rules a pass of a dead process may have left (see `recover`).
+    /// A group that is gone took its rules with it, unless the
+    /// ProviderConfig now points elsewhere than the recorded origin.
+    async fn find_strays(
+        &self,
+        since: Instant,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        desired: &Desired,
+    ) -> Result<Vec<Applied>, Stop> {
+        tokio::time::sleep_until(since.into()).await;
+        let input = self.input(record, desired, &[])?;
+        match self.describe(since).await {
+            Ok(rules) => Ok(plan::strays(&input, &self.mark, &rules)),
+            Err(e) if e.kind == ErrorKind::AlreadyGone => {
+                match origin::changed(record.origin.as_ref(), &self.resolved.origin) {
+                    None => Ok(Vec::new()),
+                    Some(what) => Err(self.moved(notices, what).into()),
+                }
+            }
+            Err(e) => Err(self.describe_failed(record, notices, e).into()),
+        }
+    }
+
+    /// Moves the applied rule to `superseded`, ahead of its revoke. Status
+    /// records that before the revoke unless the object is being deleted:
+    /// a rule made `Absent` may be declared `Present` again, and a revoke
+    /// lost with the process must not leave status claiming the rule is
+    /// still authorized (the mark shows a rule that is there, not one that
+    /// was). A deleted object never asks for its rule again, and a revoke
+    /// repeated after a crash finds the rule gone.
+    async fn supersede(
+        &self,
+        record: &mut Record,
+        writer: &mut StatusWriter<'_>,
+    ) -> Result<(), Stop> {
+        if let Some((rule, rule_id)) = record.applied.take() {
+            record.superseded = Some(SupersededRule { rule_id, rule });
+        }
+        if self.deleting {
+            return Ok(());
+        }
+        record_intent(writer, record, "revoking the rule at the provider").await
+    }
+
+    /// Authorizes the declared rule. Usually nothing is written before the
+    /// call: the finalizer, added before the object's first call, says a
+    /// call may have been made, and a rule created by a call whose answer
+    /// was lost carries the object's mark, so a later pass finds it (by the
+    /// same token while the spec still asks for it, else as a stray). Only
+    /// when status still names a rule this pass revoked or replaced is the
+    /// record written first (see `outruns`).
+    async fn authorize(
+        &self,
+        input: &PlanInput<'_>,
+        call: &Authorize,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        writer: &mut StatusWriter<'_>,
+    ) -> Result<(), Stop> {
+        self.check_credentials_pause()?;
+        let holds_rules =
+            record.applied.is_some() || record.superseded.is_some() || record.authorizing.is_some();
+        record.origin = Some(origin::before_authorize(
+            record.origin.as_ref(),
+            holds_rules,
+            &self.resolved.origin,
+        ));
+        record.authorizing = Some(self.spec_rule.clone());
+        record.group = Some(call.group.clone());
+        if outruns(writer.current(), record) {
+            record_intent(writer, record, "authorizing the rule at the provider").await?;
+        }
+        writer.hold(record);
+        let result = self.resolved.provider.authorize(call).await;
+        let sent = Instant::now();
+        if result.as_ref().is_err_and(|e| refused(e.kind)) {
+            // A refused request had no effect.
+            record.authorizing = None;
+        }
+        let outcome = self.fold(
+            record,
+            notices,
+            Action::Authorize,
+            &call.client_token,
+            result,
+        )?;
+        let rule_id = match self.find_after_authorize(&call.rule, sent).await {
+            Found::Own(d) => Some(d.rule_id).filter(|id| !id.is_empty()),
+            Found::Foreign(d) if self.may_adopt(&d) => {
+                let call = plan::modify_call(input, &call.rule, &d.rule_id);
+                let result = self.resolved.provider.modify(&call).await;
+                self.modified(record, notices, &call.client_token, result)?;
+                Some(d.rule_id)
+            }
+            Found::Foreign(d) => {
+                // The provider keeps one rule per identity: this
+                // authorize created nothing, so nothing is recorded.
+                record.authorizing = None;
+                return Err(self.foreign(notices, &d).into());
+            }
+            Found::Nothing if outcome == OperationResult::AlreadyExists => {
+                // "Already exists" is believed only when the rule
+                // shows (Baidu answers 409 to other conflicts too).
+                return Err(self.unconfirmed(notices).into());
+            }
+            // Not visible yet: a revoke finds it by its mark.
+            Found::Nothing => None,
+        };
+        if let Some((old, old_id)) = record.applied.take()
+            && old != *self.spec_rule
+        {
+            record.superseded = Some(SupersededRule {
+                rule_id: old_id,
+                rule: old,
+            });
+        }
+        record.applied = Some((self.spec_rule.clone(), rule_id));
+        record.authorizing = None;
+        record.group = Some(call.group.clone());
+        Ok(())
+    }
+
+    /// Changes the applied rule in place. Nothing is created, so a crash
+    /// only repeats the change.
+    async fn modify(
+        &self,
+        input: &PlanInput<'_>,
+        call: &Modify,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        writer: &mut StatusWriter<'_>,
+    ) -> Result<(), Stop> {
+        self.check_credentials_pause()?;
+        let Some(applied) = &input.applied else {
+            unreachable!("a modify is planned from the applied rule")
+        };
+        match self
+            .check_before_revoke(record, notices, &applied.rule, applied.rule_id.as_deref())
+            .await?
+        {
+            RevokeCheck::Own(d) => {
+                let call = plan::modify_call(input, &call.rule, &d.rule_id);
+                writer.hold(record);
+                let result = self.resolved.provider.modify(&call).await;
+                if result.as_ref().is_err_and(|e| e.code == MODIFY_UNSUPPORTED) {
+                    // The endpoint lacks the call: revoke first, as where
+                    // it is not offered.
+                    return self.supersede(record, writer).await;
+                }
+                self.modified(record, notices, &call.client_token, result)?;
+                record.applied = Some((self.spec_rule.clone(), Some(d.rule_id)));
+            }
+            // Gone at the provider: the next step authorizes anew.
+            RevokeCheck::Gone => record.applied = None,
+            RevokeCheck::Mismatch { rule_id } => {
+                return Err(self.mismatch(notices, &rule_id).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes a recorded rule (or a stray), once a describe shows it is
+    /// this object's. A crash after the call only repeats it.
+    async fn revoke(
+        &self,
+        input: &PlanInput<'_>,
+        call: &Revoke,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        writer: &StatusWriter<'_>,
+    ) -> Result<(), Stop> {
+        self.check_credentials_pause()?;
+        let recorded_id = match &call.target {
+            RevokeTarget::Id { rule_id, .. } => Some(rule_id.as_str()),
+            RevokeTarget::Attributes(_) => None,
+        };
+        match self
+            .check_before_revoke(record, notices, call.target.rule(), recorded_id)
+            .await?
+        {
+            RevokeCheck::Own(d) => {
+                let call = plan::revoke_call(
+                    input,
+                    &Applied {
+                        rule: call.target.rule().clone(),
+                        rule_id: Some(d.rule_id.clone()).filter(|id| !id.is_empty()),
+                    },
+                );
+                writer.hold(record);
+                let result = self.resolved.provider.revoke(&call).await;
+                self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
+                self.ctx
+                    .snapshots
+                    .revoked(&self.resolved.credentials_key, &self.group, &d.rule_id)
+                    .await;
+            }
+            // Nothing of this object's is there: nothing to call.
+            RevokeCheck::Gone => {}
+            RevokeCheck::Mismatch { rule_id } => {
+                return Err(self.mismatch(notices, &rule_id).into());
+            }
+        }
+        Ok(())
     }
 
     /// Every rule of a ProviderConfig whose credentials were rejected waits
@@ -381,15 +474,7 @@ impl Pass<'_> {
                         Some(what) => Err(self.moved(notices, what)),
                     };
                 }
-                Err(e) => {
-                    record.last_operation = Some(operation(
-                        Action::Describe,
-                        None,
-                        OperationResult::Failed,
-                        &e,
-                    ));
-                    return Err(self.halt_on(record, notices, Action::Describe, e));
-                }
+                Err(e) => return Err(self.describe_failed(record, notices, e)),
             };
             check = ownership::before_revoke(kind, &self.mark, rule, recorded_id, &rules);
             // A shared describe may predate the record: it settles the
@@ -405,6 +490,22 @@ impl Pass<'_> {
             }
         }
         Ok(check)
+    }
+
+    /// Records a failed describe as the last operation, and halts.
+    fn describe_failed(
+        &self,
+        record: &mut Record,
+        notices: &mut Vec<Notice>,
+        e: ProviderError,
+    ) -> Halt {
+        record.last_operation = Some(operation(
+            Action::Describe,
+            None,
+            OperationResult::Failed,
+            &e,
+        ));
+        self.halt_on(record, notices, Action::Describe, e)
     }
 
     /// The group as a describe sent at or after `since` shows it. A describe
@@ -523,26 +624,7 @@ impl Pass<'_> {
         }
     }
 
-    /// The Event of a call that succeeded.
-    fn done(&self, action: Action, token: &str, result: OperationResult) -> Notice {
-        let (reason, verb) = match action {
-            Action::Revoke => (reasons::REVOKED, "revoked"),
-            Action::Modify => (reasons::AUTHORIZED, "changed in place"),
-            _ => (reasons::AUTHORIZED, "authorized"),
-        };
-        Notice {
-            type_: EventType::Normal,
-            reason,
-            action,
-            note: format!(
-                "rule {verb} at {} ({result:?}, ClientToken {token})",
-                self.resolved.kind
-            ),
-        }
-    }
-
-    /// Records a call's outcome in `record`; turns failures into a halt.
-    /// Folds a modify's outcome into the record, with its Event on success.
+    /// Folds a modify's outcome into the record.
     fn modified(
         &self,
         record: &mut Record,
@@ -550,11 +632,11 @@ impl Pass<'_> {
         token: &str,
         result: Result<Receipt, ProviderError>,
     ) -> Result<(), Halt> {
-        let outcome = self.fold(record, notices, Action::Modify, token, result)?;
-        notices.push(self.done(Action::Modify, token, outcome));
-        Ok(())
+        self.fold(record, notices, Action::Modify, token, result)
+            .map(drop)
     }
 
+    /// Records a call's outcome in `record`; turns failures into a halt.
     fn fold(
         &self,
         record: &mut Record,
@@ -674,10 +756,34 @@ async fn record_intent(
         .map_err(Stop::Unrecorded)
 }
 
-/// Makes sure the record a call relies on is the latest (see
-/// `StatusWriter::ensure_current`).
-async fn current(writer: &mut StatusWriter<'_>) -> Result<(), Stop> {
-    writer.ensure_current().await.map_err(Stop::Unrecorded)
+/// Whether `status` names a rule (applied, superseded or authorizing) that
+/// `record` no longer does: one revoked or replaced since status was
+/// written. The mark cannot stand in for the record then: the rule about to
+/// be authorized may share its identity with the one status names (a change
+/// of priority where the provider cannot modify in place), and a pass after
+/// a crash would take the new rule for the named one and revoke it, then
+/// replay the authorize's token to no effect. Likewise a new attempt epoch
+/// the pass chose: its token must not be forgotten with a crash.
+fn outruns(status: Option<&SecurityGroupRuleStatus>, record: &Record) -> bool {
+    let Some(status) = status else {
+        return record.attempt_epoch != 0;
+    };
+    if status.attempt_epoch != record.attempt_epoch {
+        return true;
+    }
+    let kept: Vec<&RuleSpec> = record
+        .applied
+        .iter()
+        .map(|(rule, _)| rule)
+        .chain(record.superseded.iter().map(|s| &s.rule))
+        .chain(&record.authorizing)
+        .collect();
+    status
+        .applied_rule
+        .iter()
+        .chain(status.superseded.iter().map(|s| &s.rule))
+        .chain(&status.authorizing)
+        .any(|named| !kept.contains(&named))
 }
 
 /// Converts a recorded API rule into the provider model for planning,
@@ -722,6 +828,19 @@ fn credentials_paused(config: &str, code: Option<&str>) -> String {
     format!(
         "the provider rejected the credentials of ProviderConfig {config}{code}; fix its Secret, it is retried after a pause"
     )
+}
+
+/// The declared state holds; `reason` says which.
+fn settled(reason: &'static str) -> Standing {
+    let message = if reason == reasons::REVOKED {
+        "the rule is revoked at the provider"
+    } else {
+        "the rule is authorized at the provider"
+    };
+    Standing::Settled {
+        reason,
+        message: message.into(),
+    }
 }
 
 fn progressing(reason: &'static str, message: String) -> Standing {

@@ -369,7 +369,8 @@ impl Release {
     }
 
     /// A rule of the release's shard reconciled by the running operator:
-    /// finalizer, status, one rule in the cloud, an Event; revoked on delete.
+    /// finalizer, status, one rule in the cloud; revoked on delete. A rule
+    /// the cloud refuses gets a Warning Event.
     pub async fn reconciles_a_rule(&self, cloud: &str, config: &str, group: &str) {
         let client = Client::try_default().await.expect("kubeconfig");
         let rules: Api<SecurityGroupRule> = Api::namespaced(client.clone(), &self.rules_ns);
@@ -397,18 +398,51 @@ impl Release {
                 .len(),
             1
         );
-        let events: Api<Event> = Api::namespaced(client, &self.rules_ns);
-        let reported = events.list(&ListParams::default()).await.expect("events");
-        assert!(
-            reported
-                .items
-                .iter()
-                .any(
-                    |e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("https")
-                        && e.reporting_controller.as_deref() == Some("secgroup-operator")
-                ),
-            "an Event from the operator on the rule"
+        // Success writes no Event; a refusal does, which the chart's RBAC
+        // lets the operator publish on the rule: an authorize into a group
+        // the cloud does not have.
+        let mut refused = rule_manifest(
+            "refused",
+            config,
+            &format!("{group}x"),
+            json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}),
         );
+        refused["metadata"]["labels"] = json!({label_key: label_value});
+        rules
+            .patch(
+                "refused",
+                &PatchParams::apply("chart-e2e").force(),
+                &Patch::Apply(&refused),
+            )
+            .await
+            .expect("apply rule");
+        let events: Api<Event> = Api::namespaced(client, &self.rules_ns);
+        eventually(
+            "a Warning Event from the operator on the refused rule",
+            Duration::from_secs(60),
+            || async {
+                let reported = events
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                reported
+                    .items
+                    .iter()
+                    .find(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("refused")
+                            && e.reporting_controller.as_deref() == Some("secgroup-operator")
+                            && e.type_.as_deref() == Some("Warning")
+                    })
+                    .map(drop)
+                    .ok_or_else(|| "no Event yet".to_owned())
+            },
+        )
+        .await;
+        rules
+            .delete("refused", &Default::default())
+            .await
+            .expect("delete");
+        gone(&rules, "refused").await;
         rules
             .delete("https", &Default::default())
             .await
