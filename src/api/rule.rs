@@ -356,7 +356,7 @@ pub struct Origin {
 #[serde(rename_all = "camelCase")]
 pub struct LastOperation {
     /// `Authorize`, `Revoke`, `Describe` or `Modify`.
-    pub action: Action,
+    pub action: ProviderAction,
     /// The idempotency token sent; the same across retries of one intent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
@@ -373,15 +373,17 @@ pub struct LastOperation {
     pub time: Timestamp,
 }
 
+/// Which provider call an operation was (kube-runtime's `controller::Action`
+/// is what a reconcile asks of the controller, a different thing).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum Action {
+pub enum ProviderAction {
     Authorize,
     Revoke,
     Describe,
     Modify,
 }
 
-impl Action {
+impl ProviderAction {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Authorize => "authorize",

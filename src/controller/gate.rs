@@ -11,7 +11,7 @@ use kube::{
 
 use super::{
     Context, Error, convert, group_of,
-    persist::StatusWriter,
+    persist::RuleWriter,
     policy::{self, Subject, Violation},
     publish,
     resolve::Resolved,
@@ -21,7 +21,7 @@ use super::{
 use crate::api::{
     SecurityGroupRule,
     conditions::reasons,
-    rule::{Action as RuleAction, Ensure, ManagementPolicy},
+    rule::{Ensure, ManagementPolicy, ProviderAction},
 };
 
 /// Set to `"true"`, it stops every provider call for the rule, deletions
@@ -46,7 +46,7 @@ pub fn observed(rule: &SecurityGroupRule) -> bool {
 
 /// Records that a paused rule waits; `deleting` says the deletion waits too.
 pub async fn hold_paused(
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
     record: &Record,
     deleting: bool,
 ) -> Result<(), Error> {
@@ -70,7 +70,7 @@ pub async fn observe(
     rule: &SecurityGroupRule,
     ctx: &Context,
     resolved: &Resolved,
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
     record: &Record,
 ) -> Result<Action, Error> {
     let group = group_of(rule, record, resolved);
@@ -140,7 +140,7 @@ pub async fn enforce_policy(
     rule: &SecurityGroupRule,
     ctx: &Context,
     resolved: &Resolved,
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
     record: &Record,
 ) -> Result<Option<Action>, Error> {
     if rule.spec.ensure == Ensure::Absent {
@@ -176,7 +176,7 @@ pub async fn enforce_policy(
             &[Notice {
                 type_: EventType::Warning,
                 reason: reasons::POLICY_VIOLATION,
-                action: RuleAction::Authorize,
+                action: ProviderAction::Authorize,
                 note: message,
             }],
         )

@@ -59,7 +59,7 @@ use kube::{
         reflector::{self, ObjectRef, Store},
     },
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use run::{Config, run};
 
@@ -67,12 +67,12 @@ use self::{
     backoff::Backoff,
     drift::DriftFindings,
     ownership::Mark,
-    persist::{Outdated, StatusWriter, Unwritten},
+    persist::{RuleWriter, StaleVersions, Unwritten},
     plan::Desired,
     resolve::{ResolveError, Resolved, Resolver},
     snapshot::Snapshots,
     status::{Record, Standing},
-    steps::{Halt, Notice, Pass, Stop},
+    steps::{Halt, Notice, Pass, Unfinished},
     uninstall::Uninstall,
 };
 use crate::{
@@ -93,7 +93,7 @@ pub struct Context {
     pub object_backoff: Backoff<ObjectRef<SecurityGroupRule>>,
     pub config_backoff: Backoff<String>,
     pub drift: DriftFindings,
-    pub outdated: Outdated,
+    pub stale: StaleVersions,
     pub unwritten: Unwritten,
     /// When this controller started: a pass of an earlier process may have
     /// called the provider before, and died before writing status.
@@ -126,7 +126,7 @@ impl Context {
             object_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             config_backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(600)),
             drift: DriftFindings::default(),
-            outdated: Outdated::default(),
+            stale: StaleVersions::default(),
             unwritten: Unwritten::default(),
             started: Instant::now(),
             snapshots: Snapshots::default(),
@@ -190,13 +190,16 @@ pub enum Error {
 /// Reconciles one SecurityGroupRule, counted and timed.
 pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule.as_ref());
-    let _slot = match ctx
-        .slots
-        .enter(object.namespace.as_deref().unwrap_or_default())
-    {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    let deleting = rule.metadata.deletion_timestamp.is_some();
+    let _slot = match ctx.slots.enter(namespace) {
         Ok(slot) => slot,
-        Err(wait) => return Ok(Action::requeue(wait)),
+        Err(wait) => {
+            debug!(namespace, name = %object.name, ?wait, "reconcile deferred: the namespace holds its share of slots");
+            return Ok(Action::requeue(wait));
+        }
     };
+    debug!(namespace, name = %object.name, deleting, "reconcile started");
     let timer = ctx.metrics.reconcile_started(&object);
     let result = reconcile_rule(rule, &ctx).await;
     timer.finish(result.is_ok());
@@ -214,7 +217,7 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
     {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    if ctx.outdated.is_outdated(&rule) {
+    if ctx.stale.is_stale(&rule) {
         // The watch has not delivered this operator's last write (or the
         // deletion it allowed) yet; it will, and wake the rule. The requeue
         // covers a lost event.
@@ -231,7 +234,7 @@ async fn reconcile_rule(rule: Arc<SecurityGroupRule>, ctx: &Context) -> Result<A
     }
     let result = cleanup(&rule, ctx, &api).await;
     if result.is_ok() {
-        ctx.outdated.gone(&rule);
+        ctx.stale.gone(&rule);
     }
     result
 }
@@ -279,7 +282,7 @@ async fn apply(
     api: &Api<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
-    let mut writer = StatusWriter::new(api, rule, &ctx.outdated, &ctx.unwritten);
+    let mut writer = RuleWriter::new(api, rule, &ctx.stale, &ctx.unwritten);
     // Before anything may be called. A rule without the finalizer was never
     // called for, so nothing of it can be at the provider.
     let first = !persist::guarded(rule);
@@ -324,7 +327,7 @@ async fn apply(
             &[Notice {
                 type_: EventType::Warning,
                 reason: reasons::DRIFT_DETECTED,
-                action: crate::api::rule::Action::Describe,
+                action: crate::api::rule::ProviderAction::Describe,
                 note: "the rule was missing at the provider; authorizing it again".into(),
             }],
         )
@@ -370,10 +373,7 @@ async fn apply(
         desired,
         recover,
     );
-    let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
-    publish(ctx, rule, &notices).await;
-    match outcome {
+    match run_pass(&pass, rule, &mut record, &mut writer).await? {
         Ok(standing) => {
             // Reset only once recorded: a pass whose status write fails
             // repeats its calls, so it must keep backing off.
@@ -381,13 +381,35 @@ async fn apply(
             ctx.object_backoff.reset(&object);
             Ok(Action::await_change())
         }
-        Err(Stop::Halt(halt)) => {
-            writer.write(&record, &halt.standing).await?;
-            Ok(halt
-                .requeue
-                .map_or_else(Action::await_change, Action::requeue))
+        Err(requeue) => Ok(requeue.map_or_else(Action::await_change, Action::requeue)),
+    }
+}
+
+/// Runs `pass` to its end, the part `apply` and `cleanup` share: publishes
+/// its notices and writes the standing of a halt. Returns the standing
+/// when the declared state holds, for the caller to record as it must, or
+/// the halt's requeue.
+async fn run_pass(
+    pass: &Pass<'_>,
+    rule: &SecurityGroupRule,
+    record: &mut Record,
+    writer: &mut RuleWriter<'_>,
+) -> Result<Result<Standing, Option<Duration>>, Error> {
+    let mut notices = Vec::new();
+    let outcome = pass.run(record, &mut notices, writer).await;
+    publish(pass.ctx, rule, &notices).await;
+    match outcome {
+        Ok(standing) => Ok(Ok(standing)),
+        Err(Unfinished::Halt(halt)) => {
+            let halt = if pass.deleting {
+                with_deletion_advice(halt)
+            } else {
+                halt
+            };
+            writer.write(record, &halt.standing).await?;
+            Ok(Err(halt.requeue))
         }
-        Err(Stop::Unrecorded(e)) => Err(e),
+        Err(Unfinished::WriteFailed(e)) => Err(e),
     }
 }
 
@@ -412,7 +434,7 @@ async fn cleanup(
     api: &Api<SecurityGroupRule>,
 ) -> Result<Action, Error> {
     let object = ObjectRef::from_obj(rule);
-    let mut writer = StatusWriter::new(api, rule, &ctx.outdated, &ctx.unwritten);
+    let mut writer = RuleWriter::new(api, rule, &ctx.stale, &ctx.unwritten);
     let (mut record, recover) = record_of(rule, ctx, false);
     if gate::paused(rule) {
         gate::hold_paused(&mut writer, &record, true).await?;
@@ -469,23 +491,13 @@ async fn cleanup(
         Desired::Absent,
         recover,
     );
-    let mut notices = Vec::new();
-    let outcome = pass.run(&mut record, &mut notices, &mut writer).await;
-    publish(ctx, rule, &notices).await;
-    match outcome {
+    match run_pass(&pass, rule, &mut record, &mut writer).await? {
         Ok(standing) => {
             release(ctx, &object, &mut writer, &record, &standing).await?;
             wake_waiting_claimants(ctx, rule);
             Ok(Action::await_change())
         }
-        Err(Stop::Halt(halt)) => {
-            let halt = with_deletion_advice(halt);
-            writer.write(&record, &halt.standing).await?;
-            Err(Error::CleanupPending {
-                requeue: halt.requeue,
-            })
-        }
-        Err(Stop::Unrecorded(e)) => Err(e),
+        Err(requeue) => Err(Error::CleanupPending { requeue }),
     }
 }
 
@@ -498,7 +510,7 @@ async fn cleanup(
 async fn release(
     ctx: &Context,
     object: &ObjectRef<SecurityGroupRule>,
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
     record: &Record,
     standing: &Standing,
 ) -> Result<(), Error> {
@@ -570,7 +582,7 @@ async fn orphan(
     rule: &SecurityGroupRule,
     ctx: &Context,
     object: &ObjectRef<SecurityGroupRule>,
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
 ) -> Result<Action, Error> {
     writer.remove_finalizer().await?;
     ctx.object_backoff.reset(object);
@@ -657,7 +669,7 @@ fn pass_for<'a>(
 async fn settle_unresolved(
     rule: &SecurityGroupRule,
     ctx: &Context,
-    writer: &mut StatusWriter<'_>,
+    writer: &mut RuleWriter<'_>,
     record: &Record,
     e: &ResolveError,
 ) -> Result<(), Error> {
@@ -680,7 +692,7 @@ async fn settle_unresolved(
             &[Notice {
                 type_: EventType::Warning,
                 reason: e.reason(),
-                action: crate::api::rule::Action::Authorize,
+                action: crate::api::rule::ProviderAction::Authorize,
                 note: e.to_string(),
             }],
         )

@@ -11,7 +11,7 @@
 //!
 //! The watch usually delivers a write after its answer, so the pass that
 //! follows a pass often starts from the version that pass replaced. Such
-//! versions are remembered ([`Outdated`]): a pass starting from one waits
+//! versions are remembered ([`StaleVersions`]): a pass starting from one waits
 //! for the cache to catch up instead of spending a request on a conflict.
 //!
 //! Calls are not preceded by a status write: the record a pass has reached
@@ -43,7 +43,7 @@ use crate::api::{FIELD_MANAGER, FINALIZER, SecurityGroupRule, SecurityGroupRuleS
 /// last version would only meet a 404). Kept until a pass starts from a
 /// newer version, or for `KEEP` at most.
 #[derive(Debug, Default)]
-pub struct Outdated(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Versions>>);
+pub struct StaleVersions(Mutex<HashMap<ObjectRef<SecurityGroupRule>, Versions>>);
 
 #[derive(Debug)]
 struct Versions {
@@ -57,20 +57,20 @@ const KEEP: Duration = Duration::from_secs(300);
 /// Entries beyond this many trigger pruning of the expired ones.
 const PRUNE_ABOVE: usize = 4096;
 
-impl Outdated {
+impl StaleVersions {
     /// Whether `rule` as cached is older than a write of this operator.
     /// Forgets the rule once its cached version is not such a one.
-    pub fn is_outdated(&self, rule: &SecurityGroupRule) -> bool {
+    pub fn is_stale(&self, rule: &SecurityGroupRule) -> bool {
         let key = ObjectRef::from_obj(rule);
         let mut map = self.lock();
-        let outdated = match (map.get(&key), rule.resource_version()) {
+        let stale = match (map.get(&key), rule.resource_version()) {
             (Some(versions), Some(version)) => versions.replaced.contains(&version),
             _ => false,
         };
-        if !outdated {
+        if !stale {
             map.remove(&key);
         }
-        outdated
+        stale
     }
 
     /// The finalizer of `rule` is removed: its last written version is gone too.
@@ -176,10 +176,10 @@ pub fn guarded(rule: &SecurityGroupRule) -> bool {
 /// pass that decided on a stale cache meets a conflict (`Error::Stale`)
 /// instead of overwriting a newer record or releasing a rule it has not
 /// revoked.
-pub struct StatusWriter<'a> {
+pub struct RuleWriter<'a> {
     api: &'a Api<SecurityGroupRule>,
     rule: &'a SecurityGroupRule,
-    outdated: &'a Outdated,
+    stale: &'a StaleVersions,
     unwritten: &'a Unwritten,
     resource_version: Option<String>,
     /// The status as last read or written.
@@ -187,17 +187,17 @@ pub struct StatusWriter<'a> {
     finalizers: Vec<String>,
 }
 
-impl<'a> StatusWriter<'a> {
+impl<'a> RuleWriter<'a> {
     pub fn new(
         api: &'a Api<SecurityGroupRule>,
         rule: &'a SecurityGroupRule,
-        outdated: &'a Outdated,
+        stale: &'a StaleVersions,
         unwritten: &'a Unwritten,
     ) -> Self {
         Self {
             api,
             rule,
-            outdated,
+            stale,
             unwritten,
             resource_version: rule.resource_version(),
             status: rule.status.clone(),
@@ -318,7 +318,7 @@ impl<'a> StatusWriter<'a> {
     fn written(&mut self, written: SecurityGroupRule) {
         let replaced = std::mem::replace(&mut self.resource_version, written.resource_version());
         let replaced = replaced.filter(|old| self.resource_version.as_ref() != Some(old));
-        self.outdated
+        self.stale
             .written(self.rule, replaced, self.resource_version.clone());
     }
 
@@ -327,7 +327,7 @@ impl<'a> StatusWriter<'a> {
     fn failed(&self, e: kube::Error) -> Error {
         match e {
             kube::Error::Api(status) if status.code == 409 => {
-                self.outdated
+                self.stale
                     .moved_past(self.rule, self.resource_version.clone());
                 Error::Stale
             }
@@ -426,9 +426,9 @@ mod tests {
     async fn each_write_is_conditional_on_the_version_it_builds_on() {
         let (api, server) = api_server(vec![(200, "6"), (200, "7")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         let mut record = Record::from_status(rule.status.as_ref());
         assert!(
             writer
@@ -453,11 +453,11 @@ mod tests {
         // The cache may still hold version 5 or 6: a pass starting from
         // either must wait; one starting from 7 goes ahead.
         let at = |version: &str| at_version(&rule, version);
-        assert!(outdated.is_outdated(&at("5")));
-        assert!(outdated.is_outdated(&at("6")));
-        assert!(!outdated.is_outdated(&at("7")));
+        assert!(stale.is_stale(&at("5")));
+        assert!(stale.is_stale(&at("6")));
+        assert!(!stale.is_stale(&at("7")));
         assert!(
-            !outdated.is_outdated(&at("5")),
+            !stale.is_stale(&at("5")),
             "forgotten once the cache caught up"
         );
     }
@@ -465,12 +465,12 @@ mod tests {
     /// After the finalizer is removed, the last written version is as good
     /// as gone: a pass from it must not write to the deleted object.
     #[tokio::test]
-    async fn the_last_version_is_outdated_once_the_rule_is_gone() {
+    async fn the_last_version_is_stale_once_the_rule_is_gone() {
         let (api, server) = api_server(vec![(200, "6")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         let record = Record::from_status(rule.status.as_ref());
         writer
             .write(&record, &progressing())
@@ -478,8 +478,8 @@ mod tests {
             .expect("written");
         drop(api);
         server.await.expect("server");
-        outdated.gone(&rule);
-        assert!(outdated.is_outdated(&at_version(&rule, "6")));
+        stale.gone(&rule);
+        assert!(stale.is_stale(&at_version(&rule, "6")));
     }
 
     /// A conflict means the pass read a stale object: it must stop, not retry blindly.
@@ -487,9 +487,9 @@ mod tests {
     async fn a_conflict_is_reported_as_a_stale_read() {
         let (api, server) = api_server(vec![(409, "")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         let record = Record::from_status(rule.status.as_ref());
         let result = writer.write(&record, &progressing()).await;
         assert!(matches!(result, Err(Error::Stale)), "{result:?}");
@@ -500,17 +500,17 @@ mod tests {
     /// A conflict also says the object moved past the version read: a pass
     /// from that version waits for the cache instead of meeting it again.
     #[tokio::test]
-    async fn a_conflict_marks_the_version_read_as_outdated() {
+    async fn a_conflict_marks_the_version_read_as_stale() {
         let (api, server) = api_server(vec![(409, "")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         let result = writer.remove_finalizer().await;
         assert!(matches!(result, Err(Error::Stale)), "{result:?}");
         drop(api);
         server.await.expect("server");
-        assert!(outdated.is_outdated(&rule));
+        assert!(stale.is_stale(&rule));
     }
 
     /// The finalizer goes on before the first call and comes off after the
@@ -521,9 +521,9 @@ mod tests {
         let (api, server) = api_server(vec![(200, "6"), (200, "7"), (200, "8")]);
         let mut rule = rule();
         rule.metadata.finalizers = Some(vec!["example.com/hold".into()]);
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         assert!(!guarded(&rule));
         writer.add_finalizer().await.expect("added");
         assert!(writer.kept_by_others());
@@ -555,9 +555,9 @@ mod tests {
     async fn removing_the_finalizer_of_a_vanished_object_succeeds() {
         let (api, server) = api_server(vec![(404, "")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         writer.remove_finalizer().await.expect("released");
         drop(api);
         server.await.expect("server");
@@ -570,9 +570,9 @@ mod tests {
     async fn a_held_record_is_released_only_by_a_status_write() {
         let (api, server) = api_server(vec![(409, ""), (200, "6")]);
         let rule = rule();
-        let outdated = Outdated::default();
+        let stale = StaleVersions::default();
         let unwritten = Unwritten::default();
-        let mut writer = StatusWriter::new(&api, &rule, &outdated, &unwritten);
+        let mut writer = RuleWriter::new(&api, &rule, &stale, &unwritten);
         let mut record = Record::from_status(rule.status.as_ref());
         record.attempt_epoch = 9;
         writer.hold(&record);

@@ -94,10 +94,10 @@ pub enum Step {
     /// revoke must not leave status claiming it is still authorized (see
     /// `steps::Pass::supersede` for when this is written first).
     Supersede,
-    /// Declared state holds: `Present` is authorized.
-    Authorized,
-    /// Declared state holds: nothing of this object remains at the provider.
-    Revoked,
+    /// Nothing to do: the declared `Present` rule is authorized.
+    PresentHolds,
+    /// Nothing to do: nothing of this object remains at the provider.
+    AbsentHolds,
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Step {
@@ -120,7 +120,7 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
         return revoke(input, stray, RevokeOf::Stray);
     }
     match (&input.desired, &input.applied) {
-        (Desired::Present(want), Some(applied)) if applied.rule == *want => Step::Authorized,
+        (Desired::Present(want), Some(applied)) if applied.rule == *want => Step::PresentHolds,
         (Desired::Present(want), Some(applied)) if input.kind.same_rule(want, &applied.rule) => {
             match &applied.rule_id {
                 Some(rule_id) if input.kind.modifies_in_place() => {
@@ -131,7 +131,7 @@ pub fn plan(input: &PlanInput<'_>) -> Step {
         }
         (Desired::Present(want), _) => authorize(input, want),
         (Desired::Absent, Some(_)) => Step::Supersede,
-        (Desired::Absent, None) => Step::Revoked,
+        (Desired::Absent, None) => Step::AbsentHolds,
     }
 }
 
@@ -307,7 +307,7 @@ mod tests {
         let want = rule(22);
         let mut i = input(Desired::Present(want.clone()));
         i.applied = applied(want, Some("sgr-1"));
-        assert!(matches!(plan(&i), Step::Authorized));
+        assert!(matches!(plan(&i), Step::PresentHolds));
     }
 
     #[test]
@@ -371,14 +371,14 @@ mod tests {
         assert_eq!(of, RevokeOf::Superseded);
         assert!(matches!(call.target, RevokeTarget::Id { ref rule_id, .. } if rule_id == "sgr-1"));
         i.superseded = None;
-        assert!(matches!(plan(&i), Step::Revoked));
+        assert!(matches!(plan(&i), Step::AbsentHolds));
     }
 
     /// With nothing recorded and no strays, nothing of this object is at
     /// the provider.
     #[test]
     fn absent_with_nothing_recorded_needs_no_call() {
-        assert!(matches!(plan(&input(Desired::Absent)), Step::Revoked));
+        assert!(matches!(plan(&input(Desired::Absent)), Step::AbsentHolds));
     }
 
     /// An authorize whose outcome was never recorded (a crash, a lost

@@ -2,14 +2,21 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Debug,
+    hash::Hash,
     sync::Arc,
     time::Duration,
 };
 
-use futures::{FutureExt, Stream, StreamExt, channel::mpsc, stream, stream::BoxStream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use futures::{
+    FutureExt, Stream, StreamExt, TryStreamExt, channel::mpsc, stream, stream::BoxStream,
+};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::core::v1::{ConfigMap, Namespace, Secret},
+};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
@@ -20,6 +27,7 @@ use kube::{
         watcher,
     },
 };
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::{
@@ -63,107 +71,18 @@ pub async fn run(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
-    let rules: Api<SecurityGroupRule> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let mut rule_watch = watcher::Config::default();
-    if let Some(selector) = &config.label_selector {
-        rule_watch = rule_watch.labels(selector);
-    }
-
-    let (configs, config_writer) = reflector::store();
-    let config_events = reflector::reflector(
-        config_writer,
-        watcher(
-            Api::<ProviderConfig>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects();
-    let config_events = spec_changes(config_events);
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_events = reflector::reflector(
-        namespace_writer,
-        watcher(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects();
-    let mut secret_watch = watcher::Config::default();
-    if let Some(selector) = &config.secret_label_selector {
-        secret_watch = secret_watch.labels(selector);
-    }
-    let (secret_stores, secret_events) =
-        namespaced::<Secret>(&client, &config.secret_namespaces, &secret_watch);
-    // CA bundles: every ConfigMap of those namespaces (they hold no secrets).
-    let (config_map_stores, config_map_events) = namespaced::<ConfigMap>(
-        &client,
-        &config.secret_namespaces,
-        &watcher::Config::default(),
-    );
-
-    let (wake, woken) = mpsc::unbounded();
-    let (rule_store, rule_writer) = reflector::store();
-    let rule_events = watcher(rules, rule_watch)
-        .backoff(WatchBackoff::default())
-        .modify(slim)
-        .reflect(rule_writer)
-        .applied_objects();
-    let controller = Controller::for_stream(rule_events, rule_store.clone())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .trigger_backoff(NoPause);
-    let resolver = Resolver::new(
-        configs.clone(),
-        secret_stores.clone(),
-        namespaces.clone(),
-        connector,
-        metrics.clone(),
-    )
-    .reading_secrets_labelled(config.secret_label_selector.clone())
-    .reading_config_maps(config_map_stores.clone());
+    let watches = Watches::start(&client, &config);
     let (uninstall, crd_events) = Uninstall::watch(client.clone());
-    let guard_client = client.clone();
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            Recorder::new(client, super::events::reporter()),
-            resolver,
-            wake,
-            metrics.clone(),
-        )
-        .with_rules(rule_store.clone())
-        .abandoning_on_uninstall(uninstall),
+    let (wake, woken) = mpsc::unbounded();
+    let ctx = context(
+        &config, client, connector, metrics, &watches, uninstall, wake,
     );
-    metrics.observe_rules(rule_store.clone());
-
-    let mut caches: Vec<Box<dyn server::Readiness>> = vec![
-        Box::new(rule_store.clone()),
-        Box::new(configs.clone()),
-        Box::new(namespaces.clone()),
-    ];
-    caches.extend(
-        secret_stores
-            .values()
-            .cloned()
-            .map(|s| Box::new(s) as Box<dyn server::Readiness>),
-    );
-    caches.extend(
-        config_map_stores
-            .values()
-            .cloned()
-            .map(|s| Box::new(s) as Box<dyn server::Readiness>),
-    );
-    health.leading(caches);
+    health.leading(watches.readiness());
     let _drift = AbortOnDrop(tokio::spawn(drift::run(
         ctx.clone(),
-        rule_store.clone(),
+        watches.rules.clone(),
         config.resync_interval,
     )));
-
     info!(
         namespace = config.namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
@@ -172,20 +91,216 @@ pub async fn run(
     // the signal comes before the caches synced: the wait is bounded.
     let stop = crate::signal::shutdown().boxed().shared();
     let _config_status = AbortOnDrop(tokio::spawn(configs::run(ctx.client.clone(), stop.clone())));
-    let controller = controller
-        .watches_stream(config_events, rules_using_config(rule_store.clone()))
-        .watches_stream(
+    let guard = guard_configs_in_use(&config, ctx.client.clone(), stop.clone());
+    let controller = controller(&config, watches, crd_events, woken, ctx, stop.clone());
+    crate::signal::bounded(futures::future::join(controller, guard).map(drop), stop).await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// What one watch delivers: the objects that changed.
+type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// The informer caches the reconciles read, and the watches that fill them,
+/// which the controller drives.
+struct Watches {
+    rules: Store<SecurityGroupRule>,
+    configs: Store<ProviderConfig>,
+    namespaces: Store<Namespace>,
+    /// By namespace: only the credentials namespaces are watched.
+    secrets: HashMap<String, Store<Secret>>,
+    /// CA bundles, by namespace: every ConfigMap of the credentials
+    /// namespaces (they hold no secrets).
+    config_maps: HashMap<String, Store<ConfigMap>>,
+    rule_events: Changes<SecurityGroupRule>,
+    config_events: Changes<ProviderConfig>,
+    namespace_events: Changes<Namespace>,
+    secret_events: Changes<Secret>,
+    config_map_events: Changes<ConfigMap>,
+}
+
+impl Watches {
+    fn start(client: &Client, config: &Config) -> Self {
+        let rule_api = match &config.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (rules, rule_events) = cached(rule_api, labelled(&config.label_selector), slim);
+        let rule_events = rule_events
+            .applied_objects()
+            .inspect_ok(log_rule_event)
+            .boxed();
+        let (configs, config_events) = cached(Api::all(client.clone()), everything(), keep);
+        let config_events = spec_changes(config_events.touched_objects()).boxed();
+        let (namespaces, namespace_events) = cached(Api::all(client.clone()), everything(), keep);
+        let (secrets, secret_events) = namespaced(
+            client,
+            &config.secret_namespaces,
+            &labelled(&config.secret_label_selector),
+        );
+        let (config_maps, config_map_events) =
+            namespaced(client, &config.secret_namespaces, &everything());
+        Self {
+            rules,
+            configs,
+            namespaces,
+            secrets,
+            config_maps,
+            rule_events,
+            config_events,
+            namespace_events: namespace_events.touched_objects().boxed(),
             secret_events,
-            rules_using_secret(rule_store.clone(), configs.clone()),
+            config_map_events,
+        }
+    }
+
+    /// Readiness waits for every cache to fill.
+    fn readiness(&self) -> Vec<Box<dyn server::Readiness>> {
+        let mut caches: Vec<Box<dyn server::Readiness>> = vec![
+            Box::new(self.rules.clone()),
+            Box::new(self.configs.clone()),
+            Box::new(self.namespaces.clone()),
+        ];
+        caches.extend(self.secrets.values().cloned().map(|s| Box::new(s) as _));
+        caches.extend(self.config_maps.values().cloned().map(|s| Box::new(s) as _));
+        caches
+    }
+}
+
+/// One watch feeding one cache. `trim` drops what the operator never reads
+/// before an object is cached. Each watch backs off on its own errors
+/// (`WatchBackoff`).
+fn cached<K>(
+    api: Api<K>,
+    watch: watcher::Config,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watch)
+        .backoff(WatchBackoff::default())
+        .modify(trim)
+        .reflect(writer);
+    (store, events)
+}
+
+/// One cache of `K` per namespace, and their events merged.
+fn namespaced<K>(
+    client: &Client,
+    namespaces: &[String],
+    watch: &watcher::Config,
+) -> (HashMap<String, Store<K>>, Changes<K>)
+where
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (stores, events): (HashMap<_, _>, Vec<_>) = namespaces
+        .iter()
+        .map(|ns| {
+            let api = Api::namespaced(client.clone(), ns);
+            let (store, events) = cached(api, watch.clone(), keep);
+            ((ns.clone(), store), events.touched_objects().boxed())
+        })
+        .unzip();
+    (stores, stream::select_all(events).boxed())
+}
+
+fn everything() -> watcher::Config {
+    watcher::Config::default()
+}
+
+fn labelled(selector: &Option<String>) -> watcher::Config {
+    match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
+/// Caches an object as the API server sent it.
+fn keep<K>(_: &mut K) {}
+
+fn log_rule_event(rule: &SecurityGroupRule) {
+    debug!(
+        namespace = rule.metadata.namespace.as_deref().unwrap_or_default(),
+        name = rule.metadata.name.as_deref().unwrap_or_default(),
+        resource_version = rule
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default(),
+        deleting = rule.metadata.deletion_timestamp.is_some(),
+        "rule event"
+    );
+}
+
+/// The reconciles' shared state, over the watches' caches.
+fn context(
+    config: &Config,
+    client: Client,
+    connector: Arc<dyn Connector>,
+    metrics: Arc<Metrics>,
+    watches: &Watches,
+    uninstall: Uninstall,
+    wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
+) -> Arc<Context> {
+    let resolver = Resolver::new(
+        watches.configs.clone(),
+        watches.secrets.clone(),
+        watches.namespaces.clone(),
+        connector,
+        metrics.clone(),
+    )
+    .reading_secrets_labelled(config.secret_label_selector.clone())
+    .reading_config_maps(watches.config_maps.clone());
+    metrics.observe_rules(watches.rules.clone());
+    let recorder = Recorder::new(client.clone(), super::events::reporter());
+    Arc::new(
+        Context::new(client, recorder, resolver, wake, metrics)
+            .with_concurrency(config.concurrency.into())
+            .with_rules(watches.rules.clone())
+            .abandoning_on_uninstall(uninstall),
+    )
+}
+
+/// The controller: every rule event, and whatever else concerns a rule,
+/// runs `reconcile` for it, until `stop`.
+fn controller(
+    config: &Config,
+    watches: Watches,
+    crd_events: impl Stream<Item = Result<uninstall::CrdMeta, watcher::Error>> + Send + 'static,
+    woken: mpsc::UnboundedReceiver<ObjectRef<SecurityGroupRule>>,
+    ctx: Arc<Context>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let rules = watches.rules;
+    Controller::for_stream(watches.rule_events, rules.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .trigger_backoff(NoPause)
+        .watches_stream(watches.config_events, rules_using_config(rules.clone()))
+        .watches_stream(
+            watches.secret_events,
+            rules_using_secret(rules.clone(), watches.configs.clone()),
         )
         .watches_stream(
-            config_map_events,
-            rules_using_config_map(rule_store.clone(), configs),
+            watches.config_map_events,
+            rules_using_config_map(rules.clone(), watches.configs),
         )
-        .watches_stream(namespace_events, rules_in_namespace(rule_store.clone()))
-        .watches_stream(crd_events, every_rule_on_uninstall(rule_store))
+        .watches_stream(watches.namespace_events, rules_in_namespace(rules.clone()))
+        .watches_stream(crd_events, every_rule_on_uninstall(rules))
         .reconcile_on(woken)
-        .graceful_shutdown_on(stop.clone())
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -196,20 +311,23 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "reconcile loop error"),
                 Ok(_) => {}
             }
-        });
-    let guard_stop = stop.clone();
-    let guard = async move {
-        if config.namespace.is_none() {
-            usage::run(guard_client, guard_stop).await;
-        } else {
-            info!(
-                "this instance watches one namespace only: ProviderConfigs in use are not guarded against deletion"
-            );
-        }
-    };
-    crate::signal::bounded(futures::future::join(controller, guard).map(drop), stop).await;
-    info!("controller stopped");
-    Ok(())
+        })
+}
+
+/// Holds ProviderConfigs in use against deletion; only an instance that
+/// sees every namespace can count their rules.
+async fn guard_configs_in_use(
+    config: &Config,
+    client: Client,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    if config.namespace.is_none() {
+        usage::run(client, stop).await;
+    } else {
+        info!(
+            "this instance watches one namespace only: ProviderConfigs in use are not guarded against deletion"
+        );
+    }
 }
 
 /// Drops what the operator never reads before a rule enters the cache, where
@@ -285,42 +403,6 @@ fn rules_using_config(
             .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
     }
-}
-
-/// The caches of one kind, by namespace, and their events merged.
-type Namespaced<K> = (
-    HashMap<String, Store<K>>,
-    BoxStream<'static, Result<K, watcher::Error>>,
-);
-
-/// One cache and one event stream of `K` per namespace, watched with `watch`.
-fn namespaced<K>(client: &Client, namespaces: &[String], watch: &watcher::Config) -> Namespaced<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let mut stores = HashMap::new();
-    let mut streams = Vec::new();
-    for ns in namespaces {
-        let (store, writer) = reflector::store();
-        stores.insert(ns.clone(), store);
-        streams.push(
-            reflector::reflector(
-                writer,
-                watcher(Api::<K>::namespaced(client.clone(), ns), watch.clone()),
-            )
-            .backoff(WatchBackoff::default())
-            .touched_objects()
-            .boxed(),
-        );
-    }
-    (stores, stream::select_all(streams).boxed())
 }
 
 fn rules_using_secret(
@@ -418,6 +500,41 @@ mod tests {
     use kube::runtime::utils::StreamBackoff;
 
     use super::*;
+
+    /// kube's controller starts due reconciles in no particular order once
+    /// all of its `concurrency` run: the reconciles' slots must be shared
+    /// between namespaces at that same number, or one namespace's backlog
+    /// fills them all and another's deletion waits behind it.
+    #[tokio::test]
+    async fn a_namespace_holds_at_most_three_quarters_of_the_controllers_reconciles() {
+        let (service, _server) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = Client::new(service, "default");
+        let config = Config {
+            namespace: None,
+            label_selector: None,
+            secret_namespaces: vec!["system".to_owned()],
+            secret_label_selector: None,
+            concurrency: 8,
+            resync_interval: Duration::from_secs(600),
+        };
+        let watches = Watches::start(&client, &config);
+        let (uninstall, _) = Uninstall::watch(client.clone());
+        let (wake, _) = mpsc::unbounded();
+        let connector = Arc::new(super::super::connector::Clients);
+        let metrics = Arc::new(Metrics::new());
+        let ctx = context(
+            &config, client, connector, metrics, &watches, uninstall, wake,
+        );
+        let held: Vec<_> = (0..6)
+            .map(|_| ctx.slots.enter("a").expect("a slot"))
+            .collect();
+        assert!(ctx.slots.enter("a").is_err(), "a holds 6 of the 8");
+        assert!(ctx.slots.enter("b").is_ok(), "b still gets a slot");
+        drop(held);
+    }
 
     #[tokio::test]
     async fn only_a_new_spec_of_a_config_runs_its_rules() {

@@ -21,6 +21,8 @@ use futures::{
     channel::{mpsc, oneshot},
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+use tracing::debug;
 
 use crate::provider::{
     Authorize, DescribedRule, GroupRef, Modify, Provider, ProviderError, ProviderKind, Receipt,
@@ -48,8 +50,8 @@ impl Share {
         })
     }
 
-    /// Waits until `tenant` may make one call.
-    pub async fn turn(&self, tenant: &str) {
+    /// Waits until `tenant` may make one `call`.
+    pub async fn turn(&self, tenant: &str, call: &'static str) {
         if let Some((receiver, limiter)) = self
             .pending
             .lock()
@@ -64,9 +66,11 @@ impl Share {
             .unbounded_send((tenant.to_owned(), grant))
             .is_ok()
         {
+            let queued = Instant::now();
             // A dropped sender means the dispatcher is gone: let the call
             // through rather than hang (the transport's bucket still holds).
             let _ = granted.await;
+            debug!(namespace = tenant, call, waited = ?queued.elapsed(), "provider call's turn");
         }
     }
 
@@ -154,22 +158,22 @@ impl Provider for Fair {
     }
 
     async fn authorize(&self, call: &Authorize) -> Result<Receipt, ProviderError> {
-        self.share.turn(&self.tenant).await;
+        self.share.turn(&self.tenant, "authorize").await;
         self.inner.authorize(call).await
     }
 
     async fn revoke(&self, call: &Revoke) -> Result<Receipt, ProviderError> {
-        self.share.turn(&self.tenant).await;
+        self.share.turn(&self.tenant, "revoke").await;
         self.inner.revoke(call).await
     }
 
     async fn modify(&self, call: &Modify) -> Result<Receipt, ProviderError> {
-        self.share.turn(&self.tenant).await;
+        self.share.turn(&self.tenant, "modify").await;
         self.inner.modify(call).await
     }
 
     async fn describe(&self, group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
-        self.share.turn(&self.tenant).await;
+        self.share.turn(&self.tenant, "describe").await;
         self.inner.describe(group).await
     }
 }
@@ -195,14 +199,14 @@ mod tests {
         for _ in 0..100 {
             let (share, served) = (share.clone(), served.clone());
             bulk.push(tokio::spawn(async move {
-                share.turn("a").await;
+                share.turn("a", "test").await;
                 served.fetch_add(1, Ordering::SeqCst);
             }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = served.load(Ordering::SeqCst);
         let started = Instant::now();
-        share.turn("b").await;
+        share.turn("b", "test").await;
         let waited = started.elapsed();
         let after = served.load(Ordering::SeqCst);
         assert!(
@@ -229,7 +233,7 @@ mod tests {
             let tenant = if i < 20 { "a" } else { "b" };
             let (share, order) = (share.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                share.turn(tenant).await;
+                share.turn(tenant, "test").await;
                 order.lock().expect("present").push(tenant);
             }));
         }
@@ -247,11 +251,12 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_wait_passes_its_token_on() {
         let share = Share::new(2, 1);
-        share.turn("a").await;
-        let gave_up = tokio::time::timeout(Duration::from_millis(100), share.turn("a")).await;
+        share.turn("a", "test").await;
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(100), share.turn("a", "test")).await;
         assert!(gave_up.is_err());
         let started = Instant::now();
-        share.turn("b").await;
+        share.turn("b", "test").await;
         // The next token comes 0.5 s after the first; without passing the
         // abandoned one on, b would wait for the token after it.
         assert!(

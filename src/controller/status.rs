@@ -261,7 +261,7 @@ mod tests {
         };
         let record = Record {
             last_operation: Some(LastOperation {
-                action: crate::api::rule::Action::Authorize,
+                action: crate::api::rule::ProviderAction::Authorize,
                 client_token: Some("sgo-x".into()),
                 request_id: None,
                 result: OperationResult::Failed,

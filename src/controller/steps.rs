@@ -14,7 +14,7 @@ use tracing::warn;
 use super::{
     Context, Error, convert, origin,
     ownership::{self, Found, Mark, RevokeCheck},
-    persist::StatusWriter,
+    persist::RuleWriter,
     plan::{self, Applied, Desired, PlanInput, RevokeOf, Step},
     resolve::Resolved,
     snapshot::{LAG_RETRIES, READ_RETRIES, SHARED_FOR},
@@ -24,7 +24,7 @@ use crate::{
     api::{
         conditions::reasons,
         rule::{
-            Action, LastOperation, OperationResult, RuleSpec, SecurityGroupRule,
+            LastOperation, OperationResult, ProviderAction, RuleSpec, SecurityGroupRule,
             SecurityGroupRuleStatus, SupersededRule,
         },
     },
@@ -47,11 +47,14 @@ const MAX_STEPS: usize = 12;
 pub struct Notice {
     pub type_: EventType,
     pub reason: &'static str,
-    pub action: Action,
+    pub action: ProviderAction,
     pub note: String,
 }
 
-/// Why a pass stopped before the declared state held.
+/// What a pass that stopped short of the declared state records: the
+/// standing for status (a provider failure, or a call that cannot be made
+/// yet) and when to try again. Proves nothing was left unrecorded: status
+/// is written with it.
 #[derive(Clone, Debug)]
 pub struct Halt {
     pub standing: Standing,
@@ -60,17 +63,18 @@ pub struct Halt {
     pub requeue: Option<Duration>,
 }
 
-/// How a pass ends early.
+/// Why a pass ended before the declared state held.
 #[derive(Debug)]
-pub enum Stop {
-    /// A call failed or cannot be made yet; the record says what happened.
+pub enum Unfinished {
+    /// A call failed or cannot be made yet; status is to record the halt.
     Halt(Halt),
-    /// Recording an intent before its call failed (say, status changed
-    /// since the pass read it): nothing more may be called in this pass.
-    Unrecorded(Error),
+    /// A write ahead of a call failed (say, the object changed since the
+    /// pass read it): nothing more may be called in this pass, and the
+    /// record held in memory stands for what was called before.
+    WriteFailed(Error),
 }
 
-impl From<Halt> for Stop {
+impl From<Halt> for Unfinished {
     fn from(halt: Halt) -> Self {
         Self::Halt(halt)
     }
@@ -102,15 +106,15 @@ pub struct Pass<'a> {
 impl Pass<'_> {
     /// Runs steps until settled or stopped; appends an Event notice per
     /// failure. Before each provider call the record is held in memory
-    /// (`StatusWriter::hold`), so a failed status write forgets nothing in
+    /// (`RuleWriter::hold`), so a failed status write forgets nothing in
     /// this process; status is written before a call only where the mark
     /// cannot stand in for it (`supersede`).
     pub async fn run(
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        writer: &mut StatusWriter<'_>,
-    ) -> Result<Standing, Stop> {
+        writer: &mut RuleWriter<'_>,
+    ) -> Result<Standing, Unfinished> {
         let desired = match &self.desired {
             Desired::Present(rule) => Desired::Present(self.mark.on(rule)),
             Desired::Absent => Desired::Absent,
@@ -122,8 +126,8 @@ impl Pass<'_> {
         for _ in 0..MAX_STEPS {
             let input = self.input(record, &desired, &strays)?;
             match plan::plan(&input) {
-                Step::Authorized => return Ok(settled(reasons::AUTHORIZED)),
-                Step::Revoked => return Ok(settled(reasons::REVOKED)),
+                Step::PresentHolds => return Ok(settled(reasons::AUTHORIZED)),
+                Step::AbsentHolds => return Ok(settled(reasons::REVOKED)),
                 Step::Supersede => self.supersede(record, writer).await?,
                 Step::Authorize(call) => {
                     self.authorize(&input, &call, record, notices, writer)
@@ -153,7 +157,7 @@ impl Pass<'_> {
                 }
             }
         }
-        Err(Stop::Halt(Halt {
+        Err(Unfinished::Halt(Halt {
             standing: Standing::Progressing {
                 reason: reasons::PROGRESSING,
                 message: "more steps remain".into(),
@@ -169,15 +173,15 @@ impl Pass<'_> {
         desired: &Desired,
         strays: &[Applied],
     ) -> Result<PlanInput<'_>, Halt> {
-        let applied = recorded(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
-        let superseded = recorded(
+        let applied = marked(record.applied.as_ref().map(|(r, id)| (r, id.clone())), self)?;
+        let superseded = marked(
             record
                 .superseded
                 .as_ref()
                 .map(|s| (&s.rule, s.rule_id.clone())),
             self,
         )?;
-        let authorizing = recorded(record.authorizing.as_ref().map(|r| (r, None)), self)?;
+        let authorizing = marked(record.authorizing.as_ref().map(|r| (r, None)), self)?;
         Ok(PlanInput {
             uid: self.uid,
             generation: self.generation,
@@ -201,7 +205,7 @@ impl Pass<'_> {
         record: &mut Record,
         notices: &mut Vec<Notice>,
         desired: &Desired,
-    ) -> Result<Vec<Applied>, Stop> {
+    ) -> Result<Vec<Applied>, Unfinished> {
         tokio::time::sleep_until(since.into()).await;
         let input = self.input(record, desired, &[])?;
         match self.describe(since).await {
@@ -226,15 +230,15 @@ impl Pass<'_> {
     async fn supersede(
         &self,
         record: &mut Record,
-        writer: &mut StatusWriter<'_>,
-    ) -> Result<(), Stop> {
+        writer: &mut RuleWriter<'_>,
+    ) -> Result<(), Unfinished> {
         if let Some((rule, rule_id)) = record.applied.take() {
             record.superseded = Some(SupersededRule { rule_id, rule });
         }
         if self.deleting {
             return Ok(());
         }
-        record_intent(writer, record, "revoking the rule at the provider").await
+        write_ahead(writer, record, "revoking the rule at the provider").await
     }
 
     /// Authorizes the declared rule. Usually nothing is written before the
@@ -250,8 +254,8 @@ impl Pass<'_> {
         call: &Authorize,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        writer: &mut StatusWriter<'_>,
-    ) -> Result<(), Stop> {
+        writer: &mut RuleWriter<'_>,
+    ) -> Result<(), Unfinished> {
         self.check_credentials_pause()?;
         let holds_rules =
             record.applied.is_some() || record.superseded.is_some() || record.authorizing.is_some();
@@ -263,7 +267,7 @@ impl Pass<'_> {
         record.authorizing = Some(self.spec_rule.clone());
         record.group = Some(call.group.clone());
         if outruns(writer.current(), record) {
-            record_intent(writer, record, "authorizing the rule at the provider").await?;
+            write_ahead(writer, record, "authorizing the rule at the provider").await?;
         }
         writer.hold(record);
         let result = self.resolved.provider.authorize(call).await;
@@ -275,7 +279,7 @@ impl Pass<'_> {
         let outcome = self.fold(
             record,
             notices,
-            Action::Authorize,
+            ProviderAction::Authorize,
             &call.client_token,
             result,
         )?;
@@ -323,8 +327,8 @@ impl Pass<'_> {
         call: &Modify,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        writer: &mut StatusWriter<'_>,
-    ) -> Result<(), Stop> {
+        writer: &mut RuleWriter<'_>,
+    ) -> Result<(), Unfinished> {
         self.check_credentials_pause()?;
         let Some(applied) = &input.applied else {
             unreachable!("a modify is planned from the applied rule")
@@ -362,8 +366,8 @@ impl Pass<'_> {
         call: &Revoke,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        writer: &StatusWriter<'_>,
-    ) -> Result<(), Stop> {
+        writer: &RuleWriter<'_>,
+    ) -> Result<(), Unfinished> {
         self.check_credentials_pause()?;
         let recorded_id = match &call.target {
             RevokeTarget::Id { rule_id, .. } => Some(rule_id.as_str()),
@@ -383,7 +387,13 @@ impl Pass<'_> {
                 );
                 writer.hold(record);
                 let result = self.resolved.provider.revoke(&call).await;
-                self.fold(record, notices, Action::Revoke, &call.client_token, result)?;
+                self.fold(
+                    record,
+                    notices,
+                    ProviderAction::Revoke,
+                    &call.client_token,
+                    result,
+                )?;
                 self.ctx
                     .snapshots
                     .revoked(&self.resolved.credentials_key, &self.group, &d.rule_id)
@@ -500,12 +510,12 @@ impl Pass<'_> {
         e: ProviderError,
     ) -> Halt {
         record.last_operation = Some(operation(
-            Action::Describe,
+            ProviderAction::Describe,
             None,
             OperationResult::Failed,
             &e,
         ));
-        self.halt_on(record, notices, Action::Describe, e)
+        self.halt_on(record, notices, ProviderAction::Describe, e)
     }
 
     /// The group as a describe sent at or after `since` shows it. A describe
@@ -560,7 +570,7 @@ impl Pass<'_> {
         self.stall(
             notices,
             reasons::RULE_ALREADY_EXISTS,
-            Action::Authorize,
+            ProviderAction::Authorize,
             message,
         )
     }
@@ -572,7 +582,12 @@ impl Pass<'_> {
              nothing is revoked. Status must be written by the operator only",
             self.group.security_group_id
         );
-        self.stall(notices, reasons::RECORD_MISMATCH, Action::Revoke, message)
+        self.stall(
+            notices,
+            reasons::RECORD_MISMATCH,
+            ProviderAction::Revoke,
+            message,
+        )
     }
 
     /// A missing group that may only be missing from where the config now points.
@@ -585,7 +600,7 @@ impl Pass<'_> {
         self.stall(
             notices,
             reasons::PROVIDER_CONFIG_CHANGED,
-            Action::Revoke,
+            ProviderAction::Revoke,
             message,
         )
     }
@@ -594,7 +609,7 @@ impl Pass<'_> {
         &self,
         notices: &mut Vec<Notice>,
         reason: &'static str,
-        action: Action,
+        action: ProviderAction,
         message: String,
     ) -> Halt {
         notices.push(Notice {
@@ -615,7 +630,7 @@ impl Pass<'_> {
         notices.push(Notice {
             type_: EventType::Warning,
             reason: reasons::RETRYING,
-            action: Action::Authorize,
+            action: ProviderAction::Authorize,
             note: what.clone(),
         });
         Halt {
@@ -632,7 +647,7 @@ impl Pass<'_> {
         token: &str,
         result: Result<Receipt, ProviderError>,
     ) -> Result<(), Halt> {
-        self.fold(record, notices, Action::Modify, token, result)
+        self.fold(record, notices, ProviderAction::Modify, token, result)
             .map(drop)
     }
 
@@ -641,19 +656,21 @@ impl Pass<'_> {
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        action: Action,
+        action: ProviderAction,
         token: &str,
         result: Result<Receipt, ProviderError>,
     ) -> Result<OperationResult, Halt> {
         let (result, request_id, code, message) = match result {
             Ok(receipt) => (OperationResult::Succeeded, receipt.request_id, None, None),
-            Err(e) if e.kind == ErrorKind::AlreadyExists && action == Action::Authorize => (
-                OperationResult::AlreadyExists,
-                e.request_id,
-                Some(e.code),
-                Some(e.message),
-            ),
-            Err(e) if e.kind == ErrorKind::AlreadyGone && action == Action::Revoke => (
+            Err(e) if e.kind == ErrorKind::AlreadyExists && action == ProviderAction::Authorize => {
+                (
+                    OperationResult::AlreadyExists,
+                    e.request_id,
+                    Some(e.code),
+                    Some(e.message),
+                )
+            }
+            Err(e) if e.kind == ErrorKind::AlreadyGone && action == ProviderAction::Revoke => (
                 OperationResult::AlreadyGone,
                 e.request_id,
                 Some(e.code),
@@ -684,7 +701,7 @@ impl Pass<'_> {
         &self,
         record: &mut Record,
         notices: &mut Vec<Notice>,
-        action: Action,
+        action: ProviderAction,
         e: ProviderError,
     ) -> Halt {
         let what = format!("{} failed: {}: {}", action.as_str(), e.code, e.message);
@@ -743,17 +760,17 @@ fn refused(kind: ErrorKind) -> bool {
 
 /// Writes status before a step whose outcome status must know about even
 /// if the operator stops right after it.
-async fn record_intent(
-    writer: &mut StatusWriter<'_>,
+async fn write_ahead(
+    writer: &mut RuleWriter<'_>,
     record: &Record,
     message: &str,
-) -> Result<(), Stop> {
+) -> Result<(), Unfinished> {
     let standing = progressing(reasons::PROGRESSING, message.to_owned());
     writer
         .write(record, &standing)
         .await
         .map(drop)
-        .map_err(Stop::Unrecorded)
+        .map_err(Unfinished::WriteFailed)
 }
 
 /// Whether `status` names a rule (applied, superseded or authorizing) that
@@ -788,7 +805,7 @@ fn outruns(status: Option<&SecurityGroupRuleStatus>, record: &Record) -> bool {
 
 /// Converts a recorded API rule into the provider model for planning,
 /// marked as the operator authorized it.
-fn recorded(
+fn marked(
     entry: Option<(&RuleSpec, Option<String>)>,
     pass: &Pass<'_>,
 ) -> Result<Option<Applied>, Halt> {
@@ -805,7 +822,7 @@ fn recorded(
 }
 
 fn operation(
-    action: Action,
+    action: ProviderAction,
     token: Option<&str>,
     result: OperationResult,
     e: &ProviderError,

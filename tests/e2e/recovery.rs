@@ -6,7 +6,7 @@ use kube::Api;
 use secgroup_operator::api::{
     SecurityGroupRule,
     conditions::{self, reasons},
-    rule::{Action, OperationResult},
+    rule::{OperationResult, ProviderAction},
 };
 use serde_json::{Value, json};
 
@@ -130,7 +130,7 @@ async fn a_rule_already_gone_at_the_provider_is_revoked_successfully() {
         .expect("last operation");
     assert_eq!(
         (op.action, op.result),
-        (Action::Revoke, OperationResult::AlreadyGone)
+        (ProviderAction::Revoke, OperationResult::AlreadyGone)
     );
     assert_eq!(condition_of(&released, "Ready").reason, reasons::REVOKED);
     let revokes: Vec<Value> = cloud_calls(&group)
