@@ -5,6 +5,7 @@
 //! Needs helm, the built images and, for `install` and `image`, the test
 //! cluster: tests/e2e.sh runs it; `cargo test` alone leaves this target out.
 
+mod admission;
 mod helm;
 mod image;
 mod install;
