@@ -54,13 +54,18 @@ struct Usage {
     written: Mutex<HashMap<String, (Instant, bool)>>,
 }
 
-/// Which ProviderConfig each rule of the cluster names.
+/// Which ProviderConfig each rule of the cluster names. At 10,000 rules
+/// the index stays small: a rule is one `namespace/name` string (an
+/// `ObjectRef` would also copy its uid and resourceVersion), and each config
+/// name is held once, shared by the rules that name it.
 #[derive(Default)]
 pub struct Users {
     /// `None` until the first full list.
-    by_rule: Mutex<Option<HashMap<ObjectRef<SecurityGroupRule>, String>>>,
+    by_rule: Mutex<Option<HashMap<String, Arc<str>>>>,
     /// The list being read after a (re)start of the watch.
-    relisting: Mutex<HashMap<ObjectRef<SecurityGroupRule>, String>>,
+    relisting: Mutex<HashMap<String, Arc<str>>>,
+    /// One copy of every config name seen.
+    names: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Users {
@@ -69,7 +74,7 @@ impl Users {
         let by_rule = lock(&self.by_rule);
         by_rule
             .as_ref()
-            .map(|m| m.values().filter(|c| *c == config).count())
+            .map(|m| m.values().filter(|c| &***c == config).count())
     }
 
     /// Folds one watch event in; returns the configs whose users changed.
@@ -78,43 +83,60 @@ impl Users {
         match event {
             Event::Init => lock(&self.relisting).clear(),
             Event::InitApply(rule) => {
-                lock(&self.relisting).insert(ObjectRef::from_obj(rule), config_name(rule));
+                let config = self.config_name(rule);
+                lock(&self.relisting).insert(rule_key(rule), config);
             }
             Event::InitDone => {
                 let fresh = std::mem::take(&mut *lock(&self.relisting));
                 let mut by_rule = lock(&self.by_rule);
                 let old = by_rule.take().unwrap_or_default();
-                changed.extend(old.into_values());
-                changed.extend(fresh.values().cloned());
+                changed.extend(old.into_values().map(|c| c.to_string()));
+                changed.extend(fresh.values().map(|c| c.to_string()));
                 *by_rule = Some(fresh);
             }
             Event::Apply(rule) => {
-                let config = config_name(rule);
+                let config = self.config_name(rule);
                 if let Some(m) = lock(&self.by_rule).as_mut() {
-                    match m.insert(ObjectRef::from_obj(rule), config.clone()) {
+                    match m.insert(rule_key(rule), config.clone()) {
                         Some(old) if old == config => {}
                         Some(old) => {
-                            changed.insert(old);
-                            changed.insert(config);
+                            changed.insert(old.to_string());
+                            changed.insert(config.to_string());
                         }
                         None => {
-                            changed.insert(config);
+                            changed.insert(config.to_string());
                         }
                     }
                 }
             }
             Event::Delete(rule) => {
                 if let Some(m) = lock(&self.by_rule).as_mut() {
-                    changed.extend(m.remove(&ObjectRef::from_obj(rule)));
+                    changed.extend(m.remove(&rule_key(rule)).map(|c| c.to_string()));
                 }
             }
         }
         changed
     }
+
+    /// The config `rule` names, as the one shared copy of that name.
+    fn config_name(&self, rule: &SecurityGroupRule) -> Arc<str> {
+        let name = rule.spec.provider_config_ref.name.as_str();
+        let mut names = lock(&self.names);
+        if let Some(known) = names.get(name) {
+            return known.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        names.insert(shared.clone());
+        shared
+    }
 }
 
-fn config_name(rule: &SecurityGroupRule) -> String {
-    rule.spec.provider_config_ref.name.clone()
+fn rule_key(rule: &SecurityGroupRule) -> String {
+    format!(
+        "{}/{}",
+        rule.metadata.namespace.as_deref().unwrap_or_default(),
+        rule.name_any()
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -341,6 +363,16 @@ mod tests {
         users.observe(&Event::Init);
         assert_eq!(users.observe(&Event::InitDone), set(&["p2"]));
         assert_eq!(users.count("p2"), Some(0));
+    }
+
+    #[test]
+    fn rules_of_one_config_share_one_copy_of_its_name() {
+        let users = Users::default();
+        let a = users.config_name(&rule("a", "p1"));
+        let b = users.config_name(&rule("b", "p1"));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &users.config_name(&rule("c", "p2"))));
+        assert_eq!(rule_key(&rule("a", "p1")), "team/a");
     }
 
     #[test]

@@ -43,11 +43,17 @@ pub struct Env {
     pub operator: Tied,
 }
 
+/// The operator measured: `BENCH_OPERATOR_BIN`, so that another build (say
+/// a release binary of an earlier commit) runs under this harness, else
+/// this checkout's build.
+pub fn operator_binary() -> PathBuf {
+    std::env::var_os("BENCH_OPERATOR_BIN")
+        .map_or_else(|| binary("secgroup-operator"), PathBuf::from)
+}
+
 fn start_operator(resync: Duration, extra: &str, logs: &LogDir) -> (Tied, String) {
     let health = net::free_addr();
-    // Another build can be measured against this one's harness.
-    let path = std::env::var_os("BENCH_OPERATOR_BIN")
-        .map_or_else(|| binary("secgroup-operator"), PathBuf::from);
+    let path = operator_binary();
     let resync = resync.as_secs().to_string();
     let selector = format!("{UNWATCHED_LABEL}!=true");
     let mut args = vec!["run", "--secret-namespace", SECRET_NAMESPACE];

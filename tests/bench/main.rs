@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     let sizes = settings.sizes();
     eprintln!("bench: {sizes:?}");
+    let load = report::Load::sample();
     let env = Env::start(sizes.resync, &settings.operator_args).await?;
     let admin = Admin::new(&env.fakecloud);
     let namespace = format!(
@@ -75,9 +76,10 @@ async fn main() -> anyhow::Result<()> {
     if outcome.is_err() {
         eprintln!("bench: logs kept in {}", bench.env.logs.keep().display());
     }
-    println!("\nmachine: {}", report::machine());
+    println!("\nmachine: {}; {}", report::machine(), load.summary());
     println!(
-        "build: {}; sizes: {:?}\n",
+        "operator: {}; harness build: {}; sizes: {:?}\n",
+        env::operator_binary().display(),
         if cfg!(debug_assertions) {
             "debug"
         } else {

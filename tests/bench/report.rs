@@ -94,3 +94,49 @@ pub fn machine() -> String {
         mem_kib as f64 / 1024.0 / 1024.0
     )
 }
+
+/// The 1-minute load average, sampled every few seconds while the run
+/// lasts: the operator, the control plane and the harness share the
+/// machine, so a timing means little without the load next to it.
+pub struct Load(std::sync::Arc<std::sync::Mutex<Vec<f64>>>);
+
+impl Load {
+    pub fn sample() -> Self {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = samples.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(load) = load_average() {
+                    kept.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(load);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
+        Self(samples)
+    }
+
+    /// "mean 3.1, max 5.2 over 40 samples".
+    pub fn summary(&self) -> String {
+        let samples = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = samples.iter().copied().fold(0.0, f64::max);
+        let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+        format!(
+            "1-minute load average: mean {mean:.1}, max {max:.1} ({} samples, every 5 s)",
+            samples.len()
+        )
+    }
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

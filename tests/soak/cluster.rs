@@ -107,8 +107,9 @@ impl Cluster {
         }
     }
 
-    /// One ProviderConfig per provider, all pointing at the fake cloud.
-    pub async fn install_providers(&self, fake_cloud: &str) {
+    /// One ProviderConfig per provider, all pointing at the fake cloud,
+    /// each with `rate` as its `rateLimit` (qps, burst).
+    pub async fn install_providers(&self, fake_cloud: &str, rate: (u32, u32)) {
         let configs: Api<ProviderConfig> = Api::all(self.client.clone());
         for provider in &PROVIDERS {
             let secret = SecretRef {
@@ -121,16 +122,13 @@ impl Cluster {
                 fake_cloud,
                 provider.region,
                 secret,
-                (100, 100),
+                rate,
             );
-            configs
-                .patch(
-                    provider.config,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&config),
-                )
-                .await
-                .expect("ProviderConfig");
+            let (params, patch) = (PatchParams::apply(MANAGER).force(), Patch::Apply(&config));
+            retry(&format!("ProviderConfig {}", provider.config), || {
+                configs.patch(provider.config, &params, &patch)
+            })
+            .await;
         }
     }
 

@@ -1,8 +1,9 @@
 //! Soak: the operator binary against the test control plane and the fake
 //! cloud over HTTP, under SIGKILLs, provider faults, an API server restart,
-//! credential rotation, a killed leader of two replicas and out-of-band
-//! changes. It prints its figures at the
-//! end and fails if anything was lost, done twice or left stuck.
+//! credential rotation, a killed leader of two replicas, leadership handed
+//! over twice during a mass delete, and out-of-band changes. It prints its
+//! figures at the end and fails if anything was lost, done twice or left
+//! stuck.
 //!
 //! `make soak` runs it with 1,000 rules, `make test` with a shortened run
 //! (`tests/soak.sh`); plain `cargo test` leaves it out. Settings (env):
@@ -49,6 +50,8 @@ use crate::{
 /// second is what the credentials are rotated to.
 pub const KEY_A: (&str, &str) = ("soak-key-a", "soak-secret-a-must-not-leak");
 pub const KEY_B: (&str, &str) = ("soak-key-b", "soak-secret-b-must-not-leak");
+/// Every ProviderConfig's `rateLimit` (qps, burst) outside the phases that slow it.
+pub const RATE: (u32, u32) = (100, 100);
 
 pub struct Config {
     pub rules: usize,
@@ -164,10 +167,11 @@ async fn setup(config: Config) -> Soak {
     let fake = process::fake_cloud(&format!("{}:{}", KEY_A.0, KEY_A.1), &config.logs);
     let cloud = Cloud::new(fake);
     let cluster = Cluster::connect().await;
-    cluster.install_providers(cloud.url()).await;
+    cluster.install_providers(cloud.url(), RATE).await;
     cluster.set_credentials(KEY_A.0, KEY_A.1).await;
     // Enough groups for every slot any phase may take.
-    let per_provider = (config.rules + 400).div_ceil(PROVIDERS.len());
+    let slots = config.rules + 400 + phases::handover::rules(&config);
+    let per_provider = slots.div_ceil(PROVIDERS.len());
     for provider in &PROVIDERS {
         for n in (0..per_provider).step_by(RULES_PER_GROUP) {
             cloud
@@ -211,6 +215,9 @@ async fn run(config: Config) -> bool {
     soak.check_leaks("credentials", &live).await;
     live.extend(phases::leader_election::run(&soak).await);
     soak.check_leaks("leader election", &live).await;
+    phases::handover::run(&soak).await;
+    soak.check_leaks("handover during a mass delete", &live)
+        .await;
     phases::out_of_band::run(&soak, &mut live).await;
     soak.check_leaks("out of band", &live).await;
     phases::cleanup::run(&soak, live).await;

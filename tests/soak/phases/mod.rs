@@ -4,9 +4,11 @@
 pub mod churn;
 pub mod cleanup;
 pub mod credentials;
+pub mod handover;
 pub mod leader_election;
 pub mod out_of_band;
 pub mod outage;
+pub mod replicas;
 
 use std::collections::HashMap;
 
