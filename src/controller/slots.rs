@@ -55,7 +55,10 @@ impl Slots {
         let now = Instant::now();
         if ns.running < self.limit {
             ns.running += 1;
-            ns.horizon = None;
+            // The horizon stays: the reconciles deferred before are still
+            // due at their moments, and one deferred now comes after them.
+            // Starting over here would send every later one back at once,
+            // to be deferred again (a loop of retries, no work done).
             return Ok(Slot {
                 slots: self,
                 namespace: namespace.to_owned(),
@@ -217,6 +220,27 @@ mod tests {
         );
         drop(held);
         assert!(slots.enter("a").is_ok());
+    }
+
+    /// A slot granted in between does not bunch later deferrals onto the
+    /// moments already given out: they queue behind the earlier ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_granted_slot_keeps_later_deferrals_behind_earlier_ones() {
+        let slots = Slots::new(4);
+        let held: Vec<_> = (0..3).map(|_| slots.enter("a").expect("a slot")).collect();
+        tokio::time::advance(Duration::from_millis(300)).await;
+        drop(held);
+        let mut held: Vec<_> = (0..3).map(|_| slots.enter("a").expect("a slot")).collect();
+        let early: Vec<Duration> = (0..3)
+            .map(|_| slots.enter("a").err().expect("deferred"))
+            .collect();
+        held.pop();
+        held.push(slots.enter("a").expect("the freed slot"));
+        let later = slots.enter("a").err().expect("deferred");
+        assert!(
+            early.iter().all(|e| *e < later),
+            "early {early:?}, later {later:?}"
+        );
     }
 
     #[test]
