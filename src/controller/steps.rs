@@ -198,7 +198,9 @@ impl Pass<'_> {
 
     /// The rules a pass of a dead process may have left (see `recover`).
     /// A group that is gone took its rules with it, unless the
-    /// ProviderConfig now points elsewhere than the recorded origin.
+    /// ProviderConfig now points elsewhere than the recorded origin. Like
+    /// every call, the describe waits out a credentials pause: after a
+    /// restart every unsettled rule of the config takes this path.
     async fn find_strays(
         &self,
         since: Instant,
@@ -206,6 +208,7 @@ impl Pass<'_> {
         notices: &mut Vec<Notice>,
         desired: &Desired,
     ) -> Result<Vec<Applied>, Unfinished> {
+        self.check_credentials_pause()?;
         tokio::time::sleep_until(since.into()).await;
         let input = self.input(record, desired, &[])?;
         match self.describe(since).await {

@@ -69,6 +69,8 @@ struct ProviderDouble {
     group: Mutex<Vec<DescribedRule>>,
     /// Describes still to fail (transiently) before they answer.
     failing_describes: Mutex<u32>,
+    /// Every describe is refused for its credentials.
+    rejecting_describes: bool,
 }
 
 impl ProviderDouble {
@@ -188,6 +190,13 @@ impl Provider for ProviderDouble {
 
     async fn describe(&self, _group: &GroupRef) -> Result<Vec<DescribedRule>, ProviderError> {
         self.record(Call::Describe);
+        if self.rejecting_describes {
+            return Err(ProviderError::new(
+                ErrorKind::Unauthorized,
+                "InvalidAccessKeyId.NotFound",
+                "no such key",
+            ));
+        }
         let mut failing = self.failing_describes.lock().expect("lock");
         if *failing > 0 {
             *failing -= 1;
@@ -1043,6 +1052,29 @@ async fn rejected_credentials_pause_every_rule_of_the_config() {
     other.metadata.uid = Some("uid-2".into());
     let second = reconcile(Arc::new(other), ctx).await;
     assert_eq!(provider.calls().len(), 1, "{:?}", provider.calls());
+    for result in [first, second] {
+        assert!(matches!(result, Ok(ref a) if *a != Action::await_change()));
+    }
+}
+
+/// After a restart every unsettled rule first describes its group (looking
+/// for what a dead process left); rejected credentials pause those
+/// describes too, instead of one describe per rule per pass.
+#[tokio::test]
+async fn rejected_credentials_pause_the_look_for_rules_a_dead_process_left() {
+    let provider = Arc::new(ProviderDouble {
+        rejecting_describes: true,
+        ..ProviderDouble::default()
+    });
+    let guarded = json!({"metadata": {"finalizers": [FINALIZER]}});
+    let (client, _server) = api_server(rule(guarded.clone()));
+    let ctx = context(client, world(provider.clone(), config(None)));
+    let first = reconcile(Arc::new(rule(guarded.clone())), ctx.clone()).await;
+    let mut other = rule(guarded);
+    other.metadata.name = Some("db".into());
+    other.metadata.uid = Some("uid-2".into());
+    let second = reconcile(Arc::new(other), ctx).await;
+    assert_eq!(provider.calls(), vec![Call::Describe]);
     for result in [first, second] {
         assert!(matches!(result, Ok(ref a) if *a != Action::await_change()));
     }
