@@ -277,8 +277,8 @@ impl Bench {
         self.report.goal(
             "… every rule Ready (unthrottled provider), and Ready ÷ accepted",
             format!("{} ({ratio:.2})", secs(ready)),
-            "ratio ≤ 1.2",
-            ratio <= 1.2,
+            "ratio ≤ 1.5",
+            ratio <= 1.5,
         );
         // Were the API server the only limit, at its pace alone: every write
         // of the phase (creates, the operator's writes, Events) in sequence.
@@ -357,8 +357,8 @@ impl Bench {
         self.report.goal(
             format!("… operator resumed: every rule gone at rateLimit {qps}/s (burst {burst}; fake cloud ceiling {ceiling:.0}/s), ÷ N/Q = {}", secs(floor)),
             format!("{} ({ratio:.3})", secs(gone)),
-            "≤ 1.05",
-            ratio <= 1.05,
+            "≤ 1.1",
+            ratio <= 1.1,
         );
         self.report.goal(
             "… provider calls; throttled responses",
@@ -373,16 +373,15 @@ impl Bench {
         self.report.goal(
             "API-server writes per rule, delete → gone (incl. the delete)",
             writes_figure(&writes, n),
-            "≤ 3",
-            per_rule(writes.rule_writes(), n) <= 3.0,
+            "≤ 2",
+            per_rule(writes.rule_writes(), n) <= 2.0,
         );
-        self.report.info(
-            "operator peak RSS after the delete",
-            format!(
-                "{:.1} MiB (now {:.1} MiB)",
-                procfs::peak_rss_mib(self.pid()),
-                procfs::rss_mib(self.pid())
-            ),
+        let peak = procfs::peak_rss_mib(self.pid());
+        self.report.goal(
+            "operator peak RSS after the delete (the whole run so far)",
+            format!("{peak:.1} MiB (now {:.1} MiB)", procfs::rss_mib(self.pid())),
+            "≤ 64 MiB",
+            peak <= 64.0,
         );
         Ok(())
     }
@@ -533,8 +532,8 @@ impl Bench {
         self.report.goal(
             "API-server writes per rule, delete of a revoked rule → gone (incl. the delete)",
             writes_figure(&gone.since(&revoked), m),
-            "≤ 3",
-            per_rule(gone.since(&revoked).rule_writes(), m) <= 3.0,
+            "≤ 2",
+            per_rule(gone.since(&revoked).rule_writes(), m) <= 2.0,
         );
         Ok(())
     }
