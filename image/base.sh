@@ -28,8 +28,12 @@ mkdir -p "$rootfs"
 			echo "image/base.sh: no candidate for $package; run apt-get update" >&2
 			exit 1
 		fi
-		compgen -G "${package}_${version//:/%3a}_*.deb" >/dev/null ||
-			apt-get download -q "$package=$version" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+		# A mirror answers 503 now and then: a few tries before giving up.
+		for pause in 0 5 15 30; do
+			compgen -G "${package}_${version//:/%3a}_*.deb" >/dev/null && break
+			sleep "$pause"
+			apt-get download -q -o Acquire::Retries=3 "$package=$version" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+		done
 		compgen -G "${package}_${version//:/%3a}_*.deb" >/dev/null || {
 			echo "image/base.sh: could not download $package $version" >&2
 			exit 1
