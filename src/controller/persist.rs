@@ -52,6 +52,21 @@ struct Versions {
     since: Instant,
 }
 
+impl Versions {
+    /// What is kept for `rule`, empty when nothing was.
+    fn of<'m>(
+        map: &'m mut HashMap<ObjectRef<SecurityGroupRule>, Versions>,
+        rule: &SecurityGroupRule,
+    ) -> &'m mut Versions {
+        map.entry(ObjectRef::from_obj(rule))
+            .or_insert_with(|| Versions {
+                replaced: Vec::new(),
+                latest: None,
+                since: Instant::now(),
+            })
+    }
+}
+
 /// How long versions are remembered: the watch delivers within seconds.
 const KEEP: Duration = Duration::from_secs(300);
 /// Entries beyond this many trigger pruning of the expired ones.
@@ -85,13 +100,7 @@ impl StaleVersions {
     /// The object has a version newer than `version`, not yet seen.
     fn moved_past(&self, rule: &SecurityGroupRule, version: Option<String>) {
         let mut map = self.lock();
-        let versions = map
-            .entry(ObjectRef::from_obj(rule))
-            .or_insert_with(|| Versions {
-                replaced: Vec::new(),
-                latest: None,
-                since: Instant::now(),
-            });
+        let versions = Versions::of(&mut map, rule);
         versions.replaced.extend(version);
         versions.since = Instant::now();
     }
@@ -101,13 +110,7 @@ impl StaleVersions {
         if map.len() > PRUNE_ABOVE {
             map.retain(|_, v| v.since.elapsed() < KEEP);
         }
-        let versions = map
-            .entry(ObjectRef::from_obj(rule))
-            .or_insert_with(|| Versions {
-                replaced: Vec::new(),
-                latest: None,
-                since: Instant::now(),
-            });
+        let versions = Versions::of(&mut map, rule);
         versions.replaced.extend(replaced);
         versions.latest = latest;
         versions.since = Instant::now();
