@@ -25,6 +25,7 @@ use crate::{
         replicas::{HANDOVER_BOUND, Replica, one_leader},
     },
     process::ready,
+    report::Report,
     say,
 };
 
@@ -167,32 +168,20 @@ pub async fn run(soak: &Arc<Soak>) {
         "the stopped leader exited after",
         format!("{stopped:.1?}"),
     );
-    match released {
-        Some(t) => {
-            report.figure(
-                PHASE,
-                "standby leading after the release",
-                format!("{t:.1?} (bound {RELEASED_BOUND:?})"),
-            );
-            if t > RELEASED_BOUND {
-                report.fail(PHASE, format!("takeover of a released lease took {t:.1?}"));
-            }
-        }
-        None => report.fail(PHASE, "the standby did not take the released lease".into()),
-    }
-    match expired {
-        Some(t) => {
-            report.figure(
-                PHASE,
-                "standby leading after the SIGKILL",
-                format!("{t:.1?} (bound {HANDOVER_BOUND:?})"),
-            );
-            if t > HANDOVER_BOUND {
-                report.fail(PHASE, format!("takeover after the SIGKILL took {t:.1?}"));
-            }
-        }
-        None => report.fail(PHASE, "the restarted replica did not take over".into()),
-    }
+    takeover(
+        &mut report,
+        "after the release",
+        released,
+        RELEASED_BOUND,
+        "the standby did not take the released lease",
+    );
+    takeover(
+        &mut report,
+        "after the SIGKILL",
+        expired,
+        HANDOVER_BOUND,
+        "the restarted replica did not take over",
+    );
     report.figure(
         PHASE,
         "every object gone after the mass delete began",
@@ -210,4 +199,27 @@ pub async fn run(soak: &Arc<Soak>) {
         );
     }
     call_figures(&mut report, PHASE, &calls, min_calls(&tracks));
+}
+
+/// Reports how long the standby took to lead `after` an event, against its bound.
+fn takeover(
+    report: &mut Report,
+    after: &str,
+    took: Option<Duration>,
+    bound: Duration,
+    missing: &str,
+) {
+    match took {
+        Some(t) => {
+            report.figure(
+                PHASE,
+                &format!("standby leading {after}"),
+                format!("{t:.1?} (bound {bound:?})"),
+            );
+            if t > bound {
+                report.fail(PHASE, format!("takeover {after} took {t:.1?}"));
+            }
+        }
+        None => report.fail(PHASE, missing.into()),
+    }
 }
