@@ -100,13 +100,14 @@ pub struct Context {
     pub started: Instant,
     /// Describes of groups, shared between the rules checked at one time.
     pub snapshots: Snapshots,
-    /// Wakes the controller for rules that drift detection flagged.
+    /// Starts a reconcile of a rule: one drift detection flagged, a waiting
+    /// claimant, or one waiting for a slot.
     pub wake: mpsc::UnboundedSender<ObjectRef<SecurityGroupRule>>,
     pub metrics: Arc<Metrics>,
     /// Every rule the operator watches: per-namespace counts for policy.
     pub rules: Store<SecurityGroupRule>,
     /// Caps the reconciles one namespace runs at once.
-    pub slots: slots::Slots,
+    pub slots: slots::Slots<SecurityGroupRule>,
     /// Tells whether the rules' CRD is being deleted; without it, never.
     pub uninstall: Option<Uninstall>,
 }
@@ -130,10 +131,10 @@ impl Context {
             unwritten: Unwritten::default(),
             started: Instant::now(),
             snapshots: Snapshots::default(),
+            slots: slots::Slots::new(0, wake.clone()),
             wake,
             metrics,
             rules: reflector::store().0,
-            slots: slots::Slots::new(usize::MAX),
             uninstall: None,
         }
     }
@@ -170,7 +171,7 @@ impl Context {
     /// Shares the controller's `concurrency` reconciles between namespaces.
     #[must_use]
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
-        self.slots = slots::Slots::new(concurrency);
+        self.slots = slots::Slots::new(concurrency, self.wake.clone());
         self
     }
 }
@@ -192,10 +193,10 @@ pub async fn reconcile(rule: Arc<SecurityGroupRule>, ctx: Arc<Context>) -> Resul
     let object = ObjectRef::from_obj(rule.as_ref());
     let namespace = object.namespace.as_deref().unwrap_or_default();
     let deleting = rule.metadata.deletion_timestamp.is_some();
-    let _slot = match ctx.slots.enter(namespace) {
+    let _slot = match ctx.slots.enter(&object) {
         Ok(slot) => slot,
         Err(wait) => {
-            debug!(namespace, name = %object.name, ?wait, "reconcile deferred: the namespace holds its share of slots");
+            debug!(namespace, name = %object.name, "reconcile deferred: the namespace holds its share of slots");
             return Ok(Action::requeue(wait));
         }
     };

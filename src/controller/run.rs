@@ -528,11 +528,18 @@ mod tests {
         let ctx = context(
             &config, client, connector, metrics, &watches, uninstall, wake,
         );
+        let rule = |namespace: &str, name: &str| ObjectRef::new(name).within(namespace);
         let held: Vec<_> = (0..6)
-            .map(|_| ctx.slots.enter("a").expect("a slot"))
+            .map(|i| ctx.slots.enter(&rule("a", &i.to_string())).expect("a slot"))
             .collect();
-        assert!(ctx.slots.enter("a").is_err(), "a holds 6 of the 8");
-        assert!(ctx.slots.enter("b").is_ok(), "b still gets a slot");
+        assert!(
+            ctx.slots.enter(&rule("a", "6")).is_err(),
+            "a holds 6 of the 8"
+        );
+        assert!(
+            ctx.slots.enter(&rule("b", "0")).is_ok(),
+            "b still gets a slot"
+        );
         drop(held);
     }
 
