@@ -6,7 +6,11 @@
 //! The CRD is watched by name (RBAC grants get/list/watch on that one name).
 //! The API server marks the CRD deleted before it deletes any rule, but the
 //! two watches may deliver out of order: when the cache does not show the
-//! CRD terminating, a read of its metadata settles it before any revoke.
+//! CRD terminating, a read of its metadata sent after the rule's deletion
+//! was seen settles it before any revoke. Deletions seen together share one
+//! such read: a mass delete costs a read per round trip, not one per rule.
+
+use std::sync::Arc;
 
 use futures::Stream;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,6 +24,8 @@ use kube::{
     },
 };
 
+use tokio::{sync::Mutex, time::Instant};
+
 use super::backoff::WatchBackoff;
 use crate::api::SecurityGroupRule;
 
@@ -30,6 +36,14 @@ pub type CrdMeta = PartialObjectMeta<CustomResourceDefinition>;
 pub struct Uninstall {
     api: Api<CrdMeta>,
     cache: Store<CrdMeta>,
+    /// The last read of the CRD; held while a read is in flight, so that
+    /// callers arriving meanwhile share the next one.
+    last: Arc<Mutex<Option<Read>>>,
+}
+
+struct Read {
+    sent: Instant,
+    terminating: bool,
 }
 
 impl Uninstall {
@@ -48,12 +62,21 @@ impl Uninstall {
         let events = reflector::reflector(writer, watcher(api.clone(), by_name))
             .backoff(WatchBackoff::default())
             .touched_objects();
-        (Self { api, cache }, events)
+        (
+            Self {
+                api,
+                cache,
+                last: Arc::default(),
+            },
+            events,
+        )
     }
 
-    /// True while the CRD is being deleted (or already gone). Reads the API
-    /// server unless the cache already says so.
+    /// True while the CRD is being deleted (or already gone), as a read sent
+    /// after this call shows it, unless the cache already says so. A
+    /// deletion, once seen, is final.
     pub async fn in_progress(&self) -> Result<bool, kube::Error> {
+        let arrived = Instant::now();
         if self
             .cache
             .get(&ObjectRef::new(crd_name()))
@@ -61,10 +84,20 @@ impl Uninstall {
         {
             return Ok(true);
         }
-        match self.api.get_opt(crd_name()).await? {
-            Some(crd) => Ok(is_terminating(&crd)),
-            None => Ok(true),
+        let mut last = self.last.lock().await;
+        if let Some(read) = last
+            .as_ref()
+            .filter(|read| read.terminating || read.sent >= arrived)
+        {
+            return Ok(read.terminating);
         }
+        let sent = Instant::now();
+        let terminating = match self.api.get_opt(crd_name()).await? {
+            Some(crd) => is_terminating(&crd),
+            None => true,
+        };
+        *last = Some(Read { sent, terminating });
+        Ok(terminating)
     }
 }
 
@@ -75,4 +108,101 @@ pub fn is_terminating(crd: &CrdMeta) -> bool {
 
 fn crd_name() -> &'static str {
     SecurityGroupRule::crd_name()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::future::join_all;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tokio::sync::mpsc;
+    use tower_test::mock;
+
+    use super::*;
+
+    fn crd(terminating: bool) -> Vec<u8> {
+        let mut metadata = json!({"name": crd_name(), "resourceVersion": "7"});
+        if terminating {
+            metadata["deletionTimestamp"] = json!("2026-11-30T00:00:00Z");
+        }
+        serde_json::to_vec(&json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata,
+        }))
+        .expect("JSON")
+    }
+
+    /// An API server answering each GET of the CRD with the next answer
+    /// sent on the channel; counts the GETs.
+    fn api_server() -> (Uninstall, mpsc::UnboundedSender<bool>, Arc<AtomicUsize>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let (answers, mut next) = mpsc::unbounded_channel::<bool>();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = handle.next_request().await {
+                assert_eq!(request.method(), http::Method::GET);
+                assert!(
+                    request.uri().path().ends_with(crd_name()),
+                    "{}",
+                    request.uri()
+                );
+                counted.fetch_add(1, Ordering::SeqCst);
+                let Some(terminating) = next.recv().await else {
+                    break;
+                };
+                reply.send_response(
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Body::from(crd(terminating)))
+                        .expect("response"),
+                );
+            }
+        });
+        let (uninstall, _) = Uninstall::watch(kube::Client::new(service, "default"));
+        (uninstall, answers, reads)
+    }
+
+    #[tokio::test]
+    async fn deletions_seen_together_share_a_read_of_the_crd() {
+        let (uninstall, answers, reads) = api_server();
+        for _ in 0..50 {
+            answers.send(false).expect("server");
+        }
+        let checks = join_all((0..50).map(|_| uninstall.in_progress())).await;
+        assert!(checks.into_iter().all(|c| !c.expect("answered")));
+        // The first caller's read, then one for all that arrived during it.
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// A read sent before a rule's deletion was seen may predate the CRD's
+    /// deletion: it does not answer for that rule.
+    #[tokio::test]
+    async fn a_read_sent_before_the_call_does_not_answer_it() {
+        let (uninstall, answers, reads) = api_server();
+        let early = tokio::spawn({
+            let uninstall = uninstall.clone();
+            async move { uninstall.in_progress().await }
+        });
+        while reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let late = tokio::spawn({
+            let uninstall = uninstall.clone();
+            async move { uninstall.in_progress().await }
+        });
+        answers.send(false).expect("server");
+        answers.send(true).expect("server");
+        assert!(!early.await.expect("ran").expect("answered"));
+        assert!(late.await.expect("ran").expect("answered"), "its own read");
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        answers.send(true).expect("server");
+        assert!(
+            uninstall.in_progress().await.expect("answered"),
+            "a deletion seen stays"
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
 }
