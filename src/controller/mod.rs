@@ -27,6 +27,7 @@ pub mod convert;
 pub mod drift;
 pub mod events;
 pub mod gate;
+pub mod members;
 pub mod origin;
 pub mod ownership;
 pub mod persist;
@@ -66,6 +67,7 @@ pub use run::{Config, run};
 use self::{
     backoff::Backoff,
     drift::DriftFindings,
+    members::GroupMembers,
     ownership::Mark,
     persist::{RuleWriter, StaleVersions, Unwritten},
     plan::Desired,
@@ -106,6 +108,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Every rule the operator watches: per-namespace counts for policy.
     pub rules: Store<SecurityGroupRule>,
+    /// The rules of each group, among `rules`: where claims are compared.
+    pub members: Arc<GroupMembers>,
     /// Caps the reconciles one namespace runs at once.
     pub slots: slots::Slots<SecurityGroupRule>,
     /// Tells whether the rules' CRD is being deleted; without it, never.
@@ -135,6 +139,7 @@ impl Context {
             wake,
             metrics,
             rules: reflector::store().0,
+            members: Arc::default(),
             uninstall: None,
         }
     }
@@ -161,10 +166,16 @@ impl Context {
         self.started + snapshot::LAG_RETRIES.iter().sum::<Duration>()
     }
 
-    /// Lets policy count the rules of a namespace.
+    /// Lets policy count the rules of a namespace, and claims compare a
+    /// group's rules; `members` is kept from the watch that fills `rules`.
     #[must_use]
-    pub fn with_rules(mut self, rules: Store<SecurityGroupRule>) -> Self {
+    pub fn with_rules(
+        mut self,
+        rules: Store<SecurityGroupRule>,
+        members: Arc<GroupMembers>,
+    ) -> Self {
         self.rules = rules;
+        self.members = members;
         self
     }
 
@@ -544,7 +555,7 @@ fn duplicate_claim(
         return None;
     }
     let mark = Mark::of_uid(rule.meta().uid.as_deref().unwrap_or_default());
-    let others = ctx.rules.state();
+    let others = same_group(ctx, rule);
     claims::elder(
         resolved.kind,
         rule,
@@ -558,18 +569,28 @@ fn duplicate_claim(
 /// Wakes the objects of the same group that wait on a duplicate claim: the
 /// rule they declare may be theirs to authorize now.
 fn wake_waiting_claimants(ctx: &Context, released: &SecurityGroupRule) {
-    for other in ctx.rules.state() {
+    for other in same_group(ctx, released) {
         let waiting = other.status.as_ref().is_some_and(|s| {
             crate::api::conditions::find(&s.conditions, crate::api::conditions::types::STALLED)
                 .is_some_and(|c| c.status == "True" && c.reason == reasons::DUPLICATE_CLAIM)
         });
-        if waiting
-            && other.spec.security_group_id == released.spec.security_group_id
-            && other.spec.provider_config_ref == released.spec.provider_config_ref
-        {
+        if waiting {
             let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(other.as_ref()));
         }
     }
+}
+
+/// The cached rules that name the same group of the same ProviderConfig as
+/// `rule` (itself included).
+fn same_group(ctx: &Context, rule: &SecurityGroupRule) -> Vec<Arc<SecurityGroupRule>> {
+    ctx.members
+        .of_group(
+            &rule.spec.provider_config_ref.name,
+            &rule.spec.security_group_id,
+        )
+        .iter()
+        .filter_map(|other| ctx.rules.get(other))
+        .collect()
 }
 
 /// Whether status records no rule that may exist at the provider.

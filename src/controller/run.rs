@@ -33,7 +33,9 @@ use tracing::{debug, info, warn};
 use super::{
     Context,
     backoff::WatchBackoff,
-    configs, drift, error_policy, reconcile,
+    configs, drift, error_policy,
+    members::GroupMembers,
+    reconcile,
     resolve::{Connector, Resolver},
     uninstall::{self, Uninstall},
     usage,
@@ -105,6 +107,8 @@ type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
 /// which the controller drives.
 struct Watches {
     rules: Store<SecurityGroupRule>,
+    /// The rules of each group, kept from the watch that fills `rules`.
+    members: Arc<GroupMembers>,
     configs: Store<ProviderConfig>,
     namespaces: Store<Namespace>,
     /// By namespace: only the credentials namespaces are watched.
@@ -126,7 +130,12 @@ impl Watches {
             None => Api::all(client.clone()),
         };
         let (rules, rule_events) = cached(rule_api, labelled(&config.label_selector), slim);
+        let members = Arc::new(GroupMembers::default());
         let rule_events = rule_events
+            .inspect_ok({
+                let members = members.clone();
+                move |event| members.fold(event)
+            })
             .applied_objects()
             .inspect_ok(log_rule_event)
             .boxed();
@@ -142,6 +151,7 @@ impl Watches {
             namespaced(client, &config.secret_namespaces, &everything());
         Self {
             rules,
+            members,
             configs,
             namespaces,
             secrets,
@@ -269,7 +279,7 @@ fn context(
     Arc::new(
         Context::new(client, recorder, resolver, wake, metrics)
             .with_concurrency(config.concurrency.into())
-            .with_rules(watches.rules.clone())
+            .with_rules(watches.rules.clone(), watches.members.clone())
             .abandoning_on_uninstall(uninstall),
     )
 }
