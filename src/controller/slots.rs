@@ -92,11 +92,15 @@ impl<K: Resource<DynamicType = ()>> Slots<K> {
         }
         // A reconcile asked again while queued keeps its place; one whose
         // wake came late goes first.
-        if ns.queued.insert(object.clone()) {
+        // Kept bare: a mass delete queues thousands, and name and
+        // namespace are all a wake needs.
+        let mut bare = object.clone();
+        bare.extra = Default::default();
+        if ns.queued.insert(bare.clone()) {
             if woken {
-                ns.waiting.push_front(object.clone());
+                ns.waiting.push_front(bare);
             } else {
-                ns.waiting.push_back(object.clone());
+                ns.waiting.push_back(bare);
             }
         }
         Err(UNWOKEN)
