@@ -99,6 +99,14 @@ fn per_rule(count: u64, rules: usize) -> f64 {
     count as f64 / rules.max(1) as f64
 }
 
+/// "12.3 s (41 % of one core)": CPU the operator used over `elapsed`.
+fn cpu_figure(cpu: f64, elapsed: Duration) -> String {
+    format!(
+        "{cpu:.1} s ({:.0} % of one core)",
+        100.0 * cpu / elapsed.as_secs_f64().max(0.001)
+    )
+}
+
 /// "3.00 per rule (POST 1.00, PATCH 1.00, APPLY status 1.00); events 1.00".
 fn writes_figure(writes: &Writes, rules: usize) -> String {
     let parts: Vec<String> = writes
@@ -258,6 +266,7 @@ impl Bench {
         let (n, groups, qps) = (self.sizes.rules, self.sizes.groups, self.sizes.delete_qps);
         eprintln!("bench: creating {n} rules over {groups} groups");
         let before = Writes::scrape(self.client()).await?;
+        let cpu = procfs::cpu_seconds(self.pid());
         let started = Instant::now();
         let names = self.create_rules("bulk", BULK_CONFIG, n, groups).await?;
         let accepted = started.elapsed();
@@ -267,6 +276,7 @@ impl Bench {
             .until("every rule Ready", limit, |c| c.authorized >= n)
             .await?
             - started;
+        let cpu = procfs::cpu_seconds(self.pid()) - cpu;
         let writes = Writes::scrape(self.client()).await?.since(&before);
         let calls = self.admin.calls(&[]).await;
         let ratio = ready.as_secs_f64() / accepted.as_secs_f64();
@@ -292,6 +302,7 @@ impl Bench {
                 (writes.rule_writes() + writes.events) as f64 / ready.as_secs_f64()
             ),
         );
+        self.report.info("… operator CPU", cpu_figure(cpu, ready));
         self.report.info(
             "… provider calls per rule",
             format!(
@@ -331,6 +342,7 @@ impl Bench {
         let started = Instant::now();
         let deleted = self.delete_rules(&names).await;
         let submitted = started.elapsed();
+        let cpu = procfs::cpu_seconds(self.pid());
         procfs::signal(self.pid(), "CONT")?;
         deleted?;
         let resumed = Instant::now();
@@ -344,6 +356,7 @@ impl Bench {
             )
             .await?
             - resumed;
+        let cpu = procfs::cpu_seconds(self.pid()) - cpu;
         let writes = Writes::scrape(self.client()).await?.since(&before);
         let calls = self.admin.calls(&[]).await;
         let throttled = calls.iter().filter(|c| c.throttled()).count();
@@ -360,6 +373,7 @@ impl Bench {
             "≤ 1.1",
             ratio <= 1.1,
         );
+        self.report.info("… operator CPU", cpu_figure(cpu, gone));
         self.report.goal(
             "… provider calls; throttled responses",
             format!(

@@ -21,6 +21,11 @@ pub fn rss_mib(pid: u32) -> f64 {
     status_field(pid, "VmRSS").unwrap_or(0) as f64 / 1024.0
 }
 
+/// User + system CPU time, seconds (Linux counts it in 1/100 s ticks).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    cpu_ticks(pid) as f64 / 100.0
+}
+
 /// User + system CPU time in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
