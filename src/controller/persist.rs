@@ -58,12 +58,11 @@ impl Versions {
         map: &'m mut HashMap<ObjectRef<SecurityGroupRule>, Versions>,
         rule: &SecurityGroupRule,
     ) -> &'m mut Versions {
-        map.entry(ObjectRef::from_obj(rule))
-            .or_insert_with(|| Versions {
-                replaced: Vec::new(),
-                latest: None,
-                since: Instant::now(),
-            })
+        map.entry(key(rule)).or_insert_with(|| Versions {
+            replaced: Vec::new(),
+            latest: None,
+            since: Instant::now(),
+        })
     }
 }
 
@@ -155,7 +154,7 @@ impl Unwritten {
             uid: rule.uid(),
             record: record.clone(),
         };
-        self.lock().insert(ObjectRef::from_obj(rule), held);
+        self.lock().insert(key(rule), held);
     }
 
     fn release(&self, rule: &SecurityGroupRule) {
@@ -167,6 +166,15 @@ impl Unwritten {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A rule's entry in the maps above: name and namespace only. They hold an
+/// entry for every rule of a mass delete for minutes, and the uid and
+/// version an `ObjectRef` also carries take no part in its identity.
+fn key(rule: &SecurityGroupRule) -> ObjectRef<SecurityGroupRule> {
+    let mut key = ObjectRef::from_obj(rule);
+    key.extra = Default::default();
+    key
 }
 
 /// Whether `rule` carries the operator's finalizer.
