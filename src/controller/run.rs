@@ -37,7 +37,7 @@ use super::{
     members::GroupMembers,
     reconcile,
     resolve::{Connector, Resolver},
-    uninstall::{self, Uninstall},
+    uninstall::{self, DeletionsSeen, Uninstall},
     usage,
 };
 use crate::{
@@ -73,8 +73,9 @@ pub async fn run(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
-    let watches = Watches::start(&client, &config);
-    let (uninstall, crd_events) = Uninstall::watch(client.clone());
+    let deletions = DeletionsSeen::default();
+    let watches = Watches::start(&client, &config, &deletions);
+    let (uninstall, crd_events) = Uninstall::watch(client.clone(), deletions);
     let (wake, woken) = mpsc::unbounded();
     let ctx = context(
         &config, client, connector, metrics, &watches, uninstall, wake,
@@ -124,12 +125,29 @@ struct Watches {
 }
 
 impl Watches {
-    fn start(client: &Client, config: &Config) -> Self {
+    /// `deletions` notes each rule deletion the rules watch sees.
+    fn start(client: &Client, config: &Config, deletions: &DeletionsSeen) -> Self {
         let rule_api = match &config.namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let (rules, rule_events) = cached(rule_api, labelled(&config.label_selector), slim);
+        let seen = deletions.clone();
+        let (rules, rule_events) = cached(
+            rule_api,
+            labelled(&config.label_selector),
+            move |event: &mut watcher::Event<SecurityGroupRule>| match event {
+                watcher::Event::Apply(rule) | watcher::Event::InitApply(rule) => {
+                    slim(rule);
+                    // Before the cache shows the deletion to any reconcile.
+                    // A rule's last event (it is gone) shows none.
+                    if rule.metadata.deletion_timestamp.is_some() {
+                        seen.note();
+                    }
+                }
+                watcher::Event::Delete(rule) => slim(rule),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            },
+        );
         let members = Arc::new(GroupMembers::default());
         let rule_events = rule_events
             .inspect_ok({
@@ -177,13 +195,13 @@ impl Watches {
     }
 }
 
-/// One watch feeding one cache. `trim` drops what the operator never reads
-/// before an object is cached. Each watch backs off on its own errors
-/// (`WatchBackoff`).
+/// One watch feeding one cache. `prepare` sees each event before the cache
+/// takes it, and drops what the operator never reads. Each watch backs off
+/// on its own errors (`WatchBackoff`).
 fn cached<K>(
     api: Api<K>,
     watch: watcher::Config,
-    trim: fn(&mut K),
+    mut prepare: impl FnMut(&mut watcher::Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
@@ -195,7 +213,10 @@ where
     let (store, writer) = reflector::store();
     let events = watcher(api, watch)
         .backoff(WatchBackoff::default())
-        .modify(trim)
+        .map_ok(move |mut event| {
+            prepare(&mut event);
+            event
+        })
         .reflect(writer);
     (store, events)
 }
@@ -239,7 +260,7 @@ fn labelled(selector: &Option<String>) -> watcher::Config {
 }
 
 /// Caches an object as the API server sent it.
-fn keep<K>(_: &mut K) {}
+fn keep<K>(_: &mut watcher::Event<K>) {}
 
 fn log_rule_event(rule: &SecurityGroupRule) {
     debug!(
@@ -530,8 +551,9 @@ mod tests {
             concurrency: 8,
             resync_interval: Duration::from_secs(600),
         };
-        let watches = Watches::start(&client, &config);
-        let (uninstall, _) = Uninstall::watch(client.clone());
+        let deletions = DeletionsSeen::default();
+        let watches = Watches::start(&client, &config, &deletions);
+        let (uninstall, _) = Uninstall::watch(client.clone(), deletions);
         let (wake, _) = mpsc::unbounded();
         let connector = Arc::new(super::super::connector::Clients);
         let metrics = Arc::new(Metrics::new());

@@ -7,10 +7,11 @@
 //! The API server marks the CRD deleted before it deletes any rule, but the
 //! two watches may deliver out of order: when the cache does not show the
 //! CRD terminating, a read of its metadata sent after the rule's deletion
-//! was seen settles it before any revoke. Deletions seen together share one
-//! such read: a mass delete costs a read per round trip, not one per rule.
+//! was seen settles it before any revoke. One read serves every deletion
+//! the rules watch had seen when it was sent: a mass delete costs a read or
+//! two, not one per rule.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use futures::Stream;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -36,6 +37,7 @@ pub type CrdMeta = PartialObjectMeta<CustomResourceDefinition>;
 pub struct Uninstall {
     api: Api<CrdMeta>,
     cache: Store<CrdMeta>,
+    seen: DeletionsSeen,
     /// The last read of the CRD; held while a read is in flight, so that
     /// callers arriving meanwhile share the next one.
     last: Arc<Mutex<Option<Read>>>,
@@ -51,6 +53,7 @@ impl Uninstall {
     /// the CRD whenever it changes.
     pub fn watch(
         client: Client,
+        seen: DeletionsSeen,
     ) -> (
         Self,
         impl Stream<Item = Result<CrdMeta, watcher::Error>> + Send + 'static,
@@ -66,6 +69,7 @@ impl Uninstall {
             Self {
                 api,
                 cache,
+                seen,
                 last: Arc::default(),
             },
             events,
@@ -73,10 +77,10 @@ impl Uninstall {
     }
 
     /// True while the CRD is being deleted (or already gone), as a read sent
-    /// after this call shows it, unless the cache already says so. A
-    /// deletion, once seen, is final.
+    /// after the rules watch saw its latest deletion shows it, unless the
+    /// cache already says so. A CRD deletion, once seen, is final.
     pub async fn in_progress(&self) -> Result<bool, kube::Error> {
-        let arrived = Instant::now();
+        let arrived = self.seen.latest();
         if self
             .cache
             .get(&ObjectRef::new(crd_name()))
@@ -98,6 +102,28 @@ impl Uninstall {
         };
         *last = Some(Read { sent, terminating });
         Ok(terminating)
+    }
+}
+
+/// When the rules watch last saw a rule marked for deletion. It notes the
+/// moment before its cache takes the rule, so a deletion a reconcile finds
+/// in the cache was seen at or before the latest moment noted.
+#[derive(Clone)]
+pub struct DeletionsSeen(Arc<std::sync::Mutex<Instant>>);
+
+impl Default for DeletionsSeen {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+}
+
+impl DeletionsSeen {
+    pub fn note(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn latest(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -136,7 +162,12 @@ mod tests {
 
     /// An API server answering each GET of the CRD with the next answer
     /// sent on the channel; counts the GETs.
-    fn api_server() -> (Uninstall, mpsc::UnboundedSender<bool>, Arc<AtomicUsize>) {
+    fn api_server() -> (
+        Uninstall,
+        DeletionsSeen,
+        mpsc::UnboundedSender<bool>,
+        Arc<AtomicUsize>,
+    ) {
         let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
         let (answers, mut next) = mpsc::unbounded_channel::<bool>();
         let reads = Arc::new(AtomicUsize::new(0));
@@ -161,27 +192,36 @@ mod tests {
                 );
             }
         });
-        let (uninstall, _) = Uninstall::watch(kube::Client::new(service, "default"));
-        (uninstall, answers, reads)
+        let seen = DeletionsSeen::default();
+        let (uninstall, _) = Uninstall::watch(kube::Client::new(service, "default"), seen.clone());
+        (uninstall, seen, answers, reads)
     }
 
     #[tokio::test]
     async fn deletions_seen_together_share_a_read_of_the_crd() {
-        let (uninstall, answers, reads) = api_server();
+        let (uninstall, seen, answers, reads) = api_server();
         for _ in 0..50 {
             answers.send(false).expect("server");
         }
+        seen.note();
         let checks = join_all((0..50).map(|_| uninstall.in_progress())).await;
         assert!(checks.into_iter().all(|c| !c.expect("answered")));
-        // The first caller's read, then one for all that arrived during it.
-        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let later = join_all((0..50).map(|_| uninstall.in_progress())).await;
+        assert!(later.into_iter().all(|c| !c.expect("answered")));
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "no deletion seen since that read"
+        );
     }
 
     /// A read sent before a rule's deletion was seen may predate the CRD's
     /// deletion: it does not answer for that rule.
     #[tokio::test]
-    async fn a_read_sent_before_the_call_does_not_answer_it() {
-        let (uninstall, answers, reads) = api_server();
+    async fn a_read_sent_before_a_deletion_was_seen_does_not_answer_for_it() {
+        let (uninstall, seen, answers, reads) = api_server();
+        seen.note();
         let early = tokio::spawn({
             let uninstall = uninstall.clone();
             async move { uninstall.in_progress().await }
@@ -189,6 +229,7 @@ mod tests {
         while reads.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
+        seen.note();
         let late = tokio::spawn({
             let uninstall = uninstall.clone();
             async move { uninstall.in_progress().await }
@@ -199,6 +240,7 @@ mod tests {
         assert!(late.await.expect("ran").expect("answered"), "its own read");
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         answers.send(true).expect("server");
+        seen.note();
         assert!(
             uninstall.in_progress().await.expect("answered"),
             "a deletion seen stays"
