@@ -174,6 +174,21 @@ mod tests {
         ObjectRef::from_obj(&map(namespace, name))
     }
 
+    /// `count` slots of namespace `namespace`, held.
+    fn hold<'a>(
+        slots: &'a Slots<ConfigMap>,
+        namespace: &str,
+        count: usize,
+    ) -> Vec<Slot<'a, ConfigMap>> {
+        (0..count)
+            .map(|i| {
+                slots
+                    .enter(&key(namespace, &i.to_string()))
+                    .expect("a slot")
+            })
+            .collect()
+    }
+
     fn store_of(objects: &[ConfigMap]) -> Store<ConfigMap> {
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
@@ -292,9 +307,7 @@ mod tests {
     fn a_namespace_keeps_a_quarter_of_the_slots_free_for_others() {
         let (wake, _woken) = mpsc::unbounded();
         let slots = Slots::new(8, wake);
-        let held: Vec<_> = (0..6)
-            .map(|i| slots.enter(&key("a", &i.to_string())).expect("a slot"))
-            .collect();
+        let held = hold(&slots, "a", 6);
         assert!(slots.enter(&key("a", "6")).is_err(), "a holds its share");
         let b = slots.enter(&key("b", "0")).expect("b still gets a slot");
         drop(b);
@@ -309,9 +322,7 @@ mod tests {
     fn a_freed_slot_wakes_the_first_in_line_once_and_is_held_for_it() {
         let (wake, mut woken) = mpsc::unbounded();
         let slots = Slots::new(4, wake);
-        let mut held: Vec<_> = (0..3)
-            .map(|i| slots.enter(&key("a", &i.to_string())).expect("a slot"))
-            .collect();
+        let mut held = hold(&slots, "a", 3);
         let (x, y) = (key("a", "x"), key("a", "y"));
         assert_eq!(slots.enter(&x).err(), Some(UNWOKEN));
         assert!(slots.enter(&y).is_err());
@@ -335,9 +346,7 @@ mod tests {
     async fn a_lost_wake_passes_to_the_next_in_line() {
         let (wake, mut woken) = mpsc::unbounded();
         let slots = Slots::new(4, wake);
-        let mut held: Vec<_> = (0..3)
-            .map(|i| slots.enter(&key("a", &i.to_string())).expect("a slot"))
-            .collect();
+        let mut held = hold(&slots, "a", 3);
         let (x, y) = (key("a", "x"), key("a", "y"));
         assert!(slots.enter(&x).is_err() && slots.enter(&y).is_err());
         held.pop();
@@ -355,9 +364,7 @@ mod tests {
     fn without_a_limit_on_the_controller_no_namespace_is_held_back() {
         let (wake, _woken) = mpsc::unbounded();
         let slots = Slots::new(0, wake);
-        let held: Vec<_> = (0..1000)
-            .map(|i| slots.enter(&key("a", &i.to_string())).expect("a slot"))
-            .collect();
+        let held = hold(&slots, "a", 1000);
         assert_eq!(held.len(), 1000);
     }
 
