@@ -22,7 +22,7 @@ use crate::{
     driver::Track,
     phases::{
         call_figures, declare_initial, min_calls, new_journal,
-        replicas::{HANDOVER_BOUND, Replica, one_leader},
+        replicas::{HANDOVER_BOUND, Replica, one_leader, took_over},
     },
     process::ready,
     report::Report,
@@ -118,10 +118,7 @@ pub async fn run(soak: &Arc<Soak>) {
     replicas[first].operator.stop();
     let stopped = stopping.elapsed();
     let exited = Instant::now();
-    let released = one_leader(&replicas, HANDOVER_BOUND)
-        .await
-        .filter(|&now| now == second)
-        .map(|_| exited.elapsed());
+    let released = took_over(&replicas, second, exited, HANDOVER_BOUND).await;
     let identity = replicas[first].identity;
     replicas[first] = Replica::start(soak, identity);
 
@@ -133,10 +130,7 @@ pub async fn run(soak: &Arc<Soak>) {
     let revoked_at_kill = revoked(soak).await;
     replicas[second].operator.kill();
     let killed = Instant::now();
-    let expired = one_leader(&replicas, HANDOVER_BOUND * 2)
-        .await
-        .filter(|&now| now == first)
-        .map(|_| killed.elapsed());
+    let expired = took_over(&replicas, first, killed, HANDOVER_BOUND * 2).await;
     soak.settle(&mut tracks, PHASE).await;
     let converged = deleting.elapsed();
 

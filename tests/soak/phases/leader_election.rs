@@ -14,7 +14,7 @@ use crate::{
     driver::Track,
     phases::{
         absent_or_moved, call_figures, declare_initial, fresh_tracks, min_calls, new_journal,
-        replicas::{HANDOVER_BOUND, LEASE, Replica, one_leader, shown},
+        replicas::{HANDOVER_BOUND, LEASE, Replica, one_leader, shown, took_over},
     },
     process::ready,
     say,
@@ -54,10 +54,7 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
     replicas[leader].operator.kill();
     let killed = Instant::now();
     absent_or_moved(soak, before).await;
-    let took_over = one_leader(&replicas, LEASE * 4)
-        .await
-        .filter(|&now| now == standby)
-        .map(|_| killed.elapsed());
+    let leading_after = took_over(&replicas, standby, killed, LEASE * 4).await;
     soak.settle(&mut tracks, PHASE).await;
     let converged = killed.elapsed();
 
@@ -90,7 +87,7 @@ pub async fn run(soak: &Arc<Soak>) -> Vec<Track> {
             ),
         );
     }
-    match took_over {
+    match leading_after {
         Some(t) => {
             report.figure(
                 PHASE,

@@ -77,6 +77,20 @@ pub fn shown(calls: Option<f64>) -> String {
     calls.map_or_else(|| "metrics unreachable".to_owned(), |c| c.to_string())
 }
 
+/// How long after `since` replica `next` came to lead alone, if it did
+/// within `limit`.
+pub async fn took_over(
+    replicas: &[Replica],
+    next: usize,
+    since: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    one_leader(replicas, limit)
+        .await
+        .filter(|&now| now == next)
+        .map(|_| since.elapsed())
+}
+
 /// Waits until exactly one replica leads; returns its index.
 pub async fn one_leader(replicas: &[Replica], limit: Duration) -> Option<usize> {
     let deadline = Instant::now() + limit;
