@@ -21,7 +21,13 @@ impl Admin {
     pub fn new(url: &str) -> Self {
         Self {
             base: format!("{}/_fake", url.trim_end_matches('/')),
-            http: reqwest::Client::new(),
+            // Tests share one Admin while each runs its own runtime; an idle
+            // connection kept for reuse dies with the runtime that opened it,
+            // possibly while another test's request is on it.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("HTTP client"),
         }
     }
 

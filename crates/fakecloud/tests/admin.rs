@@ -4,6 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use secgroup_fakecloud::client::Admin;
+
 use crate::support::{REGION, alibaba, start, start_with};
 
 const DESCRIBE: [(&str, &str); 2] = [("RegionId", REGION), ("SecurityGroupId", "sg-1")];
@@ -163,4 +165,29 @@ async fn the_state_file_survives_a_restart() {
         replay.body["RequestId"], first.body["RequestId"],
         "tokens persist too"
     );
+}
+
+/// One `Admin` serves tests that run side by side, each on a runtime of its
+/// own that ends with the test: no request goes out on a connection whose
+/// runtime is ending.
+#[test]
+fn one_admin_serves_runtimes_that_come_and_go_side_by_side() {
+    let server = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = server.block_on(start());
+    let admin = Admin::new(&format!("http://{}", fake.host));
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..100 {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let rules = runtime.block_on(admin.rules(&[]));
+                    assert!(rules.is_empty());
+                }
+            });
+        }
+    });
+    drop(fake);
 }
