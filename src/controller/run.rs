@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Debug,
-    hash::Hash,
+    hash::{Hash, Hasher},
     sync::Arc,
     time::Duration,
 };
@@ -21,7 +21,6 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
         events::Recorder,
-        predicates,
         reflector::{self, ObjectRef, Store},
         utils::{Backoff, PredicateConfig},
         watcher,
@@ -412,14 +411,33 @@ impl Backoff for NoPause {
     fn reset(&mut self) {}
 }
 
-/// The ProviderConfig changes that concern its rules: a new spec (a new
-/// generation; a deletion sets one too), never its status. The status
-/// changes as rules come and go, and each change would otherwise run every
-/// rule of the config from a cache that may not show its own last write.
+/// The ProviderConfig changes that concern its rules: a new spec, or the
+/// config's deletion; never its status, which changes as rules come and go
+/// and would otherwise run every rule of the config from a cache that may
+/// not show its own last write. Nor a change of pace alone (`rateLimit`,
+/// `timeouts`): it cannot make the config invalid (the CRD bounds both) nor
+/// change what a rule holds, and the next call of any rule uses it (a client
+/// is rebuilt for the config's new generation). At 10,000 rules such a change
+/// ran 10,000 reconciles that did nothing.
 fn spec_changes(
     configs: impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<ProviderConfig, watcher::Error>> + Send + 'static {
-    configs.predicate_filter(predicates::generation, PredicateConfig::default())
+    configs.predicate_filter(what_rules_read, PredicateConfig::default())
+}
+
+/// A digest of what the rules of `config` read of it.
+fn what_rules_read(config: &ProviderConfig) -> Option<u64> {
+    let mut spec = config.spec.clone();
+    spec.rate_limit = None;
+    spec.timeouts = None;
+    let mut digest = std::hash::DefaultHasher::new();
+    serde_json::to_vec(&spec).ok()?.hash(&mut digest);
+    config
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut digest);
+    Some(digest.finish())
 }
 
 fn rules_using_config(
@@ -528,9 +546,11 @@ mod tests {
     use std::time::Duration;
 
     use futures::stream;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use kube::runtime::utils::StreamBackoff;
 
     use super::*;
+    use crate::api::provider_config::{CallTimeouts, RateLimit};
 
     /// kube's controller starts due reconciles in no particular order once
     /// all of its `concurrency` run: the reconciles' slots must be shared
@@ -575,6 +595,8 @@ mod tests {
         drop(held);
     }
 
+    /// A config's status, or only its pace, runs none of its rules; any
+    /// other change of its spec, or its deletion, runs them all.
     #[tokio::test]
     async fn only_a_new_spec_of_a_config_runs_its_rules() {
         let config = |resource_version: &str, generation: i64, uid: &str| {
@@ -588,18 +610,45 @@ mod tests {
             .expect("valid ProviderConfig");
             Ok(config)
         };
+        let paced = |resource_version: &str, generation: i64| {
+            config(resource_version, generation, "a").map(|mut c| {
+                c.spec.rate_limit = Some(RateLimit {
+                    qps: 200,
+                    burst: 20,
+                });
+                c.spec.timeouts = Some(CallTimeouts {
+                    connect_seconds: Some(3),
+                    request_seconds: None,
+                });
+                c
+            })
+        };
+        let in_region = |resource_version: &str, generation: i64, region: &str| {
+            paced(resource_version, generation).map(|mut c| {
+                c.spec.region = region.into();
+                c
+            })
+        };
+        let deleted = |resource_version: &str, generation: i64| {
+            in_region(resource_version, generation, "cn-beijing").map(|mut c| {
+                c.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+                c
+            })
+        };
         let events = stream::iter([
             config("1", 1, "a"),
             config("2", 1, "a"), // a status write
-            config("3", 2, "a"), // a new spec
-            config("4", 1, "b"), // deleted and created again
+            paced("3", 2),       // only the pace
+            in_region("4", 3, "cn-beijing"),
+            deleted("5", 4),
+            config("6", 1, "b"), // deleted and created again
         ]);
         let passed: Vec<_> = spec_changes(events)
             .map(|c| c.expect("no error").resource_version())
             .collect()
             .await;
         let versions = |v: &[&str]| v.iter().map(|v| Some((*v).to_owned())).collect::<Vec<_>>();
-        assert_eq!(passed, versions(&["1", "3", "4"]));
+        assert_eq!(passed, versions(&["1", "4", "5", "6"]));
     }
 
     fn store_of<K>(objects: Vec<K>) -> Store<K>

@@ -205,7 +205,8 @@ impl Bench {
     async fn set_bulk_rate(&self, rate: (u32, u32)) -> anyhow::Result<()> {
         let config = env::provider_config(BULK_CONFIG, &self.env.fakecloud, rate, Some(86_400));
         env::apply(self.client(), &config).await?;
-        // The change wakes every rule of the config; let that settle first.
+        // A change of pace alone wakes none of the rules; should anything
+        // else run, let it settle first.
         procfs::wait_idle(self.pid(), Duration::from_secs(120)).await;
         Ok(())
     }
