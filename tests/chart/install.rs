@@ -258,6 +258,8 @@ pub(crate) fn install_release(prefix: &str) -> Release {
             "--set",
             &format!("labelSelector={shard}"),
             "--set",
+            &format!("finalizerPolicy.objectSelector.matchLabels.secgroup-chart-e2e={id}"),
+            "--set",
             "metrics.auth.readers[0].name=scraper",
             "--set",
             &format!("metrics.auth.readers[0].namespace={system}"),
@@ -382,7 +384,7 @@ impl Release {
             json!({"direction": "Ingress", "protocol": "TCP", "ports": {"from": 443, "to": 443}, "peer": {"cidr": "10.0.0.0/8"}}),
         );
         manifest["metadata"]["labels"] = json!({label_key: label_value});
-        rules
+        let created = rules
             .patch(
                 "https",
                 &PatchParams::apply("chart-e2e").force(),
@@ -390,8 +392,17 @@ impl Release {
             )
             .await
             .expect("apply rule");
+        assert!(
+            holds_the_revoke_finalizer(&created),
+            "the chart's finalizer policy adds the finalizer as the rule is created"
+        );
         let ready = condition(&rules, "https", "Ready", "True").await;
         assert!(holds_the_revoke_finalizer(&ready));
+        let writers = finalizer_writers(&ready);
+        assert!(
+            writers.iter().all(|manager| manager == "chart-e2e"),
+            "the operator wrote no finalizer of its own: {writers:?}"
+        );
         assert_eq!(
             cloud_rules_at(cloud, "alibaba", "cn-hangzhou", group)
                 .await
@@ -455,6 +466,22 @@ impl Release {
             "revoked on delete"
         );
     }
+}
+
+/// The managers of `metadata.finalizers`, by the object's managedFields.
+fn finalizer_writers(rule: &SecurityGroupRule) -> Vec<String> {
+    rule.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|fields| fields.0.pointer("/f:metadata/f:finalizers").is_some())
+        })
+        .filter_map(|entry| entry.manager.clone())
+        .collect()
 }
 
 #[tokio::test]

@@ -414,6 +414,69 @@ fn optional_objects_render_only_when_enabled() {
     );
 }
 
+/// The finalizer policy renders where the API server serves it and adds the
+/// operator's own finalizer, at create only, to exactly the rules this
+/// release watches: with a label selector only once `objectSelector` says
+/// which, with a watched namespace only there.
+#[test]
+fn the_finalizer_policy_finalizes_only_the_rules_the_release_watches() {
+    const SERVED: [&str; 2] = [
+        "--api-versions",
+        "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+    ];
+    let policies = |extra: &[&str]| {
+        let args: Vec<&str> = SERVED.iter().chain(extra).copied().collect();
+        template(&args)
+            .into_iter()
+            .filter(|o| str_of(&o["kind"]).starts_with("MutatingAdmissionPolicy"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        of_kind(&template(&[]), "MutatingAdmissionPolicy").is_empty(),
+        "not where the API server does not serve it"
+    );
+    let all = policies(&[]);
+    let policy = one(&all, "MutatingAdmissionPolicy");
+    let binding = one(&all, "MutatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert!(
+        binding["spec"].get("matchResources").is_none(),
+        "every rule"
+    );
+    let finalizer = secgroup_operator::api::FINALIZER;
+    let condition = str_of(&policy["spec"]["matchConditions"][0]["expression"]);
+    assert!(condition.contains(&format!("'{finalizer}'")), "{condition}");
+    let patch = str_of(&policy["spec"]["mutations"][0]["jsonPatch"]["expression"]);
+    assert_eq!(
+        patch.matches(&format!("\"{finalizer}\"")).count(),
+        2,
+        "{patch}"
+    );
+    assert_eq!(
+        strings(&policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"]),
+        ["CREATE"]
+    );
+    assert!(policies(&["--set", "finalizerPolicy.enabled=false"]).is_empty());
+    assert!(
+        policies(&["--set", "labelSelector=team=a"]).is_empty(),
+        "a label selector needs objectSelector to match it"
+    );
+    let sharded = policies(&[
+        "--set",
+        "labelSelector=team=a",
+        "--set",
+        "finalizerPolicy.objectSelector.matchLabels.team=a",
+        "--set",
+        "watchNamespace=rules",
+    ]);
+    let matched = &one(&sharded, "MutatingAdmissionPolicyBinding")["spec"]["matchResources"];
+    assert_eq!(matched["objectSelector"]["matchLabels"]["team"], "a");
+    assert_eq!(
+        matched["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "rules"
+    );
+}
+
 /// /metrics asks for a reviewed bearer token by default, probes are on their
 /// own port, scrapers get a ClusterRole to bind, and the ServiceMonitor
 /// sends Prometheus's token.

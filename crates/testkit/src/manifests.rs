@@ -41,3 +41,41 @@ pub fn provider_config(
         "spec": spec,
     })
 }
+
+/// The API a cluster must serve for the chart to render the finalizer policy.
+pub const MUTATING_ADMISSION_POLICY: &str =
+    "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+
+/// The chart's MutatingAdmissionPolicy and its binding, as `helm template`
+/// renders them for release `release`: they add the operator's finalizer to
+/// each rule that `object_selector` (a LabelSelector) picks as it is created.
+/// Needs helm on PATH (the test cluster's environment puts it there).
+pub fn finalizer_policy(release: &str, object_selector: &Value) -> Vec<Value> {
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/secgroup-operator");
+    let selector = format!("finalizerPolicy.objectSelector={object_selector}");
+    let out = std::process::Command::new("helm")
+        .args(["template", release])
+        .arg(&chart)
+        .args([
+            "--api-versions",
+            MUTATING_ADMISSION_POLICY,
+            "--set-json",
+            &selector,
+        ])
+        .args(["--show-only", "templates/finalizerpolicy.yaml"])
+        .output()
+        .expect("helm on PATH");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).expect("YAML"))
+        .filter(|document: &Value| !document.is_null())
+        .collect();
+    assert_eq!(documents.len(), 2, "a policy and its binding: {text}");
+    documents
+}
