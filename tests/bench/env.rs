@@ -51,6 +51,14 @@ pub fn operator_binary() -> PathBuf {
         .map_or_else(|| binary("secgroup-operator"), PathBuf::from)
 }
 
+/// Whether the chart's finalizer policy adds the operator's finalizer to
+/// rules as they are created, as an installed chart does where the API
+/// server serves it; `BENCH_FINALIZER_POLICY=off` leaves the operator to
+/// write it itself.
+pub fn finalizer_policy() -> bool {
+    std::env::var("BENCH_FINALIZER_POLICY").map_or(true, |v| v != "off")
+}
+
 fn start_operator(resync: Duration, extra: &str, logs: &LogDir) -> (Tied, String) {
     let health = net::free_addr();
     let path = operator_binary();
@@ -149,6 +157,15 @@ impl Env {
             .await
             .context("connecting to the test control plane (KUBECONFIG)")?;
         install_crds(&client).await?;
+        if finalizer_policy() {
+            // The rules the operator watches (see `start_operator`).
+            let watched = json!({"matchExpressions": [
+                {"key": UNWATCHED_LABEL, "operator": "NotIn", "values": ["true"]}
+            ]});
+            for object in manifests::finalizer_policy("bench", &watched) {
+                apply(&client, &object).await?;
+            }
+        }
         let logs = LogDir::new("bench", "BENCH_LOGS");
         let fake = FakeCloud::start(
             &format!("{ACCESS_KEY}:{SECRET_KEY}"),

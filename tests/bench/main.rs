@@ -78,8 +78,9 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nmachine: {}; {}", report::machine(), load.summary());
     println!(
-        "operator: {}; harness build: {}; sizes: {:?}\n",
+        "operator: {}; finalizer policy: {}; harness build: {}; sizes: {:?}\n",
         env::operator_binary().display(),
+        if env::finalizer_policy() { "on" } else { "off" },
         if cfg!(debug_assertions) {
             "debug"
         } else {
