@@ -22,10 +22,10 @@ use kube::{
     },
 };
 use secgroup_operator::api::{ProviderConfig, SecurityGroupRule};
-use secgroup_testkit::manifests::{SecretRef, provider_config};
+use secgroup_testkit::manifests::{self, SecretRef, provider_config};
 use serde_json::json;
 
-use crate::workload::PROVIDERS;
+use crate::workload::{ADMITTED_LABEL, PROVIDERS};
 
 pub const RULE_NAMESPACE: &str = "soak";
 pub const SECRET_NAMESPACE: &str = "soak-system";
@@ -58,11 +58,24 @@ pub async fn retry<T, E: Display, Fut: Future<Output = Result<T, E>>>(
 }
 
 fn kubectl(args: &[&str]) {
-    let status = Command::new("kubectl")
+    kubectl_with_input(args, "");
+}
+
+fn kubectl_with_input(args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
         .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .status()
+        .spawn()
         .expect("kubectl on PATH");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("kubectl stdin");
+    let status = child.wait().expect("kubectl");
     assert!(status.success(), "kubectl {args:?} failed");
 }
 
@@ -83,6 +96,10 @@ impl Cluster {
             "--all",
             "--timeout=60s",
         ]);
+        let admitted = json!({"matchLabels": {ADMITTED_LABEL: "true"}});
+        let policy = json!({"apiVersion": "v1", "kind": "List",
+                            "items": manifests::finalizer_policy("soak", &admitted)});
+        kubectl_with_input(&["apply", "--server-side", "-f", "-"], &policy.to_string());
         let client = Client::try_default().await.expect("kubeconfig");
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for name in [RULE_NAMESPACE, SECRET_NAMESPACE] {

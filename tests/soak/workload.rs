@@ -22,6 +22,9 @@ pub struct ProviderSetup {
     pub group_prefix: &'static str,
 }
 
+/// Rules labelled `true` get the operator's finalizer at admission.
+pub const ADMITTED_LABEL: &str = "secgroup-soak/admitted";
+
 pub const PROVIDERS: [ProviderSetup; 3] = [
     ProviderSetup {
         config: "soak-alibaba",
@@ -117,12 +120,16 @@ impl Slot {
         serde_json::from_value(rule).expect("a valid rule")
     }
 
-    /// The whole object, declaring `rule` with `ensure`.
+    /// The whole object, declaring `rule` with `ensure`. Every other rule
+    /// gets its finalizer from the chart's admission policy as it is
+    /// created (`ADMITTED_LABEL`), the rest from the operator: crashes hit
+    /// both.
     pub fn manifest(&self, rule: &RuleSpec, ensure: &str) -> Value {
+        let admitted = self.index.is_multiple_of(2).to_string();
         json!({
             "apiVersion": "secgroup.dev/v1alpha1",
             "kind": "SecurityGroupRule",
-            "metadata": {"name": self.name},
+            "metadata": {"name": self.name, "labels": {ADMITTED_LABEL: admitted}},
             "spec": {"providerConfigRef": {"name": self.provider.config},
                      "securityGroupId": self.group, "ensure": ensure, "rule": rule},
         })
