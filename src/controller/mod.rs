@@ -13,7 +13,8 @@
 //! (the rule made `Absent` moves to `superseded` before its revoke).
 //! Deletion writes only the finalizer's removal, and status first only when
 //! another finalizer keeps the object. So create → Ready costs the user's
-//! create and two writes, delete → gone the user's delete and one.
+//! create and two writes (one where the chart's admission policy puts the
+//! finalizer in the create), delete → gone the user's delete and one.
 //! Between a call and the status write the record is held in memory
 //! (`persist::Unwritten`); after a restart the mark shows what a dead
 //! process left (`steps::Pass::recover`).
@@ -296,7 +297,9 @@ async fn apply(
     let object = ObjectRef::from_obj(rule);
     let mut writer = RuleWriter::new(api, rule, &ctx.stale, &ctx.unwritten);
     // Before anything may be called. A rule without the finalizer was never
-    // called for, so nothing of it can be at the provider.
+    // called for, so nothing of it can be at the provider. One given the
+    // finalizer at admission (the chart's policy) may have been called for
+    // by a process that died: with no settled status, its mark is looked for.
     let first = !persist::guarded(rule);
     if first {
         writer.add_finalizer().await?;
