@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -19,6 +19,7 @@ pub use secgroup_testkit::{
     Admin, FakeCloud, LogDir, Output, Tied, binary,
     manifests::{SecretRef, provider_config},
     net::free_addr,
+    with_input,
 };
 use serde_json::{Value, json};
 
@@ -61,23 +62,6 @@ pub fn log_dir() -> PathBuf {
         path
     })
     .clone()
-}
-
-/// Runs `command` with `input` on stdin and waits for it; stdout and
-/// stderr go where `command` says (inherited unless set).
-pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
 }
 
 pub fn kubectl(args: &[&str], stdin: Option<&str>) {

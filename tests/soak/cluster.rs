@@ -22,7 +22,10 @@ use kube::{
     },
 };
 use secgroup_operator::api::{ProviderConfig, SecurityGroupRule};
-use secgroup_testkit::manifests::{self, SecretRef, provider_config};
+use secgroup_testkit::{
+    manifests::{self, SecretRef, provider_config},
+    with_input,
+};
 use serde_json::json;
 
 use crate::workload::{ADMITTED_LABEL, PROVIDERS};
@@ -62,21 +65,11 @@ fn kubectl(args: &[&str]) {
 }
 
 fn kubectl_with_input(args: &[&str], input: &str) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kubectl on PATH");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("kubectl stdin");
-    let status = child.wait().expect("kubectl");
-    assert!(status.success(), "kubectl {args:?} failed");
+    let out = with_input(
+        Command::new("kubectl").args(args).stdout(Stdio::null()),
+        input,
+    );
+    assert!(out.status.success(), "kubectl {args:?} failed");
 }
 
 impl Cluster {

@@ -13,7 +13,7 @@ mod process;
 
 pub use fakecloud::FakeCloud;
 pub use paths::{LogDir, binary};
-pub use process::{Output, Tied};
+pub use process::{Output, Tied, with_input};
 pub use secgroup_fakecloud::{
     RuleView, TokenView, client::Admin, faults::FaultPlan, journal::CallRecord,
 };

@@ -145,6 +145,23 @@ impl Drop for Tied {
     }
 }
 
+/// Runs `command` with `input` on stdin and waits for it; stdout and
+/// stderr go where `command` says (inherited unless set).
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
