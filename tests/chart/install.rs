@@ -257,7 +257,8 @@ pub(crate) fn install_release(prefix: &str) -> Release {
             "--take-ownership",
             "--set",
             &format!("labelSelector={shard}"),
-            "--set",
+            // The id may be all digits, which `--set` would make a number.
+            "--set-string",
             &format!("finalizerPolicy.objectSelector.matchLabels.secgroup-chart-e2e={id}"),
             "--set",
             "metrics.auth.readers[0].name=scraper",

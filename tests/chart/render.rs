@@ -600,6 +600,11 @@ fn the_values_schema_refuses_bad_values() {
         ("image.digest=latest", "digest"),
         ("metrics.auth.enabled=yes", "enabled"),
         ("health.port=80", "port"),
+        // A label value must be a string: `--set` makes 123 a number.
+        (
+            "finalizerPolicy.objectSelector.matchLabels.team=123",
+            "team",
+        ),
     ] {
         let err = try_template(&["--set", set]).expect_err(set);
         assert!(err.contains(field), "{set}: {err}");
